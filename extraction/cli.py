@@ -1,0 +1,115 @@
+"""``python -m extraction [flags]`` runs an extraction; subcommands work on an existing store:
+
+python -m extraction --config configs/extraction/default.yaml
+python -m extraction inspect DIR              # the final summary of a store
+python -m extraction inspect FILE.pkl --trust-pickle
+python -m extraction label DIR [--method M]   # recompute labels (index only)
+python -m extraction export-pickle DIR [--output DIR] [--batch-size 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from extraction.errors import UserError
+
+PROG = "python -m extraction"
+
+
+def _run(argv: list[str]) -> None:
+    from extraction import console
+    from extraction.cli_config import parse_config, to_yaml
+    from extraction.config import ExtractionConfig
+
+    cfg, print_config = parse_config(ExtractionConfig, argv, PROG)
+    if print_config:
+        print(to_yaml(cfg), end="")
+        return
+    from extraction.run import run_extraction
+    from extraction.store import TraceStore
+
+    result = run_extraction(cfg)
+    console.summary(TraceStore(result.store_dir), processed=result.processed)
+
+
+def _inspect(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog=f"{PROG} inspect", description="Summarise a store.")
+    parser.add_argument("path", help="a store directory, or a seed pickle batch file")
+    parser.add_argument("--trust-pickle", action="store_true", help="allow loading a .pkl file")
+    args = parser.parse_args(argv)
+    from extraction import console
+
+    if args.path.endswith(".pkl"):
+        from extraction.export import load_pickle_batch
+
+        records = load_pickle_batch(args.path, trust_pickle=args.trust_pickle)
+        first = records[0]
+        console.say(f"{args.path}: {len(records)} traces; fields {list(first)}")
+        console.say(f"  hidden state 0: {first['hidden_states'][0].shape}")
+        console.say(f"  attention 0: {first['attentions'][0].shape}")
+        return
+    from extraction.store import TraceStore
+
+    console.summary(TraceStore(args.path))
+
+
+def _label(argv: list[str]) -> None:
+    from extraction.labels import METHODS
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} label", description="Recompute the label fields of a store's index."
+    )
+    parser.add_argument("path", help="a store directory")
+    parser.add_argument("--method", choices=METHODS, help="default: each question's own")
+    args = parser.parse_args(argv)
+    from extraction.relabel import relabel
+
+    counts = relabel(args.path, args.method)
+    print(
+        f"relabelled {counts['total']} traces: {counts['hallucinated']} hallucinated, "
+        f"{counts['correct']} correct, {counts['unlabelled']} without gold answers"
+    )
+
+
+def _export(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} export-pickle", description="Write the seed's pickle batch files."
+    )
+    parser.add_argument("path", help="a store directory")
+    parser.add_argument("--output", help="folder for the .pkl files (default: DIR/pickle)")
+    parser.add_argument("--batch-size", type=int, default=500, help="traces per file")
+    args = parser.parse_args(argv)
+    from extraction import console
+    from extraction.export import export_pickle
+
+    for path in export_pickle(args.path, args.output, args.batch_size):
+        console.say(f"💾 {path}: {console.megabytes(path):.2f} MB")
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "run": _run,
+    "inspect": _inspect,
+    "label": _label,
+    "export-pickle": _export,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("extraction").setLevel(logging.INFO)
+    command = COMMANDS.get(argv[0], _run) if argv else _run
+    if argv and argv[0] in COMMANDS:
+        argv = argv[1:]
+    try:
+        command(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0

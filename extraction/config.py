@@ -1,0 +1,95 @@
+"""Settings of an extraction run. Every field is a command-line flag (``num_samples`` ↔
+``--num-samples``... jsonargparse accepts ``--num_samples``) and a key of the YAML given to
+``--config`` (see ``configs/extraction/default.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from extraction.generation import DEFAULT_STOP_STRINGS, Decoding
+from extraction.models import OFFLINE_MODEL
+from extraction.prompts import SEED_PROMPT
+
+STORAGE_DTYPES = ("float16", "bfloat16", "float32")
+
+
+@dataclass
+class ExtractionConfig:
+    """Extract final-state traces (hidden states + attentions over prompt + answer).
+
+    Args:
+        model: Registry id (``HF_NAMES``), hub id or local folder; the default is the packaged
+            offline SmolLM2-135M-Instruct.
+        dataset: ``demo`` (bundled), ``triviaqa`` or ``truthfulqa``; with ``dataset_file`` it
+            only names the run (default: the file's stem).
+        dataset_file: Local JSONL/CSV/Parquet with the hub's fields (question, answer aliases or
+            correct/incorrect answers).
+        num_samples: How many questions (None = all).
+        offset: Index of the first question to take.
+        output_dir: Store directory (default ``traces_data/{model}_{dataset}``).
+        prompt_template: Prompt with a ``{question}`` slot (default: the seed's).
+        chat_template: Wrap the prompt in the tokenizer's chat template.
+        num_beams: Beam width (1 = greedy).
+        max_new_tokens: Longest answer, in tokens.
+        early_stopping: Stop beam search once ``num_beams`` finished candidates exist.
+        stop_strings: The answer ends before the first of these (after it has started).
+        batch_size: Questions generated and traced together.
+        max_total_tokens: Questions whose prompt plus ``max_new_tokens`` exceed this are recorded
+            as errors instead of run.
+        quantization: ``auto`` (4-bit NF4 on CUDA, none on CPU), ``4bit``, ``8bit`` or ``none``.
+        torch_dtype: Compute dtype: ``auto`` (float16 on CUDA, float32 on CPU) or a dtype name.
+        revision: Hub revision (branch, tag or commit) of the model.
+        device: ``cpu``, ``cuda``, ``cuda:1``... (default: CUDA when available).
+        dtype: Storage dtype of hidden states and attentions.
+        layers: Block indices to keep (None = all): attention of block l and hidden state l+1,
+            plus the embedding output (hidden state 0).
+        shard_size: Traces per shard file (the seed's 500).
+        shard_max_mb: A shard is also closed once its tensors reach this many MiB.
+        overwrite: Delete an existing run in ``output_dir`` and start over.
+        retry_errors: On resume, run again the questions that failed before.
+        label_method: Labelling method (None = the dataset's default).
+        verbose: Print every example, as the seed did.
+    """
+
+    model: str = OFFLINE_MODEL
+    dataset: str | None = None
+    dataset_file: str | None = None
+    num_samples: int | None = None
+    offset: int = 0
+    output_dir: str | None = None
+    prompt_template: str = SEED_PROMPT
+    chat_template: bool = False
+    num_beams: int = 5
+    max_new_tokens: int = 64
+    early_stopping: bool = True
+    stop_strings: list[str] = field(default_factory=lambda: list(DEFAULT_STOP_STRINGS))
+    batch_size: int = 8
+    max_total_tokens: int = 1024
+    quantization: str = "auto"
+    torch_dtype: str = "auto"
+    revision: str | None = None
+    device: str | None = None
+    dtype: str = "float16"
+    layers: list[int] | None = None
+    shard_size: int = 500
+    shard_max_mb: int = 1024
+    overwrite: bool = False
+    retry_errors: bool = False
+    label_method: str | None = None
+    verbose: bool = False
+
+    @property
+    def decoding(self) -> Decoding:
+        return Decoding(self.num_beams, self.max_new_tokens, self.early_stopping)
+
+    def store_dir(self, dataset: str) -> Path:
+        return Path(self.output_dir or Path("traces_data") / f"{self.model_slug}_{dataset}")
+
+    @property
+    def model_slug(self) -> str:
+        """The model's name as it appears in file names (a path or hub id → its last part)."""
+        return Path(self.model.rstrip("/")).name
+
+    def as_dict(self) -> dict:
+        return asdict(self)

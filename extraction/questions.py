@@ -1,0 +1,138 @@
+"""Question sources: the hub datasets of the seed, local files with the same fields, and the
+bundled ``demo`` set. Every source goes through the same row normaliser, so a local copy of
+TriviaQA or TruthfulQA is read exactly as the hub rows would be."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from extraction.errors import UserError
+
+log = logging.getLogger(__name__)
+
+BUNDLED_DIR = Path(__file__).parent / "data"
+BUNDLED = {"demo": BUNDLED_DIR / "demo_questions.jsonl"}
+HUB = {
+    "triviaqa": ("mandarjoshi/trivia_qa", "rc.nocontext", "validation"),
+    "truthfulqa": ("truthful_qa", "generation", "validation"),
+}
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+LIST_FIELDS = ("aliases", "normalized_aliases", "correct_answers", "incorrect_answers")
+
+
+@dataclass(frozen=True)
+class Question:
+    question_id: str
+    question: str
+    gold: dict = field(default_factory=dict)
+
+
+def dataset_name(dataset: str | None, dataset_file: str | None) -> str:
+    """The run's dataset name (used in file names): explicit, else the file's stem, else demo."""
+    if dataset:
+        return dataset
+    return Path(dataset_file).stem if dataset_file else "demo"
+
+
+def load_questions(
+    dataset: str | None = None,
+    dataset_file: str | None = None,
+    num_samples: int | None = None,
+    offset: int = 0,
+) -> list[Question]:
+    """Questions ``offset .. offset + num_samples`` of the source (``None`` = to the end).
+
+    Ids come from a ``question_id`` field, else from the row index in the whole source
+    (``truthfulqa_{idx}``), so a slice never renumbers questions.
+    """
+    if num_samples is not None and num_samples < 1:
+        raise UserError("--num-samples must be at least 1 (omit it to take every question)")
+    if offset < 0:
+        raise UserError("--offset must be 0 or more")
+    name = dataset_name(dataset, dataset_file)
+    rows, origin = _rows(name, dataset_file)
+    stop = None if num_samples is None else offset + num_samples
+    questions = []
+    for index in range(offset, len(rows) if stop is None else min(stop, len(rows))):
+        questions.append(_question(rows[index], index, name, origin))
+    if not questions:
+        raise UserError(f"{origin} has no questions at --offset {offset}")
+    return questions
+
+
+def _rows(name: str, dataset_file: str | None):
+    import datasets
+
+    datasets.disable_progress_bars()
+    if dataset_file is not None:
+        return _file_rows(Path(dataset_file)), dataset_file
+    if name in BUNDLED:
+        return _file_rows(BUNDLED[name]), f"bundled {name} set"
+    if name not in HUB:
+        choices = ", ".join([*BUNDLED, *HUB])
+        raise UserError(f"unknown dataset {name!r}: use one of {choices}, or --dataset-file PATH")
+    path, config, split = HUB[name]
+    try:
+        return datasets.load_dataset(path, config, split=split), f"{path} ({config}, {split})"
+    except Exception as exc:  # the hub raises many types (connection, auth, missing config)
+        raise UserError(
+            f"cannot load {path} from the Hugging Face hub ({type(exc).__name__}); without "
+            f"network, pass a local copy with --dataset-file"
+        ) from None
+
+
+def _file_rows(path: Path):
+    import datasets
+
+    if not path.exists():
+        raise UserError(f"dataset file {path} does not exist")
+    builder = FILE_BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise UserError(f"{path}: use a .jsonl, .json, .csv or .parquet file")
+    try:
+        rows = datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as exc:  # datasets wraps parser errors in several exception types
+        raise UserError(
+            f"cannot read {path} as {builder} ({type(exc).__name__}); check that it is valid "
+            f"{builder} with one question per row"
+        ) from None
+    rows = rows.rename_columns({c: _column(c) for c in rows.column_names if _column(c) != c})
+    if "question" not in rows.column_names:
+        raise UserError(
+            f"{path} has no 'question' field (columns: {', '.join(rows.column_names)}); "
+            "each row needs a question"
+        )
+    return rows
+
+
+def _column(name: str) -> str:
+    """TruthfulQA's CSV headers ('Best Answer', BOM on the first) → the hub's field names."""
+    return name.lstrip("\ufeff").strip().lower().replace(" ", "_")
+
+
+def _question(row: dict, index: int, dataset: str, origin: str) -> Question:
+    text = row.get("question")
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(f"row {index} of {origin} has an empty question; fix or remove it")
+    question_id = row.get("question_id") or f"{dataset}_{index}"
+    return Question(str(question_id), text.strip(), _gold(row))
+
+
+def _gold(row: dict) -> dict:
+    """Gold answers in one shape: TriviaQA nests them under ``answer``; TruthfulQA's CSV keeps
+    lists as '; '-separated strings."""
+    source = dict(row.get("answer") or {})
+    for key in ("aliases", "best_answer", "correct_answers", "incorrect_answers"):
+        if row.get(key) is not None:
+            source[key] = row[key]
+    gold = {}
+    for key in (*LIST_FIELDS, "best_answer"):
+        value = source.get(key)
+        if value is None:
+            continue
+        if key in LIST_FIELDS and isinstance(value, str):
+            value = [part.strip() for part in value.split("; ") if part.strip()]
+        gold[key] = value if isinstance(value, str) else [str(v) for v in value]
+    return gold

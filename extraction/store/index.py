@@ -1,0 +1,60 @@
+"""The index: ``index.jsonl``, one JSON row per question, appended only after its shard exists.
+
+A crash can leave a half-written last line; readers ignore it and the writer cuts it off.
+When a question appears more than once (a retried error), the last row wins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from extraction.store.layout import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+LABEL_FIELDS = ("label", "label_method", "label_score")
+
+
+def read_index(path: Path) -> dict[str, dict]:
+    """Rows keyed by question id, in first-seen order, last row winning."""
+    rows: dict[str, dict] = {}
+    if not path.exists():
+        return rows
+    with path.open("rb") as handle:
+        data = handle.read()
+    complete, _, partial = data.rpartition(b"\n")
+    if partial.strip():
+        log.warning("ignoring a half-written last line in %s (an interrupted run)", path)
+    for line in complete.splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows[row["question_id"]] = row
+    return rows
+
+
+def truncate_partial_line(path: Path) -> None:
+    """Cut a half-written last line so the next append starts on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep != len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(keep)
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def rewrite_index(path: Path, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
