@@ -63,3 +63,7 @@ class Trace:
             "tokens": self.tokens.numpy(),
             "tokens_decoded": list(self.tokens_decoded),
         }
+
+
+def _numpy_list(by_layer: dict[int, torch.Tensor]) -> list:
+    return [by_layer[index].float().numpy() for index in sorted(by_layer)]

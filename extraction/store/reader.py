@@ -88,7 +88,7 @@ class TraceStore:
         shard = self._row(question_id)["shard"]
         key = tensor_key(question_id, kind, index)
         handle = self._open(shard)
-        if key not in handle.keys():
+        if key not in handle.keys():  # noqa: SIM118 (safe_open has no __contains__)
             stored = self.record(question_id)[
                 "hidden_state_indices" if kind == "hidden_states" else "attention_indices"
             ]
