@@ -85,10 +85,20 @@ def cut_answer(tokens: list[int], tokenizer, eos_ids: set[int], stop_strings) ->
             tokens, end = tokens[: position + 1], "eos"
             break
     content = tokens[:-1] if end == "eos" else tokens
-    for position in range(len(content)):
-        text = tokenizer.decode(content[: position + 1], skip_special_tokens=True).lstrip()
-        if any(stop in text for stop in stop_strings):
-            tokens, end = content[:position], "stop_string"
+
+    def text_of(n_tokens: int) -> str:
+        return tokenizer.decode(content[:n_tokens], skip_special_tokens=True).lstrip()
+
+    for position in range(1, len(content) + 1):
+        text = text_of(position)
+        starts = [text.find(stop) for stop in stop_strings if stop in text]
+        if starts:
+            # A stop string may span several tokens ("Question" + ":"): drop every token that
+            # reaches into it.
+            keep = position
+            while keep > 0 and len(text_of(keep)) > min(starts):
+                keep -= 1
+            tokens, end = content[:keep], "stop_string"
             break
     text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
     return Answer(answer_ids=list(tokens), text=text, end=end)

@@ -109,6 +109,7 @@ _APOSTROPHES = "'’‘`´"
 # A period inside a letter acronym goes, so "U.S." and "US" normalise alike; "3.5" keeps it.
 _ACRONYM_PERIOD = re.compile(r"(?<=\b[a-z])\.(?=[a-z]\b)")
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_QUALIFIER = re.compile(r"\s*\([^)]*\)\s*$")
 
 
 def _ordinal(n: int) -> str:
@@ -181,12 +182,21 @@ def token_f1(prediction: list[str], reference: list[str]) -> float:
 # --- methods ----------------------------------------------------------------------------------
 
 
+def _strings(gold: dict, *fields: str) -> list[str]:
+    """The non-blank strings of these gold fields, stripped, in order, without repeats. A field may
+    hold one string or a list of them."""
+    out: list[str] = []
+    for field in fields:
+        value = gold.get(field) or []
+        out += [value] if isinstance(value, str) else list(value)
+    return list(dict.fromkeys(s.strip() for s in out if isinstance(s, str) and s.strip()))
+
+
 def _aliases(gold: dict) -> list[list[str]]:
-    """Normalised aliases, also without a trailing "(disambiguation)"-style qualifier."""
-    variants: list[str] = []
-    for alias in [*gold.get("aliases", []), *gold.get("normalized_aliases", [])]:
-        variants += [alias, re.sub(r"\s*\([^)]*\)\s*$", "", alias)]
-    unique = dict.fromkeys(tuple(normalize_tokens(v)) for v in variants)
+    """Normalised aliases without a trailing Wikipedia qualifier: "Interlaken (Bern)" is
+    "interlaken", so the answer "Bern" is not half right."""
+    aliases = _strings(gold, "aliases", "normalized_aliases")
+    unique = dict.fromkeys(tuple(normalize_tokens(_QUALIFIER.sub("", a))) for a in aliases)
     return [list(tokens) for tokens in unique if tokens]
 
 
@@ -206,15 +216,10 @@ def alias_match(answer: str, gold: dict) -> Label:
 
 
 def _correct_refs(gold: dict) -> list[str]:
-    refs = [gold.get("best_answer", ""), *gold.get("correct_answers", [])]
-    refs = [r for r in dict.fromkeys(r.strip() for r in refs) if r]
+    refs = _strings(gold, "best_answer", "correct_answers")
     if not any(r.lower().rstrip(".") == NO_COMMENT.lower().rstrip(".") for r in refs):
         refs.append(NO_COMMENT)
     return refs
-
-
-def _incorrect_refs(gold: dict) -> list[str]:
-    return [r for r in dict.fromkeys(r.strip() for r in gold.get("incorrect_answers", [])) if r]
 
 
 @functools.lru_cache(maxsize=1)
@@ -267,7 +272,7 @@ def _truthfulqa_diff(
     incorrect one. score = max similarity to correct - max similarity to incorrect."""
     if not answer.strip():
         return Label(1, method, 0.0)
-    correct, incorrect = _correct_refs(gold), _incorrect_refs(gold)
+    correct, incorrect = _correct_refs(gold), _strings(gold, "incorrect_answers")
     sims = similarities(answer, correct + incorrect)
     score = max(sims[: len(correct)]) - max(sims[len(correct) :])
     return Label(int(score <= 0), method, score)
@@ -303,8 +308,8 @@ def bleurt(answer: str, gold: dict) -> Label:
     """HaloScope's rule: truthful when BLEURT-20 against some correct reference is > 0.5.
 
     score = max BLEURT over the correct references. Kept for comparison with published numbers;
-    never a default (it needs a 2 GB checkpoint from the hub, and it marks correct sentence answers
-    wrong when the references are short phrases).
+    never a default: it needs a checkpoint from the hub, and its fixed 0.5 cut has called correct
+    sentence answers ("Solid carbon dioxide is commonly called dry ice.") hallucinated.
     """
     import torch
 
@@ -318,11 +323,10 @@ def bleurt(answer: str, gold: dict) -> Label:
 
 # --- dispatch ---------------------------------------------------------------------------------
 
-# Embeddings rather than ROUGE-L: they judge paraphrases that share no word with any reference,
-# which ROUGE-L ties at 0 and so calls hallucinated. Evidence in docs/LABELS.md.
-
 _METHODS: dict[str, Callable[[str, dict], Label]] = {
     "alias_match": alias_match,
+    # Embeddings rather than ROUGE-L: they can judge a paraphrase that shares no word with any
+    # reference, which ROUGE-L ties at 0 and so calls hallucinated. Evidence in docs/LABELS.md.
     "truthfulqa_diff": truthfulqa_diff_embedding,
     "truthfulqa_diff_rougeL": truthfulqa_diff_rougeL,
     "truthfulqa_diff_embedding": truthfulqa_diff_embedding,
@@ -331,22 +335,14 @@ _METHODS: dict[str, Callable[[str, dict], Label]] = {
 METHODS: tuple[str, ...] = tuple(_METHODS)
 
 
-def _has(gold: dict, field: str) -> bool:
-    value = gold.get(field)
-    if isinstance(value, str):
-        return bool(value.strip())
-    return any(isinstance(v, str) and v.strip() for v in value or ())
-
-
 def _missing_fields(gold: dict, method: str) -> str | None:
     """What the gold answers lack for this method, or None when they suffice."""
     if method == "alias_match":
-        ok = _has(gold, "aliases") or _has(gold, "normalized_aliases")
-        return None if ok else "aliases or normalized_aliases"
-    has_correct = _has(gold, "correct_answers") or _has(gold, "best_answer")
+        return None if _aliases(gold) else "aliases or normalized_aliases"
+    has_correct = bool(_strings(gold, "correct_answers", "best_answer"))
     if method == "bleurt":
         return None if has_correct else "correct_answers or best_answer"
-    if has_correct and _has(gold, "incorrect_answers"):
+    if has_correct and _strings(gold, "incorrect_answers"):
         return None
     return "correct_answers or best_answer, and incorrect_answers"
 

@@ -1,0 +1,95 @@
+"""Shared fixtures: a tiny random-weight Llama (fast tests) and real SmolLM2 stores (slow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from extraction.cli import main as extraction_main
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+TRIVIAQA = SHARED_DATA / "triviaqa" / "validation.jsonl"
+TRUTHFULQA = SHARED_DATA / "truthfulqa" / "TruthfulQA.csv"
+
+
+def require_shared_data() -> None:
+    if not TRIVIAQA.exists() or not TRUTHFULQA.exists():
+        pytest.skip(f"shared benchmark data not found under {SHARED_DATA}")
+
+
+def run_extraction(*args: str) -> int:
+    """``python -m extraction ARGS`` in-process; returns the exit status."""
+    return extraction_main([str(arg) for arg in args])
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-block random Llama with SmolLM2's real tokenizer: the same code paths, in seconds."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from extraction.offline_model import converted_checkpoint
+
+    tokenizer = AutoTokenizer.from_pretrained(converted_checkpoint())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    path = tmp_path_factory.mktemp("tiny_llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_args(model_dir: Path, out: Path, n: int = 6) -> list:
+    require_shared_data()
+    return [
+        "--model", model_dir, "--dataset", "triviaqa", "--dataset-file", TRIVIAQA,
+        "--num-samples", n, "--output-dir", out, "--num-beams", 2, "--max-new-tokens", 6,
+        "--batch-size", 3, "--shard-size", 4,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tiny_model_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny_store") / "store"
+    assert run_extraction(*tiny_args(tiny_model_dir, out)) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_triviaqa_store(tmp_path_factory) -> Path:
+    """The real model, seed settings, on 20 real TriviaQA rows (a slow fixture)."""
+    require_shared_data()
+    out = tmp_path_factory.mktemp("smollm2_triviaqa") / "store"
+    status = run_extraction(
+        "--dataset", "triviaqa", "--dataset-file", TRIVIAQA, "--num-samples", 20,
+        "--output-dir", out, "--shard-size", 8,
+    )  # fmt: skip
+    assert status == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_truthfulqa_store(tmp_path_factory) -> Path:
+    require_shared_data()
+    out = tmp_path_factory.mktemp("smollm2_truthfulqa") / "store"
+    status = run_extraction(
+        "--dataset", "truthfulqa", "--dataset-file", TRUTHFULQA, "--num-samples", 20,
+        "--output-dir", out,
+    )  # fmt: skip
+    assert status == 0
+    return out
