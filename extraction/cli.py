@@ -99,7 +99,9 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
     logging.getLogger("extraction").setLevel(logging.INFO)
     command = COMMANDS.get(argv[0], _run) if argv else _run
     if argv and argv[0] in COMMANDS:

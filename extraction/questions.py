@@ -66,6 +66,8 @@ def _rows(name: str, dataset_file: str | None):
     import datasets
 
     datasets.disable_progress_bars()
+    # Parse failures are reported once, by us, as one line; not also by the datasets logger.
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     if dataset_file is not None:
         return _file_rows(Path(dataset_file)), dataset_file
     if name in BUNDLED:
@@ -94,9 +96,11 @@ def _file_rows(path: Path):
     try:
         rows = datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps parser errors in several exception types
+        cause = exc.__cause__ or exc
+        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
         raise UserError(
-            f"cannot read {path} as {builder} ({type(exc).__name__}); check that it is valid "
-            f"{builder} with one question per row"
+            f"cannot read {path} as {builder} ({detail}); check that it is valid {builder} with "
+            "one question per row"
         ) from None
     rows = rows.rename_columns({c: _column(c) for c in rows.column_names if _column(c) != c})
     if "question" not in rows.column_names:
