@@ -1,0 +1,153 @@
+"""Extraction throughput, memory and bytes per trace: the seed's way against ours.
+
+    python benchmarks/bench_extraction.py --num-samples 64
+
+(a) seed: one question at a time, ``generate(output_attentions=True, output_hidden_states=True,
+    return_dict_in_generate=True)`` (eager attention, which those outputs need), the seed's
+    "final step" record, pickled as float32 numpy batches.
+(b) ours: ``python -m extraction`` (batched generation with SDPA, one eager forward pass for the
+    final state, fp16 safetensors shards with packed causal attention).
+
+Each side runs in its own process so peak RSS is its own. Answers are compared after the same
+clean cut. Bytes per trace compare the seed's promised record (``[heads, T, T]`` and
+``[T, hidden]`` per layer, float32 pickle: our ``export-pickle``) with our shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TRIVIAQA = REPO.parent / "shared" / "data" / "triviaqa" / "validation.jsonl"
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_seed(num_samples: int, out: Path) -> dict:
+    """The seed's loop, as its documentation describes it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from extraction.generation import DEFAULT_STOP_STRINGS, cut_answer
+    from extraction.models import resolve_source
+    from extraction.prompts import SEED_PROMPT
+    from extraction.questions import load_questions
+
+    source = resolve_source("smollm2_135M")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager").eval()
+    questions = load_questions("triviaqa", str(TRIVIAQA), num_samples)
+    eos = {tokenizer.eos_token_id}
+    answers, batch = {}, []
+    start = time.perf_counter()
+    for question in questions:
+        prompt = SEED_PROMPT.format(question=question.question)
+        inputs = tokenizer(prompt, return_tensors="pt")
+        with torch.no_grad():
+            output = model.generate(
+                **inputs, num_beams=5, do_sample=False, max_new_tokens=64, early_stopping=True,
+                return_dict_in_generate=True, output_attentions=True, output_hidden_states=True,
+                pad_token_id=tokenizer.pad_token_id,
+            )  # fmt: skip
+        n_prompt = inputs["input_ids"].shape[1]
+        sequence = output.sequences[0]
+        final = len(output.hidden_states) - 1
+        batch.append(
+            {
+                "question_id": question.question_id,
+                "generated_answer_clean": tokenizer.decode(
+                    sequence[n_prompt:], skip_special_tokens=True
+                ).strip(),
+                "hidden_states": [h[0].float().numpy() for h in output.hidden_states[final]],
+                "attentions": [a[0].float().numpy() for a in output.attentions[final]],
+                "tokens": sequence.numpy(),
+                "tokens_decoded": [tokenizer.decode([t]) for t in sequence],
+            }
+        )
+        new = sequence[n_prompt:].tolist()
+        answers[question.question_id] = cut_answer(new, tokenizer, eos, DEFAULT_STOP_STRINGS).text
+    with (out / "seed_batch_0000.pkl").open("wb") as handle:
+        pickle.dump(batch, handle)
+    elapsed = time.perf_counter() - start
+    final_shapes = {
+        "hidden_state": list(batch[0]["hidden_states"][0].shape),
+        "attention": list(batch[0]["attentions"][0].shape),
+    }
+    return {"seconds": elapsed, "answers": answers, "final_step_shapes": final_shapes}
+
+
+def run_ours(num_samples: int, out: Path) -> dict:
+    from extraction.cli import main
+    from extraction.export import export_pickle
+    from extraction.store import TraceStore
+
+    store_dir = out / "store"
+    start = time.perf_counter()
+    status = main(
+        ["--dataset", "triviaqa", "--dataset-file", str(TRIVIAQA), "--num-samples",
+         str(num_samples), "--output-dir", str(store_dir)]
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    assert status == 0
+    store = TraceStore(store_dir)
+    shard_bytes = sum(p.stat().st_size for p in store.shard_files)
+    pickles = export_pickle(store_dir, out / "pickle", batch_size=num_samples)
+    pickle_bytes = sum(p.stat().st_size for p in pickles)
+    answers = {qid: store.rows[qid]["generated_answer_clean"] for qid in store.question_ids}
+    return {
+        "seconds": elapsed,
+        "answers": answers,
+        "bytes_per_trace": shard_bytes / len(store),
+        "seed_format_bytes_per_trace": pickle_bytes / len(store),
+        "mean_seq_len": sum(r["seq_len"] for r in store.rows.values()) / len(store),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-samples", type=int, default=64)
+    parser.add_argument("--mode", choices=["seed", "ours"], help="(internal) run one side")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    if args.mode:
+        out = Path(args.out)
+        result = (run_seed if args.mode == "seed" else run_ours)(args.num_samples, out)
+        result["peak_rss_mib"] = peak_rss_mib()
+        (out / f"{args.mode}.json").write_text(json.dumps(result))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {}
+        for mode in ("seed", "ours"):
+            cmd = [sys.executable, __file__, "--mode", mode, "--out", tmp]
+            subprocess.run([*cmd, "--num-samples", str(args.num_samples)], check=True, cwd=REPO)
+            results[mode] = json.loads((Path(tmp) / f"{mode}.json").read_text())
+    seed, ours = results["seed"], results["ours"]
+    n = args.num_samples
+    same = sum(seed["answers"][q] == ours["answers"].get(q) for q in seed["answers"])
+    rows = [
+        ("questions / s", n / seed["seconds"], n / ours["seconds"]),
+        ("peak RSS (MiB)", seed["peak_rss_mib"], ours["peak_rss_mib"]),
+        ("bytes / trace (MiB), full final state", ours["seed_format_bytes_per_trace"] / 2**20,
+         ours["bytes_per_trace"] / 2**20),
+    ]  # fmt: skip
+    print(f"\n{n} TriviaQA questions, SmolLM2-135M-Instruct, beam 5, max 64 new tokens")
+    print(f"{'':40} {'seed':>10} {'ours':>10} {'ours/seed':>10}")
+    for name, a, b in rows:
+        print(f"{name:40} {a:10.3f} {b:10.3f} {b / a:10.3f}")
+    print(f"identical answers: {same}/{n}")
+    print(f"mean sequence length (prompt + answer): {ours['mean_seq_len']:.1f} tokens")
+    print(f"seed's actual final-step shapes: {seed['final_step_shapes']} (KV cache: one token)")
+
+
+if __name__ == "__main__":
+    main()
