@@ -32,7 +32,12 @@ def _run(argv: list[str]) -> None:
     from extraction.store import TraceStore
 
     result = run_extraction(cfg)
-    console.summary(TraceStore(result.store_dir), processed=result.processed)
+    if result.rank.distributed:
+        console.say(
+            f"rank {result.rank.rank}: {result.processed} processed, {result.errors} errors"
+        )
+    else:
+        console.summary(TraceStore(result.store_dir), processed=result.processed)
 
 
 def _inspect(argv: list[str]) -> None:

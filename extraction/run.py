@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from extraction import console
 from extraction.config import STORAGE_DTYPES, ExtractionConfig
+from extraction.distributed import Rank, current_rank
 from extraction.errors import UserError
 from extraction.final_state import final_state_pass
 from extraction.generation import generate_answers
@@ -36,6 +37,7 @@ PACKAGES = ("hallugraph", "torch", "transformers", "datasets", "safetensors", "b
 @dataclass
 class RunResult:
     store_dir: Path
+    rank: Rank = field(default_factory=Rank)
     processed: int = 0
     errors: int = 0
     skipped: int = 0
@@ -44,20 +46,23 @@ class RunResult:
 
 def run_extraction(cfg: ExtractionConfig) -> RunResult:
     _validate(cfg)
+    rank = current_rank()
+    if rank.distributed and cfg.overwrite:
+        raise UserError("--overwrite with several processes would race; delete the directory first")
     name = dataset_name(cfg.dataset, cfg.dataset_file)
-    questions = load_questions(name, cfg.dataset_file, cfg.num_samples, cfg.offset)
+    questions = rank.take(load_questions(name, cfg.dataset_file, cfg.num_samples, cfg.offset))
     console.say(f"Loading model: {cfg.model}")
     loaded = load_model(
         cfg.model,
         quantization=cfg.quantization,
         revision=cfg.revision,
         torch_dtype=cfg.torch_dtype,
-        device=cfg.device,
+        device=cfg.device or _rank_device(rank),
     )
     blocks = _attention_blocks(cfg.layers, loaded.num_layers)
     console.say(f"Number of model layers: {loaded.num_layers}")
     console.say(f"\nLoading dataset {name}...")
-    result = RunResult(store_dir=cfg.store_dir(name))
+    result = RunResult(store_dir=cfg.store_dir(name), rank=rank)
 
     def shard_saved(path: Path, n_traces: int) -> None:
         result.shards.append(path)
@@ -66,7 +71,8 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
     writer = TraceWriter(
         result.store_dir,
         _manifest(cfg, loaded, name, blocks),
-        file_prefix=f"{cfg.model_slug}_{name}",
+        file_prefix=rank.file_prefix(f"{cfg.model_slug}_{name}"),
+        lock_name=rank.lock_name,
         overwrite=cfg.overwrite,
         retry_errors=cfg.retry_errors,
         max_traces_per_shard=cfg.shard_size,
@@ -78,7 +84,8 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         todo = [q for q in questions if q.question_id not in writer.done_ids]
         result.skipped = len(questions) - len(todo)
         console.run_header(len(questions), result.skipped, cfg.shard_size)
-        bar = tqdm(total=len(todo), desc="Extracting", unit="q", dynamic_ncols=True)
+        desc = f"Extracting (rank {rank.rank})" if rank.distributed else "Extracting"
+        bar = tqdm(total=len(todo), desc=desc, unit="q", dynamic_ncols=True, position=rank.rank)
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start : start + cfg.batch_size]
             for trace_or_error in _process_batch(batch, loaded, cfg, blocks):
@@ -95,6 +102,13 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
                 bar.update(1)
         bar.close()
     return result
+
+
+def _rank_device(rank: Rank) -> str | None:
+    """One GPU per rank under a launcher; otherwise let the loader decide."""
+    if rank.distributed and torch.cuda.is_available():
+        return f"cuda:{rank.local_rank}"
+    return None
 
 
 def _validate(cfg: ExtractionConfig) -> None:

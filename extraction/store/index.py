@@ -6,6 +6,7 @@ When a question appears more than once (a retried error), the last row wins.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -39,10 +40,11 @@ def truncate_partial_line(path: Path) -> None:
     """Cut a half-written last line so the next append starts on a fresh line."""
     if not path.exists():
         return
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep != len(data):
-        with path.open("r+b") as handle:
+    with path.open("r+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        data = handle.read()
+        keep = data.rfind(b"\n") + 1
+        if keep != len(data):
             handle.truncate(keep)
 
 
@@ -51,6 +53,8 @@ def append_rows(path: Path, rows: list[dict]) -> None:
         return
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     with path.open("a", encoding="utf-8") as handle:
+        # Ranks of a multi-process run share the index: one locked write per batch of rows.
+        fcntl.flock(handle, fcntl.LOCK_EX)
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

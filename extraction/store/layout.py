@@ -72,10 +72,11 @@ def read_manifest(root: Path) -> dict:
     return json.loads((root / MANIFEST).read_text(encoding="utf-8"))
 
 
-def acquire_lock(root: Path):
+def acquire_lock(root: Path, name: str = LOCK):
     """An exclusive, non-blocking lock on the store; released when the handle is closed or the
-    process dies (even by SIGKILL), so a crash never leaves the store locked."""
-    handle = (root / LOCK).open("w")
+    process dies (even by SIGKILL), so a crash never leaves the store locked. The ranks of a
+    multi-process run each hold their own (``.lock.rank{r}``)."""
+    handle = (root / name).open("w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

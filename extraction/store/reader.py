@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from extraction.errors import UserError
 from extraction.store.index import LABEL_FIELDS, read_index, rewrite_index
 from extraction.store.layout import (
     INDEX,
+    LOCK,
     MANIFEST,
     acquire_lock,
     read_manifest,
@@ -134,7 +136,9 @@ class TraceStore:
 
     def rewrite_labels(self, labels: dict[str, dict]) -> None:
         """Replace the label fields of the given rows; only the index file changes (atomically)."""
-        with acquire_lock(self.root):
+        with acquire_lock(self.root), ExitStack() as ranks:
+            for lock in self.root.glob(f"{LOCK}.rank*"):
+                ranks.enter_context(acquire_lock(self.root, lock.name))
             for question_id, fields in labels.items():
                 self.rows[question_id].update({key: fields[key] for key in LABEL_FIELDS})
             rewrite_index(self.root / INDEX, list(self.rows.values()))

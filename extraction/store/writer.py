@@ -20,6 +20,7 @@ from extraction.errors import UserError
 from extraction.store.index import append_rows, read_index, truncate_partial_line
 from extraction.store.layout import (
     INDEX,
+    LOCK,
     MANIFEST,
     SHARD_FORMAT,
     SHARD_SUFFIX,
@@ -51,6 +52,7 @@ class TraceWriter:
         manifest: dict,
         *,
         file_prefix: str,
+        lock_name: str = LOCK,
         overwrite: bool = False,
         retry_errors: bool = False,
         max_traces_per_shard: int = 500,
@@ -71,7 +73,7 @@ class TraceWriter:
         self._lock_handle = None
 
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_handle = acquire_lock(self.root)
+        self._lock_handle = acquire_lock(self.root, lock_name)
         try:
             if overwrite:
                 self._remove_previous_run()
@@ -92,7 +94,7 @@ class TraceWriter:
             (self.root / name).unlink(missing_ok=True)
 
     def _prepare(self, manifest: dict, retry_errors: bool) -> None:
-        for stale in self.root.glob(".*.tmp"):
+        for stale in self.root.glob(f".{self.file_prefix}_shard_*.tmp"):
             stale.unlink()
         index_path = self.root / INDEX
         truncate_partial_line(index_path)
@@ -117,7 +119,12 @@ class TraceWriter:
             for qid, row in rows.items()
             if row["status"] == "ok" or (row["status"] == "error" and not retry_errors)
         }
-        shard_numbers = [shard_number(row["shard"]) for row in rows.values() if row.get("shard")]
+        own = f"{self.file_prefix}_shard_"
+        shard_numbers = [
+            shard_number(row["shard"])
+            for row in rows.values()
+            if (row.get("shard") or "").startswith(own)
+        ]
         self._next_shard = max(shard_numbers, default=-1) + 1
         self.n_previous = len(rows)
 
