@@ -41,7 +41,6 @@ class RunResult:
     processed: int = 0
     errors: int = 0
     skipped: int = 0
-    shards: list[Path] = field(default_factory=list)
 
 
 def run_extraction(cfg: ExtractionConfig) -> RunResult:
@@ -64,10 +63,6 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
     console.say(f"\nLoading dataset {name}...")
     result = RunResult(store_dir=cfg.store_dir(name), rank=rank)
 
-    def shard_saved(path: Path, n_traces: int) -> None:
-        result.shards.append(path)
-        console.shard_saved(path, n_traces)
-
     writer = TraceWriter(
         result.store_dir,
         _manifest(cfg, loaded, name, blocks),
@@ -78,7 +73,7 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         max_traces_per_shard=cfg.shard_size,
         max_shard_bytes=cfg.shard_max_mb * 2**20,
         storage_dtype=getattr(torch, cfg.dtype),
-        on_shard_saved=shard_saved,
+        on_shard_saved=console.shard_saved,
     )
     with writer:
         todo = [q for q in questions if q.question_id not in writer.done_ids]
