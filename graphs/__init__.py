@@ -1,0 +1,19 @@
+"""Stage 2: each layer of a trace as a token graph, and the graph dataset (``python -m graphs``).
+
+Reads trace stores only through ``extraction.store``; never imports ``transformers``.
+"""
+
+from graphs.build import stack_layers, trace_to_graph
+from graphs.dataset import HallucinationGraphDataset
+from graphs.nx_export import to_networkx
+from graphs.splits import make_splits
+from graphs.topology import graph_features
+
+__all__ = [
+    "HallucinationGraphDataset",
+    "graph_features",
+    "make_splits",
+    "stack_layers",
+    "to_networkx",
+    "trace_to_graph",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from graphs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,312 @@
+"""``HallucinationGraphDataset``: every trace of a store as a token graph of one or more layers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch_geometric.data import Data, Dataset
+from torch_geometric.io import fs
+
+from extraction.errors import UserError
+from extraction.store import TraceStore
+from extraction.store.layout import atomic_write_text
+from graphs.build import stack_layers, trace_to_graph, validate_options
+from graphs.source import check_layers
+from graphs.splits import SPLITS, check_ratios, load_or_make_splits
+from graphs.topology import FEATURES, graph_features
+
+log = logging.getLogger(__name__)
+
+# Bump when the content of a processed graph changes, so old caches are never served.
+GRAPH_FORMAT = 1
+RECORD = "graphs.json"
+
+
+def _stable_repr(obj: object) -> str:
+    """``repr`` without memory addresses, so a pre_transform keys the cache the same each run."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
+
+
+class HallucinationGraphDataset(Dataset):
+    r"""Graphs of the final-state traces in a trace store: one graph per answered question,
+    labelled ``y = 1`` when the answer is hallucinated and ``0`` when it is correct.
+
+    Layer ``l`` is block ``l``'s attention with the output of that block (hidden state
+    ``l + 1``) as node features. Nodes are tokens (prompt and answer, or only the answer):
+    ``x [N, hidden]`` float32, ``is_answer`` bool ``[N]``, ``position`` float ``[N]`` (token
+    index / (T - 1) in the full sequence). An edge ``j → i`` (``edge_index[:, e] = (j, i)``) carries
+    how much token ``i`` attends to token ``j``: head mean or max in ``edge_weight [E]``, or every
+    head in ``edge_attr [E, heads]``. Each graph also has ``y`` (long ``[1]``), ``question_id``
+    and ``layer``; with ``topology=True``, ``topo`` float ``[1, F]`` (see
+    :data:`graphs.topology.FEATURES`).
+
+    With ``layers=[l1, ..., lL]`` a trace is one graph: the disjoint union of its L per-layer
+    graphs, with ``node_layer`` long ``[N_total]`` (index into ``layers``), ``num_graph_layers``
+    = L and ``layers`` instead of ``layer`` (``topo`` is then ``[1, L, F]``). After batching,
+    ``global_mean_pool(h, batch.batch * L + batch.node_layer)`` gives ``[B * L, d]``, which
+    ``.view(B, L, d)`` turns into the per-layer sequence a sequence model reads.
+
+    Traces without a label (questions with no gold answer) are skipped and counted in the log,
+    as are answer-only graphs of traces with no answer tokens. Graphs are built once, trace by
+    trace through the store's lazy reader, one file per graph under
+    ``root/processed/<name>-<hash>``, where the hash covers every option that changes a graph,
+    the store and its labels: a new threshold builds a new cache, never a stale one.
+    ``split`` selects ``train``, ``val`` or ``test`` from ``root/splits.json`` (by question id,
+    stratified by label, seeded; the same for every dataset built from the same store and root,
+    whatever its graph options). Like PyG, a ``pre_transform`` or ``pre_filter`` is known by its
+    ``repr``: two lambdas look alike, so give named functions (or ``force_reload=True``).
+
+    Args:
+        root: Folder for processed graphs and ``splits.json``.
+        traces: A trace store directory (``python -m extraction`` output).
+        layer: The block whose graph to build.
+        layers: Several blocks instead, one union graph per trace (exactly one of the two).
+        nodes: ``all`` (prompt + answer) or ``answer`` (answer tokens, renumbered from 0).
+        threshold: Keep attention ``>= threshold`` (the seed's 0.01).
+        top_k: Keep at most this many incoming edges per token (None: all).
+        head_mode: ``mean`` (the seed's) or ``max`` over heads, or ``heads`` (all, in
+            ``edge_attr``; threshold and top-k then apply to the mean).
+        self_loops: Keep each token's attention to itself.
+        topology: Attach graph-level topology features as ``topo``.
+        split: ``train``, ``val``, ``test`` or None for every graph.
+        split_seed: Seed of the split.
+        split_ratios: Train, val and test fractions.
+        transform: Applied to each graph on access.
+        pre_transform: Applied once, before a graph is saved.
+        pre_filter: Graphs for which it returns False are not saved.
+        force_reload: Build again even if the cache exists.
+
+    **STATISTICS** (``/tmp/stores/smollm2_triviaqa200``: SmolLM2-135M-Instruct, 200 TriviaQA
+    questions, 30 blocks, 9 heads, hidden size 576; ``layer=15``, defaults otherwise):
+
+    .. list-table::
+        :widths: 10 10 10 10 10 10
+        :header-rows: 1
+
+        * - #graphs
+          - #hallucinated
+          - #nodes
+          - #edges
+          - #features
+          - #classes
+        * - 200
+          - 183
+          - ~51.0
+          - ~569.5
+          - 576
+          - 2
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        traces: str | Path,
+        layer: int | None = None,
+        layers: Sequence[int] | None = None,
+        nodes: str = "all",
+        threshold: float = 0.01,
+        top_k: int | None = None,
+        head_mode: str = "mean",
+        self_loops: bool = True,
+        topology: bool = False,
+        split: str | None = None,
+        split_seed: int = 0,
+        split_ratios: Sequence[float] = (0.7, 0.15, 0.15),
+        transform: Callable[[Data], Data] | None = None,
+        pre_transform: Callable[[Data], Data] | None = None,
+        pre_filter: Callable[[Data], bool] | None = None,
+        force_reload: bool = False,
+    ) -> None:
+        if (layer is None) == (layers is None):
+            raise UserError("pass exactly one of layer (one block) or layers (a list of blocks)")
+        if layers is not None and not layers:
+            raise UserError("layers is empty; give at least one block")
+        if split not in (None, *SPLITS):
+            raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        self.graph_options = dict(
+            threshold=threshold,
+            top_k=top_k,
+            head_mode=head_mode,
+            self_loops=self_loops,
+            nodes=nodes,
+        )
+        validate_options(**self.graph_options)
+        check_ratios(split_ratios)
+        store = TraceStore(traces)
+        self.layers = [layer] if layer is not None else list(layers)
+        check_layers(store, self.layers)
+        self.multi_layer = layers is not None
+        self.topology = topology
+        self.traces = str(store.root.resolve())
+        self.candidates = {
+            qid: store.rows[qid]["label"]
+            for qid in store.question_ids
+            if store.rows[qid]["label"] is not None
+        }
+        self.n_unlabelled = len(store) - len(self.candidates)
+        self.processed_name = self._cache_name(store, pre_transform, pre_filter)
+        super().__init__(
+            str(root), transform, pre_transform, pre_filter, log=False, force_reload=force_reload
+        )
+
+        self.record = json.loads(Path(self.processed_paths[0]).read_text(encoding="utf-8"))
+        self.splits = load_or_make_splits(
+            self.root,
+            list(self.candidates),
+            list(self.candidates.values()),
+            split_seed,
+            split_ratios,
+        )
+        entries = self.record["graphs"]
+        if split is not None:
+            selected = set(self.splits[split])
+            entries = [entry for entry in entries if entry["question_id"] in selected]
+        self.entries = entries
+
+    def _cache_name(self, store: TraceStore, pre_transform, pre_filter) -> str:
+        identity = {
+            "format": GRAPH_FORMAT,
+            "traces": self.traces,
+            "created": store.manifest.get("created"),
+            "labels": list(self.candidates.items()),
+            "layers": self.layers,
+            "multi_layer": self.multi_layer,
+            "options": self.graph_options,
+            "topology": self.topology,
+            "pre_transform": _stable_repr(pre_transform),
+            "pre_filter": _stable_repr(pre_filter),
+        }
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        if self.multi_layer:
+            layers = (
+                "layers" + "-".join(map(str, self.layers[:4])) + "-etc" * (len(self.layers) > 4)
+            )
+        else:
+            layers = f"layer{self.layers[0]}"
+        return f"{layers}-{self.graph_options['nodes']}-{digest[:12]}"
+
+    @property
+    def raw_file_names(self) -> list[str]:
+        return []  # the trace store is the raw data; nothing to download
+
+    @property
+    def processed_dir(self) -> str:
+        return os.path.join(self.root, "processed", self.processed_name)
+
+    @property
+    def processed_file_names(self) -> list[str]:
+        # Written last, so its presence means every graph file before it is complete.
+        return [RECORD]
+
+    @property
+    def num_graph_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def question_ids(self) -> list[str]:
+        return [entry["question_id"] for entry in self.entries]
+
+    @property
+    def labels(self) -> list[int]:
+        return [entry["label"] for entry in self.entries]
+
+    def _build(self, store: TraceStore, question_id: str) -> Data | None:
+        """The graph of one trace, or None when it has no nodes (answer-only, empty answer)."""
+        row = store.rows[question_id]
+        per_layer = []
+        for layer in self.layers:
+            graph = trace_to_graph(
+                store.attention(question_id, layer),
+                store.hidden_state(question_id, layer + 1),
+                row["n_prompt_tokens"],
+                **self.graph_options,
+            )
+            if graph.num_nodes == 0:
+                return None
+            if self.topology:
+                graph.topo = torch.tensor([list(graph_features(graph).values())])
+            per_layer.append(graph)
+        if self.multi_layer:
+            data = stack_layers(per_layer)
+            data.layers = self.layers
+            if self.topology:
+                data.topo = data.topo.unsqueeze(0)  # [L, F] -> [1, L, F]
+        else:
+            (data,) = per_layer
+            data.layer = self.layers[0]
+        data.y = torch.tensor([row["label"]], dtype=torch.long)
+        data.question_id = question_id
+        return data
+
+    def process(self) -> None:
+        store = TraceStore(self.traces)
+        entries, skipped = [], Counter(unlabelled=self.n_unlabelled)
+        for number, question_id in enumerate(self.candidates):
+            data = self._build(store, question_id)
+            if data is None:
+                skipped["empty"] += 1
+                continue
+            per_layer = self._layer_sizes(data)
+            if self.pre_filter is not None and not self.pre_filter(data):
+                skipped["filtered"] += 1
+                continue
+            if self.pre_transform is not None:
+                data = self.pre_transform(data)
+            file = f"{number:06d}.pt"
+            tmp = os.path.join(self.processed_dir, f".{file}.{os.getpid()}.tmp")
+            torch.save(data.to_dict(), tmp)
+            os.replace(tmp, os.path.join(self.processed_dir, file))
+            entries.append(
+                {
+                    "question_id": question_id,
+                    "file": file,
+                    "label": self.candidates[question_id],
+                    **per_layer,
+                }
+            )
+        record = {
+            "traces": self.traces,
+            "layers": self.layers,
+            "options": self.graph_options,
+            "topology": self.topology,
+            "features": list(FEATURES) if self.topology else [],
+            "skipped": dict(skipped),
+            "graphs": entries,
+        }
+        atomic_write_text(Path(self.processed_paths[0]), json.dumps(record, indent=1))
+        log.info(
+            "built %d graphs in %s (skipped: %d unlabelled, %d without answer tokens, %d by "
+            "pre_filter)",
+            len(entries),
+            self.processed_dir,
+            skipped["unlabelled"],
+            skipped["empty"],
+            skipped["filtered"],
+        )
+
+    def _layer_sizes(self, data: Data) -> dict[str, list[int]]:
+        """Nodes and edges of each layer's graph, for ``python -m graphs inspect``."""
+        if not self.multi_layer:
+            return {"num_nodes": [data.num_nodes], "num_edges": [data.num_edges]}
+        n_layers = len(self.layers)
+        return {
+            "num_nodes": torch.bincount(data.node_layer, minlength=n_layers).tolist(),
+            "num_edges": torch.bincount(
+                data.node_layer[data.edge_index[1]], minlength=n_layers
+            ).tolist(),
+        }
+
+    def len(self) -> int:
+        return len(self.entries)
+
+    def get(self, idx: int) -> Data:
+        file = os.path.join(self.processed_dir, self.entries[idx]["file"])
+        return Data.from_dict(fs.torch_load(file))

@@ -1,0 +1,68 @@
+"""``python -m graphs build | inspect | draw``, and their one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from extraction.store import TraceStore
+from graphs.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_config(tmp_path: Path, store: Path, **overrides) -> Path:
+    config = yaml.safe_load((REPO / "configs/graphs/default.yaml").read_text(encoding="utf-8"))
+    config.update(traces=str(store), root=str(tmp_path / "graphs"), **overrides)
+    path = tmp_path / "graphs.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_build_then_inspect(tiny_store, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_store, layer=1)
+    assert main(["build", "--config", str(config), "--top-k", "3"]) == 0
+    built = capsys.readouterr().out
+    assert "layers [1]" in built and "top_k=3" in built and "6 graphs" in built
+
+    assert main(["build", "--config", str(config), "--layers", "0", "1", "--nodes", "answer"]) == 0
+    assert "layers [0, 1]" in capsys.readouterr().out
+
+    assert main(["inspect", str(tmp_path / "graphs")]) == 0
+    summary = capsys.readouterr().out
+    assert summary.count("6 graphs") == 2
+    assert "mean degree" in summary and "splits.json" in summary and "train 4" in summary
+
+
+def test_print_config(tiny_store, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_store)
+    assert main(["build", "--config", str(config), "--layers", "3", "4", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["layer"] is None and printed["layers"] == [3, 4]
+
+
+def test_draw(tiny_store, tmp_path, capsys):
+    out = tmp_path / "pictures" / "graph.png"
+    question_id = TraceStore(tiny_store).question_ids[0]
+    args = ["draw", "--traces", str(tiny_store), "--question-id", question_id, "--layer", "1"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(out) in capsys.readouterr().out
+
+
+def test_errors_are_one_line_with_status_2(tiny_store, tmp_path, capsys):
+    bad_layers = write_config(tmp_path, tiny_store, layers=[0])  # and layer 15: both set
+    cases = [
+        f"build --traces {tmp_path / 'nowhere'} --root {tmp_path}",
+        f"build --traces {tiny_store} --root {tmp_path} --layer 7",
+        f"build --traces {tiny_store} --root {tmp_path} --head-mode sum",
+        f"build --config {bad_layers}",
+        f"build --config {tmp_path / 'missing.yaml'}",
+        f"inspect {tmp_path}",
+        f"draw --traces {tiny_store} --question-id nope --layer 0 --out {tmp_path / 'x.png'}",
+    ]
+    for args in cases:
+        assert main(args.split()) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
