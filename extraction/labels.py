@@ -200,14 +200,35 @@ def _aliases(gold: dict) -> list[list[str]]:
     return [list(tokens) for tokens in unique if tokens]
 
 
-def alias_match(answer: str, gold: dict) -> Label:
+def _aliases_not_in_question(aliases: list[list[str]], question: str) -> list[list[str]]:
+    """The aliases the question does not itself contain, unless it offers them as choices.
+
+    TriviaQA's aliases are every Wikipedia name of the answer entity, and some appear in the
+    question: "Which US singing duo started out under the names Caesar and Cleo?" has the alias
+    "Caesar and Cleo", "The Red Setter is more properly known by which name?" has "Red Setter". An
+    answer that repeats such a question matches the alias without answering. A question with a
+    whole-word "or" ("A 'wherry' is a Drink; Cheese; Wind; or Boat?") keeps all its aliases, and so
+    does one whose aliases all appear in it.
+    """
+    q_tokens = normalize_tokens(question)
+    if "or" in q_tokens:
+        return aliases
+    outside = [alias for alias in aliases if not _contains_span(q_tokens, alias)]
+    return outside or aliases
+
+
+def alias_match(answer: str, gold: dict, question: str | None = None) -> Label:
     """TriviaQA rule: correct when an alias is a whole-word span of the answer, or F1 is high.
 
     score: 1.0 for a span match, else the best token F1 with any alias. A hedge that names a wrong
-    entity beside the right one ("Sydney or Canberra") counts as correct: the alias is there.
+    entity beside the right one ("Sydney or Canberra") counts as correct: the alias is there. With
+    the ``question``, an alias the question itself contains does not count (see
+    :func:`_aliases_not_in_question`).
     """
     tokens = normalize_tokens(answer)
     aliases = _aliases(gold)
+    if question:
+        aliases = _aliases_not_in_question(aliases, question)
     if any(_contains_span(tokens, alias) for alias in aliases):
         score = 1.0
     else:
@@ -356,10 +377,14 @@ def default_method(gold: dict) -> str | None:
     return None
 
 
-def label_answer(answer: str, gold: dict, method: str | None = None) -> Label:
+def label_answer(
+    answer: str, gold: dict, method: str | None = None, question: str | None = None
+) -> Label:
     """Label one answer against its gold answers; ``method=None`` picks :func:`default_method`.
 
     With no usable gold answers and no method asked for, the label is ``Label(None, "none", None)``.
+    ``question``, when given, keeps ``alias_match`` from accepting an alias the answer merely
+    copied out of the question; the other methods do not use it.
     """
     if method is None:
         method = default_method(gold)
@@ -373,4 +398,7 @@ def label_answer(answer: str, gold: dict, method: str | None = None) -> Label:
             f"label method {method!r} needs gold {missing}; "
             + (f"these gold answers fit: {', '.join(choices)}" if choices else "add them")
         )
-    return _METHODS[method](strip_prompt_echo(answer), gold)
+    answer = strip_prompt_echo(answer)
+    if method == "alias_match":
+        return alias_match(answer, gold, question)
+    return _METHODS[method](answer, gold)

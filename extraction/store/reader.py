@@ -29,6 +29,9 @@ from extraction.store.layout import (
 from extraction.trace import Trace
 
 
+_STORED_INDICES = {"hidden_states": "hidden_state_indices", "attentions": "attention_indices"}
+
+
 class TraceStore:
     """A finished (or partly finished) extraction run, read-only.
 
@@ -88,14 +91,15 @@ class TraceStore:
 
     def _tensor(self, question_id: str, kind: str, index: int | None = None) -> torch.Tensor:
         shard = self._row(question_id)["shard"]
-        key = tensor_key(question_id, kind, index)
-        handle = self._open(shard)
-        if key not in handle.keys():  # noqa: SIM118 (safe_open has no __contains__)
-            stored = self.record(question_id)[
-                "hidden_state_indices" if kind == "hidden_states" else "attention_indices"
-            ]
-            raise UserError(f"{kind}[{index}] was not stored (the run kept {stored}); see --layers")
-        return handle.get_tensor(key)
+        if index is not None:
+            # The shard header's record says which layers exist; asking safe_open for its key
+            # list instead costs milliseconds per read on a large shard.
+            stored = self._records(shard)[question_id][_STORED_INDICES[kind]]
+            if index not in stored:
+                raise UserError(
+                    f"{kind}[{index}] was not stored (the run kept {stored}); see --layers"
+                )
+        return self._open(shard).get_tensor(tensor_key(question_id, kind, index))
 
     def tokens(self, question_id: str) -> torch.Tensor:
         return self._tensor(question_id, "tokens").long()
