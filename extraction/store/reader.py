@@ -28,7 +28,6 @@ from extraction.store.layout import (
 )
 from extraction.trace import Trace
 
-
 _STORED_INDICES = {"hidden_states": "hidden_state_indices", "attentions": "attention_indices"}
 
 
