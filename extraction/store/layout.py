@@ -39,19 +39,25 @@ def tensor_key(question_id: str, kind: str, index: int | None = None) -> str:
     return f"{question_id}/{kind}" if index is None else f"{question_id}/{kind}.{index}"
 
 
+def _lower_triangle(seq_len: int) -> torch.Tensor:
+    """Flat positions ``i * T + j`` of the lower triangle (j <= i), row by row."""
+    rows, cols = torch.tril_indices(seq_len, seq_len)
+    return rows * seq_len + cols
+
+
 def pack_causal(attention: torch.Tensor) -> torch.Tensor:
     """``[heads, T, T]`` causal attention → ``[heads, T(T+1)/2]``: the upper triangle is zero by
     construction, so storing it would double the bytes for nothing."""
     seq_len = attention.shape[-1]
-    rows, cols = torch.tril_indices(seq_len, seq_len)
-    return attention[:, rows, cols].contiguous()
+    flat = attention.reshape(attention.shape[0], seq_len * seq_len)
+    return flat.index_select(1, _lower_triangle(seq_len))
 
 
 def unpack_causal(packed: torch.Tensor, seq_len: int) -> torch.Tensor:
-    rows, cols = torch.tril_indices(seq_len, seq_len)
-    full = packed.new_zeros((packed.shape[0], seq_len, seq_len))
-    full[:, rows, cols] = packed
-    return full
+    # index_copy_ on the flat view: ~150x faster than advanced-index assignment on 2 CPU cores.
+    full = packed.new_zeros((packed.shape[0], seq_len * seq_len))
+    full.index_copy_(1, _lower_triangle(seq_len), packed)
+    return full.view(packed.shape[0], seq_len, seq_len)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
