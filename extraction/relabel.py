@@ -13,7 +13,7 @@ def relabel(store_dir: str | Path, method: str | None = None) -> dict[str, int]:
     updates = {}
     for qid in store.question_ids:
         row = store.rows[qid]
-        label = label_answer(row["generated_answer_clean"], row["gold"], method)
+        label = label_answer(row["generated_answer_clean"], row["gold"], method, row["question"])
         updates[qid] = {
             "label": label.label,
             "label_method": label.method,

@@ -179,7 +179,7 @@ def _traces(questions, prompts, loaded: LoadedModel, cfg: ExtractionConfig, bloc
     for question, ids, answer, seq, state in zip(
         questions, prompts, answers, sequences, states, strict=True
     ):
-        label = label_answer(answer.text, question.gold, cfg.label_method)
+        label = label_answer(answer.text, question.gold, cfg.label_method, question.question)
         traces.append(
             Trace(
                 question_id=question.question_id,

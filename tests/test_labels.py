@@ -196,10 +196,10 @@ def test_rougeL_tie_at_zero_overlap_counts_as_hallucinated():
     assert label == Label(1, "truthfulqa_diff_rougeL", 0.0)
 
 
-def test_truthfulqa_empty_answer_is_hallucinated():
+def test_truthfulqa_empty_answer_asserts_nothing_so_is_truthful():
     gold = truthfulqa_gold(WATERMELON)
-    assert label_answer("", gold, "truthfulqa_diff_rougeL") == Label(
-        1, "truthfulqa_diff_rougeL", 0.0
+    assert label_answer("  ", gold, "truthfulqa_diff_rougeL") == Label(
+        0, "truthfulqa_diff_rougeL", 0.0
     )
 
 
