@@ -1,0 +1,226 @@
+"""``python -m training``: fit → test → predict, sweeps, baselines, DDP and config errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from extraction.store import TraceStore
+from training.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+GCN = REPO / "configs" / "training" / "gcn.yaml"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP's busy-waiting makes two threads
+    orders of magnitude slower on these tiny graphs (see training/__main__.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def labelled_store(tiny_store, tmp_path_factory) -> Path:
+    """The tiny store relabelled 0/1 alternately: a random model's answers are all wrong, and a
+    detector needs both classes in every split."""
+    store_dir = tmp_path_factory.mktemp("training") / "store"
+    shutil.copytree(tiny_store, store_dir)
+    store = TraceStore(store_dir)
+    store.rewrite_labels(
+        {
+            qid: {"label": i % 2, "label_method": "planted", "label_score": float(i % 2)}
+            for i, qid in enumerate(store.question_ids)
+        }
+    )
+    return store_dir
+
+
+def run_args(store: Path, work: Path, *extra: str, layer: int = 1) -> list[str]:
+    return [
+        "--config", GCN, "--data.traces", store, "--data.root", work / "graphs",
+        "--data.layer", layer, "--data.split_ratios", "[0.34,0.33,0.33]", "--data.batch_size", 2,
+        "--trainer.default_root_dir", work / "runs", "--trainer.max_epochs", 3,
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        *extra,
+    ]  # fmt: skip
+
+
+def strs(args: list) -> list[str]:
+    return [str(arg) for arg in args]
+
+
+def best_checkpoint(work: Path) -> Path:
+    (path,) = (work / "runs" / "checkpoints").glob("*.ckpt")
+    assert path.name == "best.ckpt"
+    return path
+
+
+def check_report(report_path: Path, n_questions: int | None = None) -> dict:
+    report = json.loads(report_path.read_text())
+    metrics = report["metrics"]
+    assert metrics["n"] == report["data"]["n"] == (n_questions or metrics["n"]) > 0
+    if 0 < metrics["n_hallucinated"] < metrics["n"]:
+        assert 0.0 <= metrics["auroc"] <= 1.0 and 0.0 <= metrics["auprc"] <= 1.0
+    else:  # one class only: AUROC is undefined, and written as such
+        assert metrics["auroc"] is None
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["threshold"] <= 1.0
+    assert len(report["data"]["sha256"]) == 64
+    assert report["config"]["data"]["traces"] and report["config"]["model"]["class_path"]
+    assert (report_path.parent / report["roc_curve"]["figure"]).read_bytes()[:8] == PNG_MAGIC
+    return report
+
+
+def check_scores(path: Path, store: Path) -> None:
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["question_id"] for row in rows) == sorted(TraceStore(store).question_ids)
+    assert all(0.0 <= float(row["score"]) <= 1.0 for row in rows)
+    assert {row["predicted_label"] for row in rows} <= {"0", "1"}
+
+
+def test_fit_test_predict_round_trip(labelled_store, tmp_path, capsys):
+    args = run_args(labelled_store, tmp_path)
+    assert main(strs(["fit", *args])) == 0
+    checkpoint = best_checkpoint(tmp_path)
+    assert torch.load(checkpoint, weights_only=False)["state_dict"]["threshold"].numel() == 1
+
+    assert main(strs(["test", *args, "--ckpt_path", checkpoint])) == 0
+    report_line = next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("test report:")
+    )
+    check_report(Path(report_line.split(": ", 1)[1]), n_questions=2)
+
+    scores = tmp_path / "scores.csv"
+    assert main(strs(["predict", *args, "--ckpt_path", checkpoint, "--scores.output", scores])) == 0
+    check_scores(scores, labelled_store)
+
+
+def test_multilayer_gat_edge_attr(labelled_store, tmp_path):
+    """The multi-layer model on two layers, GAT on per-head edge features."""
+    args = run_args(
+        labelled_store, tmp_path,
+        "--data.layer", "null", "--data.layers", "[0,1]", "--data.head_mode", "heads",
+        "--model", "training.models.MultiLayerClassifier", "--model.conv", "gat",
+        "--model.sequence", "transformer", "--trainer.max_epochs", 1,
+    )  # fmt: skip
+    assert main(strs(["fit", *args])) == 0
+    assert best_checkpoint(tmp_path).exists()
+
+
+def test_sweep_layers_and_baselines(labelled_store, tmp_path):
+    args = run_args(labelled_store, tmp_path, "--trainer.max_epochs", 1)
+    assert main(strs(["sweep-layers", "--output", tmp_path / "sweep", *args])) == 0
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert sweep["layers"] == [0, 1]  # every stored block of the tiny model
+    for result in sweep["results"]:
+        check_report(Path(result["report"]), n_questions=2)
+    assert (tmp_path / "sweep" / "sweep_auroc.png").read_bytes()[:8] == PNG_MAGIC
+
+    report = sweep["results"][1]["report"]  # layer 1, the layer of `args`
+    out = tmp_path / "baselines"
+    assert main(strs(["baselines", "--output", out, "--reports", report, *args])) == 0
+    table = json.loads((out / "baselines.json").read_text())
+    assert set(table["detectors"]) == {
+        "GCNClassifier (layer 1, mean)", "mean_logprob", "max_entropy", "probe_layer1",
+    }  # fmt: skip
+    assert (
+        table["data"]["split_sha256"]
+        == json.loads(Path(report).read_text())["data"]["split_sha256"]
+    )
+    assert (out / "baselines.md").read_text().startswith("| detector | AUROC")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model.class_path", "training.models.Nope"], "has no attribute 'Nope'"),
+        (["--data.traces", "/nonexistent/store"], "is not a trace store"),
+        (["--data.layers", "[0]"], "exactly one of --data.layer and --data.layers"),
+        (["--data.layer", "7"], "layer 7 is not stored"),
+    ],
+    ids=["unknown-model", "missing-store", "layer-and-layers", "missing-layer"],
+)
+def test_bad_config_is_one_line_error(labelled_store, tmp_path, capsys, extra, message):
+    assert main(strs(["fit", *run_args(labelled_store, tmp_path), *extra])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bad_config_from_the_command_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "fit", "--config", str(GCN),
+         "--data.traces", str(tmp_path / "missing"), "--data.root", str(tmp_path / "graphs")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in result.stderr
+
+
+def python_m_training(*args, cwd: Path, timeout: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "training", *strs(list(args))],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(labelled_store, tmp_path):
+    """The same config under Lightning's DDP with two CPU processes (a subprocess: DDP relaunches
+    the command line once per rank)."""
+    args = run_args(labelled_store, tmp_path, "--trainer.max_epochs", 2)
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", 2, "--trainer.accelerator", "cpu"]
+    python_m_training("fit", *args, *ddp, cwd=tmp_path, timeout=300)
+    checkpoint = best_checkpoint(tmp_path)
+    scores = tmp_path / "scores.csv"
+    python_m_training(
+        "predict", *args, *ddp, "--ckpt_path", checkpoint, "--scores.output", scores,
+        cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    check_scores(scores, labelled_store)
+
+
+@pytest.mark.slow
+def test_round_trip_on_real_smollm2_traces(smollm2_triviaqa_store, tmp_path):
+    """fit → test → predict from the command line on 20 real SmolLM2 TriviaQA traces.
+
+    Few of SmolLM2-135M's TriviaQA answers are right; test gets 40% of the traces so that it
+    is likely to hold both classes (AUROC is checked when it does, reported undefined if not).
+    """
+    args = [
+        "--config", GCN, "--data.traces", smollm2_triviaqa_store,
+        "--data.root", tmp_path / "graphs", "--data.split_ratios", "[0.3,0.3,0.4]",
+        "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", 5,
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    python_m_training("fit", *args, cwd=tmp_path, timeout=600)
+    checkpoint = best_checkpoint(tmp_path)
+    tested = python_m_training("test", *args, "--ckpt_path", checkpoint, cwd=tmp_path, timeout=600)
+    report_line = next(
+        line for line in tested.stdout.splitlines() if line.startswith("test report:")
+    )
+    report = check_report(Path(report_line.split(": ", 1)[1]))
+    assert report["data"]["model"] == "smollm2_135M"
+    assert report["data"]["graph_options"]["layer"] == 15
+
+    predicted = python_m_training(
+        "predict", *args, "--ckpt_path", checkpoint, cwd=tmp_path, timeout=600
+    )
+    scores_line = next(line for line in predicted.stdout.splitlines() if line.startswith("scores:"))
+    check_scores(Path(scores_line.split()[1]), smollm2_triviaqa_store)

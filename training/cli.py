@@ -1,0 +1,161 @@
+"""``python -m training fit|validate|test|predict --config configs/training/gcn.yaml``.
+
+Lightning's CLI wires YAML and flags to the model, data module and trainer constructors, so every
+constructor argument is a config key. Two more commands are ours: ``sweep-layers`` (one detector
+per layer, AUROC against layer) and ``baselines`` (trace-only detectors on the same test split).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import warnings
+from argparse import ArgumentError
+from collections.abc import Callable
+from pathlib import Path
+
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from extraction.errors import UserError
+from training.callbacks import ConfigAndReport, ScoresWriter
+from training.data import HallucinationGraphDataModule
+from training.module import GraphClassifier
+
+PROG = "python -m training"
+MONITOR = "val/auroc"
+DESCRIPTION = (
+    "Train and evaluate hallucination detectors on attention graphs. More commands: "
+    f"`{PROG} sweep-layers --help` (AUROC per layer), `{PROG} baselines --help`."
+)
+
+
+def _checkpoint_dir(root_dir: str | None) -> str | None:
+    return None if root_dir is None else str(Path(root_dir) / "checkpoints")
+
+
+class HallugraphCLI(LightningCLI):
+    """LightningCLI with our defaults: checkpoint and early stopping on validation AUROC, a scores
+    writer for ``predict``, and model input sizes read from the data (never typed by hand)."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=GraphClassifier,
+            datamodule_class=HallucinationGraphDataModule,
+            subclass_mode_model=True,
+            save_config_callback=ConfigAndReport,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": PROG, "exit_on_error": False, "description": DESCRIPTION},
+            trainer_defaults={"default_root_dir": "runs"},
+            args=args,
+            run=run,
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        # ``main`` always hands over explicit args (it strips our own subcommands first), which
+        # Lightning would warn about whenever sys.argv is also set.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            super().parse_arguments(parser, args)
+
+    def after_fit(self) -> None:
+        callback = self.trainer.checkpoint_callback
+        if self.trainer.is_global_zero and callback is not None and callback.best_model_path:
+            score = callback.best_model_score
+            shown = "n/a" if score is None else f"{float(score):.3f}"
+            print(f"best checkpoint: {callback.best_model_path} (val AUROC {shown})")
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.add_lightning_class_args(ScoresWriter, "scores")
+        # One predictable file per run directory, so `test`/`predict` can name it:
+        # {trainer.default_root_dir}/checkpoints/best.ckpt (a new fit replaces it).
+        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", _checkpoint_dir)
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": MONITOR,
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.enable_version_counter": False,
+                "early_stopping.monitor": MONITOR,
+                "early_stopping.mode": "max",
+                "early_stopping.patience": 15,
+                # A tiny validation split can hold one class (AUROC undefined): count it as
+                # "no improvement" instead of stopping the run at once.
+                "early_stopping.check_finite": False,
+            }
+        )
+        parser.link_arguments(
+            "data.num_node_features", "model.init_args.in_channels", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.num_edge_features", "model.init_args.edge_dim", apply_on="instantiate"
+        )
+
+
+MODEL_CLASSES = ", ".join(
+    f"training.models.{name}Classifier" for name in ("GCN", "GAT", "GIN", "SAGE", "MultiLayer")
+)
+
+
+def one_line(message: str) -> str:
+    """jsonargparse explains a bad value over a dozen lines (every Union member it tried); keep
+    the key, the class path and the actual cause."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    key = re.match(r'Parser key "([^"]+)"', lines[0]) if lines else None
+    for i, line in enumerate(lines):
+        problem = re.match(r"- Problem with given class_path '([^']+)':", line)
+        if problem is None:
+            continue
+        cause = []
+        for detail in lines[i + 1 :]:
+            if detail.startswith("- "):
+                break
+            cause.append(detail)
+        text = f"--{key.group(1) if key else 'model'} {problem.group(1)}: {' '.join(cause)}"
+        if "has no attribute" in text or "No module named" in text:
+            text += f" (model classes: {MODEL_CLASSES})"
+        return text
+    return " ".join(lines)
+
+
+def _lightning(argv: list[str]) -> None:
+    HallugraphCLI(args=argv)
+
+
+def _sweep(argv: list[str]) -> None:
+    from training.sweep import main as sweep_main
+
+    sweep_main(argv)
+
+
+def _baselines(argv: list[str]) -> None:
+    from training.baselines import main as baselines_main
+
+    baselines_main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "sweep-layers": _sweep,
+    "baselines": _baselines,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("training").setLevel(logging.INFO)
+    command = COMMANDS.get(argv[0], _lightning) if argv else _lightning
+    if argv and argv[0] in COMMANDS:
+        argv = argv[1:]
+    try:
+        command(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ArgumentError as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,191 @@
+"""The ``LightningDataModule``: the graph dataset's fixed train/val/test splits as PyG loaders.
+
+Graph building belongs to :mod:`graphs`; this module only chooses the options, builds the cache
+once (``prepare_data`` runs on one process per machine under DDP), and reports what the models
+need to know about the data (feature widths, class balance, a hash of exactly what was used).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Literal
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.trainer.states import TrainerFn
+from torch_geometric.loader import DataLoader
+
+from extraction.errors import UserError
+from extraction.store import TraceStore
+from graphs import HallucinationGraphDataset
+from graphs.source import check_layers
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class HallucinationGraphDataModule(LightningDataModule):
+    """Attention graphs of one trace store, split by question id (the same split for every
+    detector, see ``graphs.HallucinationGraphDataset``).
+
+    Args:
+        traces: trace store directory written by ``python -m extraction``.
+        root: graph dataset directory (processed graphs and ``splits.json``).
+        layer: the transformer block whose graph is used; exactly one of ``layer``/``layers``.
+        layers: several blocks, one multi-layer graph per trace (for ``MultiLayerClassifier``).
+        nodes: ``all`` tokens or ``answer`` tokens only as nodes.
+        threshold: keep attention edges with weight >= threshold.
+        top_k: keep at most this many strongest edges per attending token.
+        head_mode: ``mean``/``max`` over heads (``edge_weight``) or ``heads`` (``edge_attr``).
+        self_loops: keep each token's attention to itself.
+        split_seed: seed of the stratified split.
+        split_ratios: train/val/test fractions.
+        batch_size: graphs per batch.
+        num_workers: data loader worker processes.
+        predict_traces: store to score with ``predict``; default: every trace of ``traces``.
+        predict_root: graph dataset directory for ``predict_traces``; default: a folder under
+            ``root`` named after the store.
+    """
+
+    def __init__(
+        self,
+        traces: str,
+        root: str,
+        layer: int | None = None,
+        layers: list[int] | None = None,
+        nodes: Literal["all", "answer"] = "all",
+        threshold: float = 0.01,
+        top_k: int | None = None,
+        head_mode: Literal["mean", "max", "heads"] = "mean",
+        self_loops: bool = True,
+        split_seed: int = 0,
+        split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
+        batch_size: int = 32,
+        num_workers: int = 0,
+        predict_traces: str | None = None,
+        predict_root: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if (layer is None) == (layers is None):
+            raise UserError("set exactly one of --data.layer and --data.layers")
+        self.store = TraceStore(traces)  # UserError when it is not a store
+        check_layers(self.store, [layer] if layer is not None else layers)
+        model = self.store.manifest["model"]
+        self.num_node_features: int = model["hidden_size"]
+        self.num_edge_features: int | None = model["num_heads"] if head_mode == "heads" else None
+        self.datasets: dict = {}
+        self.pos_weight: float | None = None
+
+    @property
+    def graph_options(self) -> dict:
+        """The dataset arguments that decide what a graph is (no paths, no loader settings)."""
+        keys = ("layer", "layers", "nodes", "threshold", "top_k", "head_mode", "self_loops")
+        keys += ("split_seed", "split_ratios")
+        return {key: self.hparams[key] for key in keys}
+
+    def _dataset(
+        self, split: str | None, root: str | None = None, traces: str | None = None
+    ) -> HallucinationGraphDataset:
+        options = dict(self.graph_options)
+        options["split_ratios"] = tuple(options["split_ratios"])
+        return HallucinationGraphDataset(
+            root or self.hparams.root, traces=traces or self.hparams.traces, split=split, **options
+        )
+
+    def _predict_location(self) -> tuple[str, str]:
+        traces = self.hparams.predict_traces or self.hparams.traces
+        if self.hparams.predict_root:
+            return self.hparams.predict_root, traces
+        if not self.hparams.predict_traces:
+            return self.hparams.root, traces
+        resolved = str(Path(traces).resolve())
+        tag = hashlib.sha256(resolved.encode()).hexdigest()[:8]
+        return str(Path(self.hparams.root) / "predict" / f"{Path(resolved).name}-{tag}"), traces
+
+    def prepare_data(self) -> None:
+        """Build the graph cache and the split file once, before any rank reads them."""
+        if self.trainer is not None and self.trainer.state.fn == TrainerFn.PREDICTING:
+            self._dataset(None, *self._predict_location())
+            return
+        for split in SPLITS:
+            self._dataset(split)
+
+    def setup(self, stage: str) -> None:
+        if stage == "predict":
+            root, traces = self._predict_location()
+            self.datasets["predict"] = self._dataset(None, root, traces)
+            if len(self.datasets["predict"]) == 0:
+                raise UserError(
+                    f"{traces} has no labelled traces to score (the graph dataset skips traces "
+                    "without a label)"
+                )
+            return
+        for split in SPLITS:
+            if split not in self.datasets:
+                self.datasets[split] = self._dataset(split)
+                log.info("%s split: %d graphs", split, len(self.datasets[split]))
+        width = self.datasets["train"].num_node_features
+        if width != self.num_node_features:
+            raise UserError(
+                f"graphs have {width} node features but the store's hidden size is "
+                f"{self.num_node_features}; the graph dataset and the store disagree"
+            )
+        if stage == "fit":
+            labels = self.datasets["train"].labels
+            positives = sum(labels)
+            negatives = len(labels) - positives
+            if positives == 0 or negatives == 0:
+                raise UserError(
+                    f"the training split has a single class ({positives} hallucinated, "
+                    f"{negatives} correct); a detector needs both: use more traces"
+                )
+            self.pos_weight = negatives / positives
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+    def fingerprint(self, split: str = "test") -> dict:
+        """What a result was computed on. ``split_sha256`` hashes the question ids and labels of
+        ``split`` (two detectors with equal values were scored on the same questions);
+        ``sha256`` adds the graph options (the very same graphs)."""
+        dataset = self.datasets[split]
+        items = sorted(zip(dataset.question_ids, dataset.labels, strict=True))
+        return {
+            "sha256": _sha256(
+                {"split": split, "items": items, "graph_options": self.graph_options}
+            ),
+            "split_sha256": _sha256({"split": split, "items": items}),
+            "split": split,
+            "n": len(items),
+            "n_hallucinated": sum(label for _, label in items),
+            "traces": str(Path(self.hparams.traces).resolve()),
+            "model": self.store.manifest["settings"]["model"],
+            "graph_options": self.graph_options,
+        }
+
+
+def _sha256(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,262 @@
+"""Graph classifiers over attention graphs: GCN, GAT, GIN, GraphSAGE, and a multi-layer model.
+
+Every detector is: per-node LayerNorm → a PyG ``BasicGNN`` stack → pooling over tokens (all, or
+answer tokens only) → MLP → one logit. They differ only in the message-passing family, i.e. in
+which edge information the layer can use (``FAMILIES``). Loss, metrics and threshold live in
+:class:`~training.module.GraphClassifier`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+from torch_geometric.nn.aggr import (
+    Aggregation,
+    AttentionalAggregation,
+    MaxAggregation,
+    MeanAggregation,
+)
+from torch_geometric.nn.models import GAT, GCN, GIN, GraphSAGE
+from torch_geometric.nn.models.basic_gnn import BasicGNN
+
+from training.module import GraphClassifier
+
+Family = Literal["gcn", "gat", "gin", "sage"]
+Pooling = Literal["mean", "max", "attention"]
+
+# family → (PyG model, what it takes from the edges): "weight" a scalar per edge (GCN's
+# normalised sum), "attr" an edge feature vector (GAT's attention), "none" the structure only.
+FAMILIES: dict[str, tuple[type[BasicGNN], str]] = {
+    "gcn": (GCN, "weight"),
+    "gat": (GAT, "attr"),
+    "gin": (GIN, "none"),
+    "sage": (GraphSAGE, "none"),
+}
+
+
+class GraphEncoder(nn.Module):
+    """Node embeddings from one of the PyG GNN families, fed the edge data it supports.
+
+    Hidden states of an LLM carry a few huge coordinates (attention-sink tokens reach norms
+    hundreds of times the median), so a per-node LayerNorm comes first.
+    ``edge_dim`` is the width of ``edge_attr`` (attention heads kept separately) or ``None`` when
+    the graphs carry a scalar ``edge_weight``; GCN averages heads into one weight, GAT uses them.
+    """
+
+    def __init__(
+        self,
+        family: Family,
+        in_channels: int,
+        hidden_channels: int,
+        num_layers: int,
+        dropout: float,
+        norm: str | None,
+        edge_dim: int | None,
+        **gnn_kwargs,
+    ) -> None:
+        super().__init__()
+        model, self.edges = FAMILIES[family]
+        if self.edges == "attr":
+            gnn_kwargs["edge_dim"] = edge_dim or 1
+        self.input_norm = nn.LayerNorm(in_channels)
+        self.gnn = model(
+            in_channels, hidden_channels, num_layers, dropout=dropout, norm=norm, **gnn_kwargs
+        )
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        edge_weight = getattr(batch, "edge_weight", None)
+        edge_attr = getattr(batch, "edge_attr", None)
+        kwargs = {}
+        if self.edges == "weight":
+            kwargs["edge_weight"] = edge_weight if edge_attr is None else edge_attr.mean(-1)
+        elif self.edges == "attr":
+            kwargs["edge_attr"] = edge_attr if edge_attr is not None else edge_weight[:, None]
+        return self.gnn(self.input_norm(batch.x), batch.edge_index, **kwargs)
+
+
+def make_pooling(pooling: Pooling, channels: int) -> Aggregation:
+    if pooling == "attention":
+        return AttentionalAggregation(gate_nn=nn.Linear(channels, 1))
+    return MeanAggregation() if pooling == "mean" else MaxAggregation()
+
+
+def pool(
+    aggr: Aggregation, h: torch.Tensor, index: torch.Tensor, size: int, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """``[size, d]``: node embeddings pooled by ``index``, over the nodes in ``mask`` only when
+    given. A group with no selected node (an empty answer) pools to zeros."""
+    if mask is not None:
+        h, index = h[mask], index[mask]
+    return aggr(h, index, dim_size=size)
+
+
+def mlp_head(channels: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(channels, channels), nn.ReLU(), nn.Dropout(dropout), nn.Linear(channels, 1)
+    )
+
+
+class GNNClassifier(GraphClassifier):
+    """One layer's attention graph → GNN → pooled graph vector → logit.
+
+    Args:
+        in_channels: node feature width (the LLM hidden size; linked from the data module).
+        edge_dim: ``edge_attr`` width when heads are kept separately, else ``None`` (linked).
+        hidden_channels: GNN and MLP width.
+        num_layers: message-passing layers.
+        dropout: dropout between GNN layers and in the MLP head.
+        norm: a ``torch_geometric.nn.norm`` name between GNN layers (``batch_norm``,
+            ``layer_norm``, ``graph_norm``) or ``None``.
+        pooling: ``mean``, ``max`` or ``attention`` (a learned gate over tokens).
+        answer_only: pool over the answer tokens only (the prompt still passes messages).
+    """
+
+    family: ClassVar[Family]
+
+    def __init__(
+        self,
+        in_channels: int,
+        edge_dim: int | None = None,
+        hidden_channels: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        norm: str | None = None,
+        pooling: Pooling = "mean",
+        answer_only: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.encoder = GraphEncoder(
+            self.family,
+            in_channels,
+            hidden_channels,
+            num_layers,
+            dropout,
+            norm,
+            edge_dim,
+            **self.gnn_kwargs(),
+        )
+        self.pooling = make_pooling(pooling, hidden_channels)
+        self.head = mlp_head(hidden_channels, dropout)
+
+    def gnn_kwargs(self) -> dict:
+        """Family-specific arguments of the PyG model."""
+        return {}
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        mask = batch.is_answer if self.hparams.answer_only else None
+        pooled = pool(self.pooling, self.encoder(batch), batch.batch, batch.num_graphs, mask)
+        return self.head(pooled).squeeze(-1)
+
+
+class GCNClassifier(GNNClassifier):
+    """GCN (Kipf & Welling) with attention weights as edge weights."""
+
+    family = "gcn"
+
+
+class GATClassifier(GNNClassifier):
+    """GAT over attention graphs; the attention weights (or each head's) are GAT edge features.
+
+    Args:
+        heads: GAT attention heads per layer (``hidden_channels`` must be divisible by it).
+        v2: GATv2 ("dynamic" attention) instead of the original GAT.
+    """
+
+    family = "gat"
+
+    def __init__(self, *args, heads: int = 4, v2: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+
+    def gnn_kwargs(self) -> dict:
+        # Read from hparams: the encoder is built inside the parent's __init__.
+        return {"heads": self.hparams.heads, "v2": self.hparams.v2}
+
+
+class GINClassifier(GNNClassifier):
+    """GIN: the most expressive sum-aggregation GNN; uses the edge structure, not the weights."""
+
+    family = "gin"
+
+
+class SAGEClassifier(GNNClassifier):
+    """GraphSAGE (mean aggregation); uses the edge structure, not the weights."""
+
+    family = "sage"
+
+
+class MultiLayerClassifier(GraphClassifier):
+    """Several layers of one trace: a shared GNN embeds every per-layer graph, pooling gives one
+    vector per (trace, layer), and a sequence model reads them in layer order.
+
+    Expects the multi-layer graphs of the dataset (``layers=[...]``): the disjoint union of the
+    per-layer graphs with ``node_layer`` (position in ``layers``) and ``num_graph_layers``.
+
+    Args:
+        conv: message-passing family of the shared per-layer GNN.
+        heads: GAT heads (``conv: gat`` only).
+        sequence: ``gru`` (reads layers in order) or ``transformer`` (attends across layers,
+            with a learned embedding of the layer's position).
+        sequence_layers: layers of the sequence model.
+        max_graph_layers: most layers per trace the transformer's position embedding covers.
+        Other arguments as in :class:`GNNClassifier`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        edge_dim: int | None = None,
+        conv: Family = "gcn",
+        hidden_channels: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        norm: str | None = None,
+        heads: int = 4,
+        pooling: Pooling = "mean",
+        answer_only: bool = False,
+        sequence: Literal["gru", "transformer"] = "gru",
+        sequence_layers: int = 1,
+        max_graph_layers: int = 64,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        gnn_kwargs = {"heads": heads, "v2": True} if conv == "gat" else {}
+        self.encoder = GraphEncoder(
+            conv, in_channels, hidden_channels, num_layers, dropout, norm, edge_dim, **gnn_kwargs
+        )
+        self.pooling = make_pooling(pooling, hidden_channels)
+        if sequence == "gru":
+            self.sequence = nn.GRU(
+                hidden_channels, hidden_channels, sequence_layers, batch_first=True
+            )
+        else:
+            self.layer_embedding = nn.Embedding(max_graph_layers, hidden_channels)
+            block = nn.TransformerEncoderLayer(
+                hidden_channels,
+                nhead=4,
+                dim_feedforward=2 * hidden_channels,
+                dropout=dropout,
+                batch_first=True,
+            )
+            self.sequence = nn.TransformerEncoder(
+                block, sequence_layers, enable_nested_tensor=False
+            )
+        self.head = mlp_head(hidden_channels, dropout)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        n_layers = int(batch.num_graph_layers[0])
+        key = batch.batch * n_layers + batch.node_layer
+        mask = batch.is_answer if self.hparams.answer_only else None
+        size = batch.num_graphs * n_layers
+        per_layer = pool(self.pooling, self.encoder(batch), key, size, mask)
+        per_layer = per_layer.view(batch.num_graphs, n_layers, -1)
+        if self.hparams.sequence == "gru":
+            _, last = self.sequence(per_layer)
+            summary = last[-1]
+        else:
+            positions = torch.arange(n_layers, device=per_layer.device)
+            summary = self.sequence(per_layer + self.layer_embedding(positions)).mean(1)
+        return self.head(summary).squeeze(-1)

@@ -1,0 +1,110 @@
+"""``python -m training sweep-layers --config C [--layers 0 5 10] [--output DIR] [fit flags]``.
+
+One detector per layer (fit, then test with the best checkpoint), each with its own report, and a
+figure of test AUROC against layer. A linear probe on the same layer's mean answer hidden state
+is drawn alongside: it separates "the graph helps" from "this layer's states already know".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from extraction.errors import UserError
+from graphs.source import stored_layers
+from training.baselines import PROBE_C, fit_logistic, mean_answer_state
+from training.data import SPLITS
+from training.report import REPORT, environment, plot_layer_sweep, write_json
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str]) -> None:
+    from training.cli import PROG, HallugraphCLI
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} sweep-layers",
+        description="Train and test one detector per layer; plot test AUROC against layer. "
+        f"Other flags (--config, --data.*, --model.*, --trainer.*) are read as by `{PROG} fit`.",
+    )
+    parser.add_argument("--layers", type=int, nargs="+", help="default: every stored layer")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("runs/sweep"),
+        help="folder for the per-layer runs, sweep.json and sweep_auroc.png (default: %(default)s)",
+    )
+    args, rest = parser.parse_known_args(argv)
+    if "fit" in rest[:1]:
+        raise UserError(f"`{PROG} sweep-layers` runs fit and test itself; drop `fit`")
+
+    # Without --layers, the config's own data section names the store: sweep all it holds.
+    layers = args.layers or stored_layers(HallugraphCLI(args=rest, run=False).datamodule.store)
+    results = []
+    for layer in layers:
+        cli = HallugraphCLI(
+            args=[
+                *rest,
+                *("--data.layer", str(layer), "--data.layers", "null"),
+                *("--trainer.default_root_dir", str(args.output / f"layer_{layer:02d}")),
+            ],
+            run=False,
+        )
+        results.append(_fit_and_test(cli, layer))
+    _write(args.output, results)
+
+
+def _fit_and_test(cli, layer: int) -> dict:
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    trainer.fit(model, datamodule=datamodule)
+    trainer.test(model, datamodule=datamodule, ckpt_path="best")
+    report_path = Path(trainer.log_dir) / REPORT
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    labels = {split: datamodule.datasets[split].labels for split in SPLITS}
+    probe, _, _ = fit_logistic(
+        mean_answer_state(datamodule), labels, model.hparams.threshold_rule, PROBE_C
+    )
+    log.info(
+        "layer %d: %s AUROC %.3f, probe AUROC %.3f",
+        layer,
+        report["detector"],
+        report["metrics"]["auroc"] or float("nan"),
+        probe["auroc"],
+    )
+    return {
+        "layer": layer,
+        "detector": report["detector"],
+        "metrics": report["metrics"],
+        "auroc_ci95": report.get("auroc_ci95"),
+        "probe_metrics": probe,
+        "report": str(report_path),
+        "data_sha256": report["data"]["sha256"],
+    }
+
+
+def _write(output: Path, results: list[dict]) -> None:
+    detector = results[0]["detector"]
+    summary = {
+        "detector": detector,
+        "layers": [result["layer"] for result in results],
+        "results": results,
+        **environment(),
+    }
+    path = write_json(output / "sweep.json", summary)
+    metrics = results[0]["metrics"]
+    n_correct = metrics["n"] - metrics["n_hallucinated"]
+    figure = plot_layer_sweep(
+        output / "sweep_auroc.png",
+        {
+            detector: {r["layer"]: r["metrics"]["auroc"] for r in results},
+            "linear probe, mean answer state": {
+                r["layer"]: r["probe_metrics"]["auroc"] for r in results
+            },
+        },
+        title=f"test AUROC by layer: {metrics['n']} test answers, "
+        f"{metrics['n_hallucinated']} hallucinated / {n_correct} correct",
+        intervals={detector: {r["layer"]: r["auroc_ci95"] for r in results}},
+    )
+    print(f"sweep: {path}\nfigure: {figure}")
