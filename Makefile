@@ -1,5 +1,7 @@
 # Two commands for a fresh machine:  `make demo` (offline pipeline)  and  `make test`.
 VENV   ?= .venv
+# OpenMP's default busy-wait makes torch 8-25x slower when cores are shared (docs/TRAINING.md).
+export OMP_WAIT_POLICY ?= PASSIVE
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
@@ -17,6 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(PY) -m extraction --config configs/extraction/default.yaml
+	$(PY) -m graphs build --config configs/graphs/default.yaml
+	$(PY) -m training fit --config configs/training/gcn.yaml
+	$(PY) -m training test --config configs/training/gcn.yaml --ckpt_path runs/gcn/checkpoints/best.ckpt
+	$(PY) -m training baselines --config configs/training/gcn.yaml --reports $$(ls -t runs/gcn/lightning_logs/*/report.json | head -1)
 
 test: setup lint
 	$(PY) -m pytest
@@ -30,4 +36,4 @@ format: setup
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf traces_data runs lightning_logs
+	rm -rf traces_data graphs_data runs lightning_logs
