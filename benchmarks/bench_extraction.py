@@ -1,6 +1,7 @@
 """Extraction throughput, memory and bytes per trace: the seed's way against ours.
 
-    python benchmarks/bench_extraction.py --num-samples 64
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_extraction.py --num-samples 64 \
+        --batch-sizes 8 32
 
 (a) seed: one question at a time, ``generate(output_attentions=True, output_hidden_states=True,
     return_dict_in_generate=True)`` (eager attention, which those outputs need), the seed's
@@ -86,22 +87,22 @@ def run_seed(num_samples: int, out: Path) -> dict:
     return {"seconds": elapsed, "answers": answers, "final_step_shapes": final_shapes}
 
 
-def run_ours(num_samples: int, out: Path) -> dict:
+def run_ours(num_samples: int, out: Path, batch_size: int) -> dict:
     from extraction.cli import main
     from extraction.export import export_pickle
     from extraction.store import TraceStore
 
-    store_dir = out / "store"
+    store_dir = out / f"store_{batch_size}"
     start = time.perf_counter()
     status = main(
         ["--dataset", "triviaqa", "--dataset-file", str(TRIVIAQA), "--num-samples",
-         str(num_samples), "--output-dir", str(store_dir)]
+         str(num_samples), "--output-dir", str(store_dir), "--batch-size", str(batch_size)]
     )  # fmt: skip
     elapsed = time.perf_counter() - start
     assert status == 0
     store = TraceStore(store_dir)
     shard_bytes = sum(p.stat().st_size for p in store.shard_files)
-    pickles = export_pickle(store_dir, out / "pickle", batch_size=num_samples)
+    pickles = export_pickle(store_dir, out / f"pickle_{batch_size}", batch_size=num_samples)
     pickle_bytes = sum(p.stat().st_size for p in pickles)
     answers = {qid: store.rows[qid]["generated_answer_clean"] for qid in store.question_ids}
     return {
@@ -116,35 +117,43 @@ def run_ours(num_samples: int, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-samples", type=int, default=64)
-    parser.add_argument("--mode", choices=["seed", "ours"], help="(internal) run one side")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8], help="ours, each")
+    parser.add_argument("--mode", help="(internal) run one side: seed or ours-BATCH")
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.mode:
         out = Path(args.out)
-        result = (run_seed if args.mode == "seed" else run_ours)(args.num_samples, out)
+        if args.mode == "seed":
+            result = run_seed(args.num_samples, out)
+        else:
+            result = run_ours(args.num_samples, out, int(args.mode.removeprefix("ours-")))
         result["peak_rss_mib"] = peak_rss_mib()
         (out / f"{args.mode}.json").write_text(json.dumps(result))
         return
+    modes = ["seed", *(f"ours-{size}" for size in args.batch_sizes)]
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
-        for mode in ("seed", "ours"):
+        for mode in modes:
             cmd = [sys.executable, __file__, "--mode", mode, "--out", tmp]
             subprocess.run([*cmd, "--num-samples", str(args.num_samples)], check=True, cwd=REPO)
             results[mode] = json.loads((Path(tmp) / f"{mode}.json").read_text())
-    seed, ours = results["seed"], results["ours"]
+    seed = results["seed"]
     n = args.num_samples
-    same = sum(seed["answers"][q] == ours["answers"].get(q) for q in seed["answers"])
-    rows = [
-        ("questions / s", n / seed["seconds"], n / ours["seconds"]),
-        ("peak RSS (MiB)", seed["peak_rss_mib"], ours["peak_rss_mib"]),
-        ("bytes / trace (MiB), full final state", ours["seed_format_bytes_per_trace"] / 2**20,
-         ours["bytes_per_trace"] / 2**20),
-    ]  # fmt: skip
     print(f"\n{n} TriviaQA questions, SmolLM2-135M-Instruct, beam 5, max 64 new tokens")
-    print(f"{'':40} {'seed':>10} {'ours':>10} {'ours/seed':>10}")
-    for name, a, b in rows:
-        print(f"{name:40} {a:10.3f} {b:10.3f} {b / a:10.3f}")
-    print(f"identical answers: {same}/{n}")
+    for mode in modes[1:]:
+        ours = results[mode]
+        same = sum(seed["answers"][q] == ours["answers"].get(q) for q in seed["answers"])
+        rows = [
+            ("questions / s", n / seed["seconds"], n / ours["seconds"]),
+            ("peak RSS (MiB)", seed["peak_rss_mib"], ours["peak_rss_mib"]),
+            ("bytes / trace (MiB), full final state", ours["seed_format_bytes_per_trace"] / 2**20,
+             ours["bytes_per_trace"] / 2**20),
+        ]  # fmt: skip
+        print(f"\n{'batch size ' + mode.removeprefix('ours-'):40} {'seed':>10} {'ours':>10} "
+              f"{'ours/seed':>10}")  # fmt: skip
+        for name, a, b in rows:
+            print(f"{name:40} {a:10.3f} {b:10.3f} {b / a:10.3f}")
+        print(f"identical answers: {same}/{n}")
     print(f"mean sequence length (prompt + answer): {ours['mean_seq_len']:.1f} tokens")
     print(f"seed's actual final-step shapes: {seed['final_step_shapes']} (KV cache: one token)")
 

@@ -10,11 +10,8 @@ python -m extraction export-pickle DIR [--output DIR] [--batch-size 500]
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
-
-from extraction.errors import UserError
 
 PROG = "python -m extraction"
 
@@ -103,20 +100,9 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from extraction.cli_config import run_command
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
-    )
-    logging.getLogger("extraction").setLevel(logging.INFO)
-    command = COMMANDS.get(argv[0], _run) if argv else _run
     if argv and argv[0] in COMMANDS:
-        argv = argv[1:]
-    try:
-        command(argv)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    return 0
+        return run_command("extraction", COMMANDS[argv[0]], argv[1:])
+    return run_command("extraction", _run, argv)

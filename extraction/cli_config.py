@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import re
+import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -99,3 +102,36 @@ def load_yaml_config(cls: type, path: str) -> dict:
 
 def to_yaml(config) -> str:
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
+
+
+def run_command(package: str, command: Callable[[list[str]], None], argv: list[str]) -> int:
+    """Run one CLI command: INFO logging for ``package`` on stderr, a :class:`UserError` as one
+    ``error: ...`` line with exit status 2, Ctrl-C as 130.
+
+    The log handler is removed afterwards, so calling a ``main`` in-process (tests, notebooks)
+    never leaves a handler writing to a stream that has since been closed.
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    # Our own progress notes at INFO; other libraries only when they warn.
+    handler.addFilter(
+        lambda record: (
+            record.levelno >= logging.WARNING
+            or record.name == package
+            or record.name.startswith(f"{package}.")
+        )
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    logging.getLogger(package).setLevel(logging.INFO)
+    try:
+        command(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    finally:
+        root.removeHandler(handler)
+    return 0

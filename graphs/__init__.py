@@ -3,7 +3,7 @@
 Reads trace stores only through ``extraction.store``; never imports ``transformers``.
 """
 
-from graphs.build import stack_layers, trace_to_graph
+from graphs.build import stack_layers, trace_to_graph, traces_to_batch, traces_to_graphs
 from graphs.dataset import HallucinationGraphDataset
 from graphs.nx_export import to_networkx
 from graphs.splits import make_splits
@@ -16,4 +16,6 @@ __all__ = [
     "stack_layers",
     "to_networkx",
     "trace_to_graph",
+    "traces_to_batch",
+    "traces_to_graphs",
 ]

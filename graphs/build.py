@@ -1,12 +1,21 @@
-"""One layer of one trace → a token graph (``torch_geometric.data.Data``), with tensor ops only.
+"""Layers of traces → token graphs (PyG ``Data`` or ``Batch``), with array ops only.
 
-The seed's double loop visits every (i, j) token pair in Python; here the whole ``[T, T]`` matrix
-is thresholded at once and ``nonzero`` yields the edges in the same row-major order the loop
-would have added them.
+The seed's double loop visits every (i, j) token pair in Python; here the ``[T, T]`` matrices of
+many traces are laid end to end, aggregated over heads, thresholded and ``nonzero``-ed at once,
+which yields the edges of every graph in the same row-major order the loop would have added them.
+One trace is a batch of one: :func:`trace_to_graph` is :func:`traces_to_graphs` of a list of one,
+and :func:`traces_to_batch` gives the graphs straight as the PyG ``Batch`` a GNN consumes. CPU
+tensors in (as the trace store gives them); the float work is torch, the index bookkeeping numpy.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
@@ -14,6 +23,7 @@ from torch_geometric.data import Batch, Data
 from extraction.errors import UserError
 
 HEAD_MODES = ("mean", "max", "heads")
+_EMPTY_BATCH = Batch(_base_cls=Data)  # the DataBatch that Batch.from_data_list makes
 NODE_MODES = ("all", "answer")
 
 
@@ -57,46 +67,287 @@ def trace_to_graph(
             earlier source token wins).
         head_mode: ``mean`` (the seed's) or ``max`` over heads gives ``edge_weight [E]``;
             ``heads`` keeps every head in ``edge_attr [E, heads]`` and applies the threshold and
-            top-k to the mean.
+            top-k to the mean. The mean is float32, summed head by head in order, like the
+            seed's ``numpy`` ``attention.mean(axis=0)`` (bit for bit, whatever the head count).
         self_loops: Keep the ``i → i`` edges.
         nodes: ``all`` tokens (prompt + answer) or only the ``answer`` tokens, renumbered from 0.
 
     Returns:
         ``Data`` with ``x [N, hidden]`` float32, ``edge_index [2, E]`` (row 0 the attended token
-        ``j``, row 1 the attending token ``i``: the seed's ``G.add_edge(j, i)``), ``edge_weight``
-        or ``edge_attr``, ``is_answer`` bool ``[N]`` and ``position`` float ``[N]`` (token index
-        over ``T - 1``, so in ``[0, 1]`` and measured in the full sequence).
+        ``j``, row 1 the attending token ``i``: the seed's ``G.add_edge(j, i)``; sorted by ``i``,
+        then ``j``), ``edge_weight`` or ``edge_attr``, ``is_answer`` bool ``[N]`` and
+        ``position`` float ``[N]`` (token index over ``T - 1``, so in ``[0, 1]`` and measured in
+        the full sequence).
+    """
+    return traces_to_graphs(
+        [attention],
+        [hidden],
+        [n_prompt_tokens],
+        threshold=threshold,
+        top_k=top_k,
+        head_mode=head_mode,
+        self_loops=self_loops,
+        nodes=nodes,
+    )[0]
+
+
+def traces_to_graphs(
+    attentions: Sequence[Tensor],
+    hiddens: Sequence[Tensor],
+    n_prompt_tokens: Sequence[int],
+    *,
+    threshold: float = 0.01,
+    top_k: int | None = None,
+    head_mode: str = "mean",
+    self_loops: bool = True,
+    nodes: str = "all",
+) -> list[Data]:
+    """:func:`trace_to_graph` of each trace (the same layer of several traces, any lengths, the
+    same number of heads), built in one pass: a few dozen array ops for the whole list instead of
+    a dozen per trace. ``x`` is each trace's own float32 copy (the given tensor when it is
+    float32 already); the other tensors are views of tensors shared by all the graphs (as PyG's
+    own ``Batch.to_data_list`` gives them): ``clone()`` a graph before saving it on its own, or
+    ``torch.save`` writes the whole shared storage.
+    """
+    graphs = _build(
+        attentions, hiddens, n_prompt_tokens, threshold, top_k, head_mode, self_loops, nodes
+    )
+    if graphs is None:
+        return []
+    local_target = graphs.target - graphs.source_shift
+    edge_index = torch.stack([graphs.source, local_target])
+    columns = {
+        "x": [hidden.float() for hidden in graphs.hiddens],
+        "edge_index": edge_index.split(graphs.num_edges, dim=1),
+        "is_answer": graphs.is_answer.split(graphs.num_nodes),
+        "position": graphs.position.split(graphs.num_nodes),
+        graphs.weight_key: graphs.weight.split(graphs.num_edges),
+    }
+    return [
+        _data(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
+    ]
+
+
+def traces_to_batch(
+    attentions: Sequence[Tensor],
+    hiddens: Sequence[Tensor],
+    n_prompt_tokens: Sequence[int],
+    *,
+    threshold: float = 0.01,
+    top_k: int | None = None,
+    head_mode: str = "mean",
+    self_loops: bool = True,
+    nodes: str = "all",
+) -> Batch:
+    """The graphs of :func:`traces_to_graphs` as one PyG ``Batch`` (what a GNN consumes), built
+    from the concatenated tensors directly, with no per-graph ``Data``: equal to
+    ``Batch.from_data_list(traces_to_graphs(...))``, ``batch``/``ptr``, ``to_data_list()`` and
+    indexing included.
+    """
+    graphs = _build(
+        attentions, hiddens, n_prompt_tokens, threshold, top_k, head_mode, self_loops, nodes
+    )
+    if graphs is None:
+        raise ValueError("no traces to batch")
+    edge_index = torch.stack([graphs.source + graphs.source_shift, graphs.target])
+    x = torch.empty((len(graphs.node_graph), *graphs.hiddens[0].shape[1:]))
+    torch.cat(graphs.hiddens, out=x)  # converts to float32 as it copies
+    node_slices = torch.tensor([0, *accumulate(graphs.num_nodes)])
+    edge_slices = torch.tensor([0, *accumulate(graphs.num_edges)])
+    zeros = torch.zeros(len(graphs.num_nodes), dtype=torch.long)
+
+    batch = copy.copy(_EMPTY_BATCH)  # Batch(_base_cls=Data) costs ~50 µs of signature checks
+    batch._slice_dict, batch._inc_dict = {}, {}
+    for key, value, slices, increments in (
+        ("x", x, node_slices, zeros),
+        ("edge_index", edge_index, edge_slices, node_slices[:-1]),
+        ("is_answer", graphs.is_answer, node_slices, zeros),
+        ("position", graphs.position, node_slices, zeros),
+        (graphs.weight_key, graphs.weight, edge_slices, zeros),
+    ):
+        batch[key] = value
+        batch._slice_dict[key] = slices
+        batch._inc_dict[key] = increments
+    batch.batch, batch.ptr = graphs.node_graph, node_slices
+    batch._num_graphs = len(graphs.num_nodes)
+    return batch
+
+
+@dataclass
+class _Graphs:
+    """Graphs laid end to end: nodes graph by graph, then edges graph by graph, each graph's
+    edges sorted by (target, source)."""
+
+    hiddens: list[Tensor]  # each graph's node features, as given (sliced to its nodes)
+    is_answer: Tensor  # [sum N] bool
+    position: Tensor  # [sum N] float32
+    node_graph: Tensor  # [sum N] each node's graph (the Batch's `batch`)
+    target: Tensor  # [sum E] attending node, numbered over all graphs
+    source: Tensor  # [sum E] attended node, numbered within its graph
+    source_shift: Tensor  # [sum E] the first node of the edge's graph
+    weight_key: str  # "edge_weight" or "edge_attr"
+    weight: Tensor  # [sum E] or [sum E, heads] float32
+    num_nodes: list[int]
+    num_edges: list[int]
+
+
+def _build(
+    attentions: Sequence[Tensor],
+    hiddens: Sequence[Tensor],
+    n_prompt_tokens: Sequence[int],
+    threshold: float,
+    top_k: int | None,
+    head_mode: str,
+    self_loops: bool,
+    nodes: str,
+) -> _Graphs | None:
+    """The one implementation behind :func:`trace_to_graph`, :func:`traces_to_graphs` and
+    :func:`traces_to_batch` (None for no traces).
+
+    Each trace's (node-selected) ``[heads, N, N]`` attention is flattened to ``[heads, N * N]``
+    and the traces are concatenated along that axis: the rows of all the graphs' matrices, one
+    after the other (row ``r`` holds the attention of node ``r`` of the batch). The head
+    aggregation (in groups of traces), the threshold and ``flatnonzero`` (numpy, several times
+    faster than torch's ``nonzero`` on CPU) then run once for all traces, and the flat indices,
+    in increasing order, are the edges graph by graph, each graph's in the seed loop's
+    row-major (target, then source) order. A lookup table from flat index to row gives the
+    target; the source is the offset in the row. The bookkeeping is numpy: its small ops cost a
+    third of torch's.
     """
     validate_options(threshold, top_k, head_mode, self_loops, nodes)
-    seq_len = attention.shape[-1]
-    if hidden.shape[0] != seq_len:
-        raise ValueError(f"{hidden.shape[0]} hidden-state rows for {seq_len} attention positions")
-    start = n_prompt_tokens if nodes == "answer" else 0
-    if start:
-        attention, hidden = attention[:, start:, start:], hidden[start:]
-    attn = attention.float()
-    score = attn.amax(dim=0) if head_mode == "max" else attn.mean(dim=0)
+    if not len(attentions) == len(hiddens) == len(n_prompt_tokens):
+        raise ValueError(
+            f"{len(attentions)} attentions, {len(hiddens)} hidden states and "
+            f"{len(n_prompt_tokens)} prompt lengths: give one of each per trace"
+        )
+    if not attentions:
+        return None
+    n_heads = attentions[0].shape[0]
+    squares, rows, num_nodes, starts, denominators = [], [], [], [], []
+    for attention, hidden, n_prompt in zip(attentions, hiddens, n_prompt_tokens, strict=True):
+        seq_len = attention.shape[-1]
+        if attention.shape != (n_heads, seq_len, seq_len):
+            raise ValueError(
+                f"attention of shape {tuple(attention.shape)}; expected [{n_heads}, T, T] like "
+                "the first trace's"
+            )
+        if hidden.shape[0] != seq_len:
+            raise ValueError(
+                f"{hidden.shape[0]} hidden-state rows for {seq_len} attention positions"
+            )
+        start = min(n_prompt, seq_len) if nodes == "answer" else 0
+        if start:
+            attention, hidden = attention[:, start:, start:], hidden[start:]
+        squares.append(attention.reshape(n_heads, -1))
+        rows.append(hidden)
+        starts.append(start)
+        num_nodes.append(seq_len - start)
+        denominators.append(max(seq_len - 1, 1))
+    score = _aggregate_heads(squares, head_mode)  # [sum N * N] float32, numpy
 
-    keep = score >= threshold
+    # Per node of the batch (= per matrix row): its graph, the graph's first node, the row's
+    # width and where the row starts in the concatenation.
+    counts = np.array(num_nodes)
+    total_nodes = sum(num_nodes)
+    node_graph = np.repeat(np.arange(len(counts)), counts)
+    first_node = np.array([0, *accumulate(num_nodes)])
+    graph_start = first_node[:-1].take(node_graph)
+    width = counts.take(node_graph)
+    row_start = np.cumsum(width) - width
+
+    keep = score >= np.float32(threshold)  # in float32, like the seed's numpy comparison
     if not self_loops:
-        keep.fill_diagonal_(False)
-    if top_k is not None and top_k < keep.shape[1]:
-        ranked = score.masked_fill(~keep, float("-inf"))
-        best = torch.sort(ranked, dim=1, descending=True, stable=True).indices[:, :top_k]
-        keep &= torch.zeros_like(keep).scatter_(1, best, True)
-    target, source = keep.nonzero(as_tuple=True)
-
-    token = torch.arange(start, seq_len, dtype=torch.float32)
-    data = Data(
-        x=hidden.float(),
-        edge_index=torch.stack([source, target]),
-        is_answer=token >= n_prompt_tokens,
-        position=token / max(seq_len - 1, 1),
-    )
+        keep[row_start + np.arange(total_nodes) - graph_start] = False
+    flat = np.flatnonzero(keep)
+    target = np.repeat(np.arange(total_nodes), width).take(flat)
+    if top_k is not None:
+        # Rank each edge among its target's edges, strongest first, ties to the earlier source:
+        # a stable sort by (target, -weight); targets already ascend in `flat`.
+        order = np.lexsort((-score.take(flat), target))
+        rank = np.arange(len(target)) - np.searchsorted(target, target)
+        kept = np.sort(order[rank < top_k])  # back to row-major order
+        flat, target = flat.take(kept), target.take(kept)
+    source = flat - row_start.take(target)
+    source_shift = graph_start.take(target)
+    num_edges = np.diff(np.searchsorted(target, first_node)).tolist()
     if head_mode == "heads":
-        data.edge_attr = attn[:, target, source].T.contiguous()
+        weight_key = "edge_attr"
+        heads = squares[0] if len(squares) == 1 else torch.cat(squares, dim=1)
+        weight = heads.index_select(1, torch.from_numpy(flat)).float().T.contiguous()
     else:
-        data.edge_weight = score[target, source]
+        weight_key, weight = "edge_weight", torch.from_numpy(score.take(flat))
+
+    # Nodes: token index in the full sequence, whether it is an answer token, its position.
+    token = np.arange(total_nodes) - graph_start + np.repeat(starts, counts)
+    is_answer = token >= np.repeat(n_prompt_tokens, counts)
+    position = token.astype(np.float32) / np.repeat(np.float32(denominators), counts)
+    return _Graphs(
+        rows,
+        torch.from_numpy(is_answer),
+        torch.from_numpy(position),
+        torch.from_numpy(node_graph),
+        torch.from_numpy(target),
+        torch.from_numpy(source),
+        torch.from_numpy(source_shift),
+        weight_key,
+        weight,
+        num_nodes,
+        num_edges,
+    )
+
+
+# Up to this many elements an elementwise torch op runs on the calling thread (torch's parallel
+# grain is 32768): on a shared CPU an OpenMP region can stall for milliseconds on a busy core, so
+# the head aggregation keeps its ops under it.
+SERIAL_ELEMENTS = 32_000
+
+
+def _aggregate_heads(squares: list[Tensor], head_mode: str) -> np.ndarray:
+    """The head mean (or max) of each trace's ``[heads, N * N]``, concatenated: ``[sum N * N]``
+    float32. Consecutive small traces are concatenated (up to ``SERIAL_ELEMENTS`` token pairs)
+    and aggregated together."""
+    sizes = [square.shape[1] for square in squares]
+    score = np.empty(sum(sizes), dtype=np.float32)
+    begin = first = 0
+    while first < len(squares):
+        last, pairs = first + 1, sizes[first]
+        while last < len(squares) and pairs + sizes[last] <= SERIAL_ELEMENTS:
+            pairs += sizes[last]
+            last += 1
+        group = squares[first:last]
+        heads = group[0] if len(group) == 1 else torch.cat(group, dim=1)
+        out = score[begin : begin + pairs]
+        if head_mode == "max":
+            torch.from_numpy(out).copy_(heads.amax(dim=0))
+        else:
+            _head_mean(heads, out)
+        first, begin = last, begin + pairs
+    return score
+
+
+def _head_mean(heads: Tensor, out: np.ndarray) -> None:
+    """Float32 mean over dim 0 into ``out``, bit-identical to the seed's numpy
+    ``attention.mean(axis=0)`` of the float32 array for any number of heads and shape: numpy adds
+    the heads one after the other and then divides, while ``torch.mean``/``sum`` add in blocks
+    whose order depends on the shape and often differ in the last bit. A small input takes
+    numpy's mean itself (two calls); a larger one adds head by head in torch, which converts each
+    half-precision head on the way instead of making a float32 copy of all of them.
+    """
+    if heads.numel() <= SERIAL_ELEMENTS:
+        np.mean(heads.float().numpy(), axis=0, out=out)
+        return
+    total = torch.from_numpy(out)
+    total.copy_(heads[0])
+    for head in range(1, len(heads)):
+        total.add_(heads[head])
+    total.div_(len(heads))
+
+
+def _data(attributes) -> Data:
+    """``Data(**attributes)`` for non-None tensor attributes, filled in one step: PyG's
+    ``Data.__setattr__`` bookkeeping costs ~4 µs an attribute, as much as building the graph."""
+    data = Data()
+    data._store._mapping.update(attributes)
     return data
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from statistics import fmean
 
+from extraction.cli_config import run_command
 from extraction.errors import UserError
 
 PROG = "python -m graphs"
@@ -152,11 +152,4 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: {PROG} {{{','.join(COMMANDS)}}} ... (see --help of each)", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("graphs").setLevel(logging.INFO)
-    try:
-        COMMANDS[argv[0]](argv[1:])
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("graphs", COMMANDS[argv[0]], argv[1:])

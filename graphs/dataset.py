@@ -8,7 +8,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -18,7 +18,7 @@ from torch_geometric.io import fs
 from extraction.errors import UserError
 from extraction.store import TraceStore
 from extraction.store.layout import atomic_write_text
-from graphs.build import stack_layers, trace_to_graph, validate_options
+from graphs.build import stack_layers, traces_to_graphs, validate_options
 from graphs.source import check_layers
 from graphs.splits import SPLITS, check_ratios, load_or_make_splits
 from graphs.topology import FEATURES, graph_features
@@ -26,8 +26,14 @@ from graphs.topology import FEATURES, graph_features
 log = logging.getLogger(__name__)
 
 # Bump when the content of a processed graph changes, so old caches are never served.
-GRAPH_FORMAT = 1
+# 2: the head mean is numpy's sequential float32 mean in every case (torch's blocked sum differed
+# from it in the last bit on some shapes).
+GRAPH_FORMAT = 2
 RECORD = "graphs.json"
+# Traces whose graphs are built together (graphs.build.traces_to_graphs): at most this many, and
+# at most this many attention and hidden-state elements, over the chosen layers, at once.
+CHUNK_TRACES = 64
+CHUNK_ELEMENTS = 2**24
 
 
 def _stable_repr(obj: object) -> str:
@@ -55,8 +61,9 @@ class HallucinationGraphDataset(Dataset):
     ``.view(B, L, d)`` turns into the per-layer sequence a sequence model reads.
 
     Traces without a label (questions with no gold answer) are skipped and counted in the log,
-    as are answer-only graphs of traces with no answer tokens. Graphs are built once, trace by
-    trace through the store's lazy reader, one file per graph under
+    as are answer-only graphs of traces with no answer tokens. Graphs are built once, in chunks
+    of traces (at most 64, and a bounded number of tensor elements) read lazily from the store,
+    one file per graph under
     ``root/processed/<name>-<hash>``, where the hash covers every option that changes a graph,
     the store and its labels: a new threshold builds a new cache, never a stale one.
     ``split`` selects ``train``, ``val`` or ``test`` from ``root/splits.json`` (by question id,
@@ -218,39 +225,65 @@ class HallucinationGraphDataset(Dataset):
     def labels(self) -> list[int]:
         return [entry["label"] for entry in self.entries]
 
-    def _build(self, store: TraceStore, question_id: str) -> Data | None:
-        """The graph of one trace, or None when it has no nodes (answer-only, empty answer)."""
-        row = store.rows[question_id]
-        per_layer = []
-        for layer in self.layers:
-            graph = trace_to_graph(
-                store.attention(question_id, layer),
-                store.hidden_state(question_id, layer + 1),
-                row["n_prompt_tokens"],
+    def _chunks(self, store: TraceStore) -> Iterator[list[str]]:
+        """The labelled question ids in order, in chunks that bound the memory of a build."""
+        model = store.manifest.get("model", {})  # sizes unknown: assume a large model's
+        heads, hidden = model.get("num_heads", 64), model.get("hidden_size", 8192)
+        chunk, size = [], 0
+        for question_id in self.candidates:
+            seq_len = store.rows[question_id]["seq_len"]
+            elements = len(self.layers) * (heads * seq_len**2 + hidden * seq_len)
+            if chunk and (len(chunk) == CHUNK_TRACES or size + elements > CHUNK_ELEMENTS):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(question_id)
+            size += elements
+        if chunk:
+            yield chunk
+
+    def _build(self, store: TraceStore, question_ids: list[str]) -> list[Data | None]:
+        """The graphs of some traces, None for one without nodes (answer-only, empty answer)."""
+        rows = [store.rows[question_id] for question_id in question_ids]
+        per_layer = [
+            traces_to_graphs(
+                [store.attention(question_id, layer) for question_id in question_ids],
+                [store.hidden_state(question_id, layer + 1) for question_id in question_ids],
+                [row["n_prompt_tokens"] for row in rows],
                 **self.graph_options,
             )
-            if graph.num_nodes == 0:
-                return None
+            for layer in self.layers
+        ]
+        built = []
+        by_trace = zip(*per_layer, strict=True)  # each trace's graph of each layer
+        for question_id, row, graphs in zip(question_ids, rows, by_trace, strict=True):
+            if any(graph.num_nodes == 0 for graph in graphs):
+                built.append(None)
+                continue
             if self.topology:
-                graph.topo = torch.tensor([list(graph_features(graph).values())])
-            per_layer.append(graph)
-        if self.multi_layer:
-            data = stack_layers(per_layer)
-            data.layers = self.layers
-            if self.topology:
-                data.topo = data.topo.unsqueeze(0)  # [L, F] -> [1, L, F]
-        else:
-            (data,) = per_layer
-            data.layer = self.layers[0]
-        data.y = torch.tensor([row["label"]], dtype=torch.long)
-        data.question_id = question_id
-        return data
+                for graph in graphs:
+                    graph.topo = torch.tensor([list(graph_features(graph).values())])
+            if self.multi_layer:
+                data = stack_layers(list(graphs))
+                data.layers = self.layers
+                if self.topology:
+                    data.topo = data.topo.unsqueeze(0)  # [L, F] -> [1, L, F]
+            else:
+                (data,) = graphs
+                data.layer = self.layers[0]
+            data.y = torch.tensor([row["label"]], dtype=torch.long)
+            data.question_id = question_id
+            built.append(data)
+        return built
 
     def process(self) -> None:
         store = TraceStore(self.traces)
         entries, skipped = [], Counter(unlabelled=self.n_unlabelled)
-        for number, question_id in enumerate(self.candidates):
-            data = self._build(store, question_id)
+        built = (
+            pair
+            for chunk in self._chunks(store)
+            for pair in zip(chunk, self._build(store, chunk), strict=True)
+        )
+        for number, (question_id, data) in enumerate(built):
             if data is None:
                 skipped["empty"] += 1
                 continue
@@ -262,7 +295,7 @@ class HallucinationGraphDataset(Dataset):
                 data = self.pre_transform(data)
             file = f"{number:06d}.pt"
             tmp = os.path.join(self.processed_dir, f".{file}.{os.getpid()}.tmp")
-            torch.save(data.to_dict(), tmp)
+            torch.save(_own_memory(data.to_dict()), tmp)
             os.replace(tmp, os.path.join(self.processed_dir, file))
             entries.append(
                 {
@@ -310,3 +343,14 @@ class HallucinationGraphDataset(Dataset):
     def get(self, idx: int) -> Data:
         file = os.path.join(self.processed_dir, self.entries[idx]["file"])
         return Data.from_dict(fs.torch_load(file))
+
+
+def _own_memory(mapping: dict) -> dict:
+    """Views copied into memory of their own: the batched builder's graphs share tensors with
+    the other graphs of their chunk, which ``torch.save`` would write whole into each file."""
+    return {
+        key: value.clone(memory_format=torch.contiguous_format)
+        if torch.is_tensor(value) and value.untyped_storage().nbytes() > value.nbytes
+        else value
+        for key, value in mapping.items()
+    }

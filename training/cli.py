@@ -7,7 +7,6 @@ per layer, AUROC against layer) and ``baselines`` (trace-only detectors on the s
 
 from __future__ import annotations
 
-import logging
 import re
 import sys
 import warnings
@@ -18,6 +17,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from extraction.cli_config import run_command
 from extraction.errors import UserError
 from training.callbacks import ConfigAndReport, ScoresWriter
 from training.data import HallucinationGraphDataModule
@@ -145,17 +145,14 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("training").setLevel(logging.INFO)
     command = COMMANDS.get(argv[0], _lightning) if argv else _lightning
     if argv and argv[0] in COMMANDS:
         argv = argv[1:]
-    try:
-        command(argv)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ArgumentError as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
-    return 0
+
+    def with_one_line_errors(args: list[str]) -> None:
+        try:
+            command(args)
+        except ArgumentError as exc:
+            raise UserError(one_line(str(exc))) from None
+
+    return run_command("training", with_one_line_errors, argv)
