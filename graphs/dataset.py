@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 # from it in the last bit on some shapes).
 GRAPH_FORMAT = 2
 RECORD = "graphs.json"
+# ``y`` of a trace kept with ``keep_unlabelled`` (no gold answer): scored by ``predict``, never
+# in a split.
+UNLABELLED = -1
 # Traces whose graphs are built together (graphs.build.traces_to_graphs): at most this many, and
 # at most this many attention and hidden-state elements, over the chosen layers, at once.
 CHUNK_TRACES = 64
@@ -60,7 +63,8 @@ class HallucinationGraphDataset(Dataset):
     ``global_mean_pool(h, batch.batch * L + batch.node_layer)`` gives ``[B * L, d]``, which
     ``.view(B, L, d)`` turns into the per-layer sequence a sequence model reads.
 
-    Traces without a label (questions with no gold answer) are skipped and counted in the log,
+    Traces without a label (questions with no gold answer) are skipped and counted in the log
+    unless ``keep_unlabelled`` (then ``y = -1``, and they belong to no split: for ``predict``),
     as are answer-only graphs of traces with no answer tokens. Graphs are built once, in chunks
     of traces (at most 64, and a bounded number of tensor elements) read lazily from the store,
     one file per graph under
@@ -124,6 +128,7 @@ class HallucinationGraphDataset(Dataset):
         head_mode: str = "mean",
         self_loops: bool = True,
         topology: bool = False,
+        keep_unlabelled: bool = False,
         split: str | None = None,
         split_seed: int = 0,
         split_ratios: Sequence[float] = (0.7, 0.15, 0.15),
@@ -156,8 +161,9 @@ class HallucinationGraphDataset(Dataset):
         self.candidates = {
             qid: store.rows[qid]["label"]
             for qid in store.question_ids
-            if store.rows[qid]["label"] is not None
+            if keep_unlabelled or store.rows[qid]["label"] is not None
         }
+        labelled = {qid: label for qid, label in self.candidates.items() if label is not None}
         self.n_unlabelled = len(store) - len(self.candidates)
         self.processed_name = self._cache_name(store, pre_transform, pre_filter)
         super().__init__(
@@ -166,11 +172,7 @@ class HallucinationGraphDataset(Dataset):
 
         self.record = json.loads(Path(self.processed_paths[0]).read_text(encoding="utf-8"))
         self.splits = load_or_make_splits(
-            self.root,
-            list(self.candidates),
-            list(self.candidates.values()),
-            split_seed,
-            split_ratios,
+            self.root, list(labelled), list(labelled.values()), split_seed, split_ratios
         )
         entries = self.record["graphs"]
         if split is not None:
@@ -270,7 +272,8 @@ class HallucinationGraphDataset(Dataset):
             else:
                 (data,) = graphs
                 data.layer = self.layers[0]
-            data.y = torch.tensor([row["label"]], dtype=torch.long)
+            label = row["label"]
+            data.y = torch.tensor([UNLABELLED if label is None else label], dtype=torch.long)
             data.question_id = question_id
             built.append(data)
         return built

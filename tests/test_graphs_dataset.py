@@ -242,3 +242,20 @@ def test_bad_options(tiny_store, tmp_path, kwargs, message):
 def test_missing_store(tmp_path):
     with pytest.raises(UserError, match="not a trace store"):
         HallucinationGraphDataset(tmp_path / "graphs", tmp_path / "nowhere", layer=0)
+
+
+def test_unlabelled_traces_are_kept_for_scoring_only(tiny_model_dir, tmp_path):
+    from tests.conftest import SHARED_DATA, run_extraction
+
+    questions = SHARED_DATA / "triviaqa" / "validation_questions_only.jsonl"
+    store = tmp_path / "store"
+    status = run_extraction(
+        "--model", tiny_model_dir, "--dataset-file", questions, "--num-samples", 4,
+        "--output-dir", store, "--num-beams", 1, "--max-new-tokens", 3,
+    )  # fmt: skip
+    assert status == 0
+    assert HallucinationGraphDataset(tmp_path / "g", traces=store, layer=1).len() == 0
+    scored = HallucinationGraphDataset(tmp_path / "g", traces=store, layer=1, keep_unlabelled=True)
+    assert scored.len() == 4
+    assert all(scored.get(i).y.tolist() == [-1] for i in range(4))
+    assert scored.splits == {"train": [], "val": [], "test": []}

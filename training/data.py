@@ -90,10 +90,16 @@ class HallucinationGraphDataModule(LightningDataModule):
     def _dataset(
         self, split: str | None, root: str | None = None, traces: str | None = None
     ) -> HallucinationGraphDataset:
+        """A split of the training store, or (``split=None``) every trace of a store to score,
+        those without gold answers included."""
         options = dict(self.graph_options)
         options["split_ratios"] = tuple(options["split_ratios"])
         return HallucinationGraphDataset(
-            root or self.hparams.root, traces=traces or self.hparams.traces, split=split, **options
+            root or self.hparams.root,
+            traces=traces or self.hparams.traces,
+            split=split,
+            keep_unlabelled=split is None,
+            **options,
         )
 
     def _predict_location(self) -> tuple[str, str]:
@@ -119,10 +125,7 @@ class HallucinationGraphDataModule(LightningDataModule):
             root, traces = self._predict_location()
             self.datasets["predict"] = self._dataset(None, root, traces)
             if len(self.datasets["predict"]) == 0:
-                raise UserError(
-                    f"{traces} has no labelled traces to score (the graph dataset skips traces "
-                    "without a label)"
-                )
+                raise UserError(f"{traces} has no traces with answer tokens to score")
             return
         for split in SPLITS:
             if split not in self.datasets:
