@@ -45,12 +45,13 @@ def converted_checkpoint() -> Path:
     """A directory ``from_pretrained`` loads in a fraction of a second.
 
     The first call dequantises the GGUF (~20-30 s on 2 CPU cores) and saves float32 weights and
-    the tokenizer; the cache key is the GGUF's size and mtime, so a reinstalled package is
-    converted again. The directory appears atomically (temp dir + rename).
+    the tokenizer; the cache key is the package version and the GGUF's size, so every virtual
+    environment with the same release shares one conversion. The directory appears atomically
+    (temp dir + rename).
     """
     gguf = packaged_gguf()
-    stat = gguf.stat()
-    target = cache_root() / "models" / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    release = importlib.metadata.version(PACKAGE)
+    target = cache_root() / "models" / f"{gguf.stem}-{release}-{gguf.stat().st_size}"
     if (target / "config.json").exists():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
