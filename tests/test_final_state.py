@@ -93,7 +93,8 @@ def test_real_model_traces(smollm2_triviaqa_store, smollm2_truthfulqa_store):
         }  # fmt: skip
         check_attention_is_causal_softmax(store)
         for trace in store:
-            assert trace.generated_answer_clean
+            if not trace.generated_answer_clean:  # SmolLM2 sometimes answers with EOS alone
+                assert trace.answer_end == "eos" and trace.n_answer_tokens == 1
             assert "Question:" not in trace.generated_answer_clean
             assert "\n" not in trace.generated_answer_clean
             assert trace.label in (0, 1)
