@@ -24,6 +24,18 @@ def run_extraction(*args: str) -> int:
     return extraction_main([str(arg) for arg in args])
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP's busy-waiting makes two threads
+    orders of magnitude slower on tiny graphs (see training/__main__.py)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-block random Llama with SmolLM2's real tokenizer: the same code paths, in seconds."""

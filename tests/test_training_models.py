@@ -22,14 +22,7 @@ from training.models import (
 FEATURES = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP's busy-waiting makes two threads
-    orders of magnitude slower on these tiny graphs (see training/__main__.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def attention_graph(n: int, label: int, generator: torch.Generator) -> Data:
