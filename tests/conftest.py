@@ -82,26 +82,24 @@ def tiny_store(tiny_model_dir, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def smollm2_triviaqa_store(tmp_path_factory) -> Path:
-    """The real model, seed settings, on 20 real TriviaQA rows (a slow fixture)."""
+def smollm2_store(tmp_path_factory, dataset: str, path: Path, **flags) -> Path:
+    """The real model, seed settings, on the first 20 real rows of ``path`` (slow)."""
     require_shared_data()
-    out = tmp_path_factory.mktemp("smollm2_triviaqa") / "store"
+    out = tmp_path_factory.mktemp(f"smollm2_{dataset}") / "store"
+    extra = [str(value) for flag, value in flags.items() for value in (f"--{flag}", value)]
     status = run_extraction(
-        "--dataset", "triviaqa", "--dataset-file", TRIVIAQA, "--num-samples", 20,
-        "--output-dir", out, "--shard-size", 8,
+        "--dataset", dataset, "--dataset-file", path, "--num-samples", 20, "--output-dir", out,
+        *extra,
     )  # fmt: skip
     assert status == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_triviaqa_store(tmp_path_factory) -> Path:
+    return smollm2_store(tmp_path_factory, "triviaqa", TRIVIAQA, **{"shard-size": 8})
 
 
 @pytest.fixture(scope="session")
 def smollm2_truthfulqa_store(tmp_path_factory) -> Path:
-    require_shared_data()
-    out = tmp_path_factory.mktemp("smollm2_truthfulqa") / "store"
-    status = run_extraction(
-        "--dataset", "truthfulqa", "--dataset-file", TRUTHFULQA, "--num-samples", 20,
-        "--output-dir", out,
-    )  # fmt: skip
-    assert status == 0
-    return out
+    return smollm2_store(tmp_path_factory, "truthfulqa", TRUTHFULQA)
