@@ -95,8 +95,9 @@ class HallucinationGraphDataset(Dataset):
         pre_filter: Graphs for which it returns False are not saved.
         force_reload: Build again even if the cache exists.
 
-    **STATISTICS** (``/tmp/stores/smollm2_triviaqa200``: SmolLM2-135M-Instruct, 200 TriviaQA
-    questions, 30 blocks, 9 heads, hidden size 576; ``layer=15``, defaults otherwise):
+    **STATISTICS** (SmolLM2-135M-Instruct on the first 200 TriviaQA rows of
+    ``../shared/data``, seed decoding, labels as first extracted; 30 blocks, 9 heads, hidden size
+    576; ``layer=15``, defaults otherwise; the command is in ``docs/BENCHMARKS.md``):
 
     .. list-table::
         :widths: 10 10 10 10 10 10
