@@ -134,9 +134,6 @@ class TraceStore:
             label_score=record["label_score"],
         )
 
-    def labels(self) -> dict[str, int | None]:
-        return {qid: self.rows[qid]["label"] for qid in self.question_ids}
-
     def rewrite_labels(self, labels: dict[str, dict]) -> None:
         """Replace the label fields of the given rows; only the index file changes (atomically)."""
         with acquire_lock(self.root), ExitStack() as ranks:

@@ -126,7 +126,6 @@ class TraceWriter:
             if (row.get("shard") or "").startswith(own)
         ]
         self._next_shard = max(shard_numbers, default=-1) + 1
-        self.n_previous = len(rows)
 
     def __enter__(self) -> TraceWriter:
         return self
