@@ -229,11 +229,11 @@ def leave_one_out(golds: list[dict], methods: list[str]) -> None:
         _cache_embeddings(texts)
     print(f"leave-one-out over {len(golds)} questions, {len(cases)} references")
     print(f"{'method':<40} {'correct kept 0':>19} {'incorrect kept 1':>19} {'balanced':>9}")
-    polarity_label = labels_module._polarity_label
+    polarity_label = labels_module.polarity_label
     for method in methods:
         for use_polarity in (True, False):
             # "[no-polarity]": the similarity rule alone, without the yes/no step.
-            labels_module._polarity_label = polarity_label if use_polarity else lambda *_: None
+            labels_module.polarity_label = polarity_label if use_polarity else lambda *_: None
             hits = {0: 0, 1: 0}
             totals = {0: 0, 1: 0}
             for answer, gold, expected in cases:
@@ -245,7 +245,7 @@ def leave_one_out(golds: list[dict], methods: list[str]) -> None:
                 f"{name:<40} {hits[0]:>5}/{totals[0]} ({rates[0]:.1%}) "
                 f"{hits[1]:>5}/{totals[1]} ({rates[1]:.1%}) {(rates[0] + rates[1]) / 2:>9.3f}"
             )
-    labels_module._polarity_label = polarity_label
+    labels_module.polarity_label = polarity_label
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ python -m extraction --config configs/extraction/default.yaml
 python -m extraction inspect DIR              # the final summary of a store
 python -m extraction inspect FILE.pkl --trust-pickle
 python -m extraction label DIR [--method M]   # recompute labels (index only)
+python -m extraction label DIR --from-file JUDGEMENTS.jsonl    # import judged labels
+python -m extraction label DIR --method llm_judge --judge-model NAME
 python -m extraction export-pickle DIR [--output DIR] [--batch-size 500]
 """
 
@@ -65,14 +67,26 @@ def _label(argv: list[str]) -> None:
         prog=f"{PROG} label", description="Recompute the label fields of a store's index."
     )
     parser.add_argument("path", help="a store directory")
-    parser.add_argument("--method", choices=METHODS, help="default: each question's own")
+    parser.add_argument(
+        "--method", "--label-method", choices=METHODS, help="default: each question's own"
+    )
+    parser.add_argument(
+        "--from-file",
+        metavar="FILE",
+        help="import judgements (JSONL: question_id, model, answer_sha256, label, reason, judge)",
+    )
+    parser.add_argument("--judge-model", help="the model --method llm_judge loads (id or path)")
     args = parser.parse_args(argv)
-    from extraction.relabel import relabel
+    from extraction.relabel import check_options, relabel
 
-    counts = relabel(args.path, args.method)
+    check_options(args.method, args.from_file, args.judge_model)
+    counts = relabel(args.path, args.method, args.from_file, args.judge_model)
+    if counts["match"] is not None:
+        for line in counts["match"].report():
+            print(line)
     print(
         f"relabelled {counts['total']} traces: {counts['hallucinated']} hallucinated, "
-        f"{counts['correct']} correct, {counts['unlabelled']} without gold answers"
+        f"{counts['correct']} correct, {counts['unlabelled']} without a label"
     )
 
 

@@ -1,0 +1,240 @@
+"""Agreement of every TruthfulQA label method with judged answers, with abstentions counted.
+
+    python benchmarks/judged_agreement.py STORE_DIR [--judged FILE] [--show 20]
+    python benchmarks/judged_agreement.py STORE_DIR --fit 0-399      # fit truthfulqa_combined
+    python benchmarks/judged_agreement.py STORE_DIR --judge-model smollm2_135M  # + the LLM judge
+    python benchmarks/judged_agreement.py --manual tests/data/manual_judgements_truthfulqa.jsonl
+
+The judged answers are the store's answers matched to a judgement file by question id and answer
+hash (default: the packaged judgements of the store's model and dataset), or, with ``--manual``,
+the older hand-judgement files of tests/data (answer, gold and judgement in one row).
+
+For each method (the store's own labels, ``truthfulqa_diff_rougeL``, ``truthfulqa_diff_embedding``,
+``truthfulqa_combined``, and ``llm_judge`` with ``--judge-model``) it prints, on all judged answers
+and on the rows outside ``--fit``: how many it labels (the rest abstain), agreement and Cohen's
+kappa on those, and the confusion counts (m = method, h = judged, 1 = hallucinated).
+
+``--fit A-B`` grid-searches the weights and abstention margin of ``truthfulqa_combined`` on the
+answers to TruthfulQA rows A..B only: the highest agreement with at most ``--max-abstain`` (15%)
+abstentions there. It prints the best setting and its agreement on the other rows too; the
+constants in ``extraction/truthfulqa_combined.py`` are copied from it by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from label_agreement import _cache_embeddings, cohen_kappa  # noqa: E402
+
+from extraction.judgements import (  # noqa: E402
+    match_judgements,
+    packaged_judgements,
+    read_judgements,
+)
+from extraction.labels import (  # noqa: E402
+    NO_COMMENT,
+    correct_references,
+    gold_strings,
+    label_answer,
+    strip_prompt_echo,
+)
+from extraction.store import TraceStore  # noqa: E402
+from extraction.truthfulqa_combined import Params, decide, evidence  # noqa: E402
+
+METHODS = ("truthfulqa_diff_rougeL", "truthfulqa_diff_embedding", "truthfulqa_combined")
+
+
+@dataclass
+class Item:
+    question_id: str
+    question: str
+    gold: dict
+    answer: str
+    judged: int
+    reason: str
+    stored: int | None = None  # the store's own label
+
+    @property
+    def row(self) -> int:
+        return int(self.question_id.rsplit("_", 1)[1])
+
+
+def store_items(store_dir: str, judged: str | None) -> tuple[list[Item], str]:
+    store = TraceStore(store_dir)
+    settings = store.manifest["settings"]
+    path = judged or packaged_judgements(settings["model"], settings["dataset"])
+    judgements = read_judgements(path)
+    match = match_judgements(store.rows, judgements)
+    for line in match.report():
+        print(line)
+    by_id = {j.question_id: j for j in judgements if j.question_id in match.labels}
+    items = []
+    for qid in store.question_ids:
+        if qid not in match.labels:
+            continue
+        row = store.rows[qid]
+        items.append(
+            Item(
+                qid,
+                row["question"],
+                row["gold"],
+                row["generated_answer_clean"],
+                match.labels[qid].label,
+                by_id[qid].reason,
+                row["label"],
+            )
+        )
+    return items, str(path)
+
+
+def manual_items(path: str) -> list[Item]:
+    with Path(path).open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [
+        Item(r["question_id"], r["question"], r["gold"], r["answer"], r["judgement"], r["note"])
+        for r in rows
+    ]
+
+
+def cache_all_embeddings(items: list[Item]) -> None:
+    texts = [NO_COMMENT]
+    for item in items:
+        texts.append(strip_prompt_echo(item.answer))
+        texts += correct_references(item.gold) + gold_strings(item.gold, "incorrect_answers")
+    _cache_embeddings(texts)
+
+
+def scores(pairs: list[tuple[int | None, int]]) -> dict:
+    """Agreement on the labelled pairs; ``pairs`` = (method label or None, judged label)."""
+    labelled = [(m, h) for m, h in pairs if m is not None]
+    n = len(labelled)
+    agree = sum(m == h for m, h in labelled)
+    return {
+        "n": len(pairs),
+        "labelled": n,
+        "abstain": 1 - n / len(pairs) if pairs else 0.0,
+        "agree": agree,
+        "accuracy": agree / n if n else float("nan"),
+        "kappa": cohen_kappa(labelled) if n else float("nan"),
+        "confusion": [sum(p == (m, h) for p in labelled) for m in (1, 0) for h in (1, 0)],
+        "hallucinated_rate": sum(m for m, _ in labelled) / n if n else float("nan"),
+    }
+
+
+def print_table(title: str, results: dict[str, dict]) -> None:
+    print(f"\n{title}")
+    print(
+        f"{'method':<28} {'labelled':>9} {'abstain':>8} {'agree':>9} {'acc':>6} {'kappa':>6}"
+        f" {'m1h1':>5} {'m1h0':>5} {'m0h1':>5} {'m0h0':>5} {'rate':>6}"
+    )
+    for name, s in results.items():
+        c = s["confusion"]
+        print(
+            f"{name:<28} {s['labelled']:>4}/{s['n']:<4} {s['abstain']:>8.1%}"
+            f" {s['agree']:>4}/{s['labelled']:<4} {s['accuracy']:>6.1%} {s['kappa']:>6.3f}"
+            f" {c[0]:>5} {c[1]:>5} {c[2]:>5} {c[3]:>5} {s['hallucinated_rate']:>6.1%}"
+        )
+
+
+def fit(evidences: list, items: list[Item], rows: range, max_abstain: float) -> Params:
+    """The grid point with the best agreement on ``rows`` at <= ``max_abstain`` abstentions."""
+    inside = [i for i, item in enumerate(items) if item.row in rows]
+    grid = itertools.product(
+        (0.0, 0.25, 0.5, 1.0, 2.0),  # w_rouge
+        (0.0, 0.05, 0.1, 0.2, 0.4),  # w_contradiction
+        [m / 100 for m in range(0, 21)],  # abstain_margin
+    )
+    best, best_key = Params(), (-1.0, 0.0)
+    for w_rouge, w_contradiction, margin in grid:
+        params = Params(1.0, w_rouge, w_contradiction, margin)
+        s = scores([(decide(evidences[i], params).label, items[i].judged) for i in inside])
+        if s["abstain"] <= max_abstain and (s["accuracy"], -s["abstain"]) > best_key:
+            best, best_key = params, (s["accuracy"], -s["abstain"])
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("store", nargs="?", help="trace store directory (read only)")
+    parser.add_argument("--judged", help="judgement file (default: the packaged one)")
+    parser.add_argument("--manual", help="a tests/data/manual_judgements_*.jsonl file instead")
+    parser.add_argument("--fit", metavar="A-B", help="fit truthfulqa_combined on rows A..B")
+    parser.add_argument("--max-abstain", type=float, default=0.15)
+    parser.add_argument("--judge-model", help="also run llm_judge with this model")
+    parser.add_argument("--show", type=int, default=0, help="list N disagreements per method")
+    args = parser.parse_args(argv)
+    if args.manual:
+        items, source = manual_items(args.manual), args.manual
+    elif args.store:
+        items, source = store_items(args.store, args.judged)
+    else:
+        parser.error("give a STORE_DIR or --manual FILE")
+    judged_1 = sum(item.judged for item in items)
+    print(f"{source}: {len(items)} judged answers, {judged_1} hallucinated")
+
+    cache_all_embeddings(items)
+    evidences = [
+        evidence(strip_prompt_echo(item.answer), item.gold, item.question) for item in items
+    ]
+    params = Params()
+    if args.fit:
+        low, high = (int(x) for x in args.fit.split("-"))
+        params = fit(evidences, items, range(low, high + 1), args.max_abstain)
+        print(f"fitted on rows {args.fit}: {params}")
+
+    labels: dict[str, list] = {}
+    if all(item.stored is not None or args.manual for item in items) and not args.manual:
+        labels["stored labels"] = [item.stored for item in items]
+    for method in METHODS[:2]:
+        labels[method] = [
+            label_answer(item.answer, item.gold, method).label for item in items
+        ]
+    labels["truthfulqa_combined"] = [decide(ev, params).label for ev in evidences]
+    if args.judge_model:
+        from extraction.llm_judge import LLMJudge, judge_prompt
+
+        prompts = [
+            judge_prompt(item.question, item.gold, strip_prompt_echo(item.answer))
+            for item in items
+        ]
+        labels[f"llm_judge[{args.judge_model}]"] = [
+            label.label for label in LLMJudge(args.judge_model).labels(prompts)
+        ]
+
+    subsets = {"all judged answers": range(0, 10**6)}
+    if args.fit:
+        subsets = {
+            f"fit rows {args.fit}": range(low, high + 1),
+            f"held-out rows (outside {args.fit})": [
+                item.row for item in items if not low <= item.row <= high
+            ],
+            "all judged answers": range(0, 10**6),
+        }
+    for title, rows in subsets.items():
+        chosen = [i for i, item in enumerate(items) if item.row in rows]
+        results = {
+            name: scores([(values[i], items[i].judged) for i in chosen])
+            for name, values in labels.items()
+        }
+        print_table(f"{title}: {len(chosen)} answers", results)
+    for name, values in labels.items():
+        misses = [(v, item) for v, item in zip(values, items, strict=True) if v is not None]
+        misses = [(v, item) for v, item in misses if v != item.judged]
+        for value, item in misses[: args.show]:
+            print(
+                f"  [{name}] {item.question_id}: method {value} judged {item.judged}: "
+                f"{item.question!r} -> {item.answer!r} ({item.reason})"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
