@@ -194,16 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     if all(item.stored is not None or args.manual for item in items) and not args.manual:
         labels["stored labels"] = [item.stored for item in items]
     for method in METHODS[:2]:
-        labels[method] = [
-            label_answer(item.answer, item.gold, method).label for item in items
-        ]
+        labels[method] = [label_answer(item.answer, item.gold, method).label for item in items]
     labels["truthfulqa_combined"] = [decide(ev, params).label for ev in evidences]
     if args.judge_model:
         from extraction.llm_judge import LLMJudge, judge_prompt
 
         prompts = [
-            judge_prompt(item.question, item.gold, strip_prompt_echo(item.answer))
-            for item in items
+            judge_prompt(item.question, item.gold, strip_prompt_echo(item.answer)) for item in items
         ]
         labels[f"llm_judge[{args.judge_model}]"] = [
             label.label for label in LLMJudge(args.judge_model).labels(prompts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from extraction.labels import Label
 JUDGEMENT_FIELDS = ("question_id", "model", "answer_sha256", "label", "reason", "judge")
 PACKAGED_DIR = Path(__file__).resolve().parent / "data" / "judgements"
 EXTERNAL_PREFIX = "external:"
+log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -150,3 +152,46 @@ def packaged_judgements(model: str, dataset: str) -> Path:
             f"{', '.join(available) or 'none'}. Pass a judgement file instead"
         )
     return path
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """The labels a detector run trains and is scored on, and what they are, for its reports.
+
+    ``labels``: every answer of the store, None where it has no label. ``name``: ``index`` (the
+    labels stored in the store's index) or the judgement file. ``methods``: the label methods
+    (``external:<judge>`` for judgements) behind the labels.
+    """
+
+    labels: dict[str, int | None]
+    name: str
+    methods: tuple[str, ...]
+
+    def describe(self) -> str:
+        n = sum(label is not None for label in self.labels.values())
+        return f"{self.name} [{', '.join(self.methods)}] ({n}/{len(self.labels)} labelled)"
+
+
+def label_source(store, source: str | None = None) -> LabelSource:
+    """The labels of a :class:`~extraction.store.TraceStore`'s answers from ``source``:
+    ``None``/``"index"`` for the stored labels, ``"judged"`` for the packaged judgements of the
+    store's model and dataset, or a judgement file (matched by question id and answer hash;
+    answers without a judgement get no label)."""
+    if source in (None, "index"):
+        rows = [store.rows[qid] for qid in store.question_ids]
+        methods = sorted({str(row.get("label_method")) for row in rows if row["label"] is not None})
+        labels = {row["question_id"]: row["label"] for row in rows}
+        return LabelSource(labels, "index", tuple(methods))
+    if source == "judged":
+        settings = store.manifest["settings"]
+        path = packaged_judgements(settings["model"], settings["dataset"])
+    else:
+        path = Path(source)
+    match = match_judgements(store.rows, read_judgements(path))
+    if not match.labels:
+        raise UserError(f"no judgement in {path} matches an answer of {store.root} (hash or id)")
+    for line in match.report():
+        log.warning("%s: %s", path.name, line)
+    labels = {qid: getattr(match.labels.get(qid), "label", None) for qid in store.question_ids}
+    methods = sorted({label.method for label in match.labels.values()})
+    return LabelSource(labels, str(path), tuple(methods))

@@ -61,13 +61,11 @@ def judge_prompt(question: str, gold: dict, answer: str) -> str:
 
 
 class LLMJudge:
-    """A loaded judge model. ``judge_model`` is checked (a known id, a hub id or a folder) before
-    anything is loaded."""
+    """A loaded judge model: a registry id, a hub id or a local folder."""
 
     def __init__(self, judge_model: str, device: str | None = None) -> None:
-        from extraction.models import load_model, resolve_source
+        from extraction.models import load_model
 
-        resolve_source(judge_model)  # a one-line UserError for a name that cannot be a model
         self.loaded = load_model(judge_model, quantization="auto", device=device)
         tokenizer = self.loaded.tokenizer
         firsts = [tokenizer(v, add_special_tokens=False).input_ids[0] for v in VERDICTS]

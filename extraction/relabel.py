@@ -9,6 +9,7 @@ from extraction.errors import UserError
 from extraction.judgements import MatchResult, match_judgements, read_judgements
 from extraction.labels import METHODS, Label, label_answer, strip_prompt_echo
 from extraction.llm_judge import METHOD as LLM_JUDGE
+from extraction.models import OFFLINE_MODEL, resolve_source
 from extraction.store import TraceStore
 
 
@@ -24,6 +25,8 @@ def check_options(method: str | None, from_file: str | None, judge_model: str | 
             if judge_model
             else "--method llm_judge needs --judge-model NAME (e.g. smollm2_135M or a hub id)"
         )
+    if judge_model and judge_model != OFFLINE_MODEL:
+        resolve_source(judge_model)  # a name that cannot be a model: one line, nothing loaded
 
 
 def _judge_labels(store: TraceStore, judge_model: str) -> dict[str, Label]:

@@ -16,6 +16,7 @@ from torch_geometric.data import Data, Dataset
 from torch_geometric.io import fs
 
 from extraction.errors import UserError
+from extraction.judgements import label_source
 from extraction.store import TraceStore
 from extraction.store.layout import atomic_write_text
 from graphs.build import stack_layers, traces_to_graphs, validate_options
@@ -87,6 +88,10 @@ class HallucinationGraphDataset(Dataset):
             ``edge_attr``; threshold and top-k then apply to the mean).
         self_loops: Keep each token's attention to itself.
         topology: Attach graph-level topology features as ``topo``.
+        keep_unlabelled: Keep traces without a label (``y = -1``), for ``predict``.
+        labels: Where the labels come from: None or ``index`` (the store's index), ``judged``
+            (the packaged judgements of the store's model and dataset) or a judgement file
+            (see :func:`extraction.judgements.label_source`). ``label_source`` tells which.
         split: ``train``, ``val``, ``test`` or None for every graph.
         split_seed: Seed of the split.
         split_ratios: Train, val and test fractions.
@@ -130,6 +135,7 @@ class HallucinationGraphDataset(Dataset):
         self_loops: bool = True,
         topology: bool = False,
         keep_unlabelled: bool = False,
+        labels: str | None = None,
         split: str | None = None,
         split_seed: int = 0,
         split_ratios: Sequence[float] = (0.7, 0.15, 0.15),
@@ -159,10 +165,11 @@ class HallucinationGraphDataset(Dataset):
         self.multi_layer = layers is not None
         self.topology = topology
         self.traces = str(store.root.resolve())
+        self.label_source = label_source(store, labels)
         self.candidates = {
-            qid: store.rows[qid]["label"]
-            for qid in store.question_ids
-            if keep_unlabelled or store.rows[qid]["label"] is not None
+            qid: label
+            for qid, label in self.label_source.labels.items()
+            if keep_unlabelled or label is not None
         }
         labelled = {qid: label for qid, label in self.candidates.items() if label is not None}
         self.n_unlabelled = len(store) - len(self.candidates)
@@ -258,7 +265,7 @@ class HallucinationGraphDataset(Dataset):
         ]
         built = []
         by_trace = zip(*per_layer, strict=True)  # each trace's graph of each layer
-        for question_id, row, graphs in zip(question_ids, rows, by_trace, strict=True):
+        for question_id, graphs in zip(question_ids, by_trace, strict=True):
             if any(graph.num_nodes == 0 for graph in graphs):
                 built.append(None)
                 continue
@@ -273,7 +280,7 @@ class HallucinationGraphDataset(Dataset):
             else:
                 (data,) = graphs
                 data.layer = self.layers[0]
-            label = row["label"]
+            label = self.candidates[question_id]
             data.y = torch.tensor([UNLABELLED if label is None else label], dtype=torch.long)
             data.question_id = question_id
             built.append(data)

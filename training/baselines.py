@@ -206,13 +206,15 @@ def main(argv: list[str]) -> None:
             **environment(),
         },
     )
+    table = f"labels: {fingerprint['labels']}\n\n{table}"
     (args.output / "baselines.md").write_text(table, encoding="utf-8")
     plot_roc(
         args.output / "roc_baselines.png",
         curves,
         title=f"{fingerprint['model']}, {Path(fingerprint['traces']).name}\ntest: "
         f"{fingerprint['n_hallucinated']} hallucinated / "
-        f"{fingerprint['n'] - fingerprint['n_hallucinated']} correct answers",
+        f"{fingerprint['n'] - fingerprint['n_hallucinated']} correct answers\n"
+        f"labels: {fingerprint['labels']}",
     )
     print(table, end="")
     print(f"written: {args.output / 'baselines.md'}, baselines.json, roc_baselines.png")

@@ -66,7 +66,8 @@ def write_test_report(
         log_dir / ROC_FIGURE,
         {detector: {"fpr": roc["fpr"], "tpr": roc["tpr"], "auroc": metrics["auroc"]}},
         title=f"{detector}, layer {graph_scope}\n{data['model']}, {Path(data['traces']).name}, "
-        f"test: {metrics['n_hallucinated']} hallucinated / {n_correct} correct",
+        f"test: {metrics['n_hallucinated']} hallucinated / {n_correct} correct\n"
+        f"labels: {data['labels']}",
         operating=operating,
     )
     report = {

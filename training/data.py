@@ -48,6 +48,9 @@ class HallucinationGraphDataModule(LightningDataModule):
         predict_traces: store to score with ``predict``; default: every trace of ``traces``.
         predict_root: graph dataset directory for ``predict_traces``; default: a folder under
             ``root`` named after the store.
+        labels: the labels to train and score on: ``index`` (default: those stored in the
+            store's index), ``judged`` (the packaged judged answers of the store's model and
+            dataset, docs/LABELS.md) or a judgement JSONL file. Every report names them.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class HallucinationGraphDataModule(LightningDataModule):
         num_workers: int = 0,
         predict_traces: str | None = None,
         predict_root: str | None = None,
+        labels: str = "index",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -99,6 +103,8 @@ class HallucinationGraphDataModule(LightningDataModule):
             traces=traces or self.hparams.traces,
             split=split,
             keep_unlabelled=split is None,
+            # Scoring (split=None) needs no labels, and another store has no judgements.
+            labels=self.hparams.labels if split is not None else "index",
             **options,
         )
 
@@ -173,7 +179,8 @@ class HallucinationGraphDataModule(LightningDataModule):
     def fingerprint(self, split: str = "test") -> dict:
         """What a result was computed on. ``split_sha256`` hashes the question ids and labels of
         ``split`` (two detectors with equal values were scored on the same questions);
-        ``sha256`` adds the graph options (the very same graphs)."""
+        ``sha256`` adds the graph options (the very same graphs). ``labels`` says where the
+        labels came from (:meth:`extraction.judgements.LabelSource.describe`)."""
         dataset = self.datasets[split]
         items = sorted(zip(dataset.question_ids, dataset.labels, strict=True))
         return {
@@ -186,6 +193,7 @@ class HallucinationGraphDataModule(LightningDataModule):
             "n_hallucinated": sum(label for _, label in items),
             "traces": str(Path(self.hparams.traces).resolve()),
             "model": self.store.manifest["settings"]["model"],
+            "labels": dataset.label_source.describe(),
             "graph_options": self.graph_options,
         }
 

@@ -81,6 +81,7 @@ def _fit_and_test(cli, layer: int) -> dict:
         "probe_metrics": probe,
         "report": str(report_path),
         "data_sha256": report["data"]["sha256"],
+        "labels": report["data"]["labels"],
     }
 
 
@@ -89,6 +90,7 @@ def _write(output: Path, results: list[dict]) -> None:
     summary = {
         "detector": detector,
         "layers": [result["layer"] for result in results],
+        "labels": results[0]["labels"],
         "results": results,
         **environment(),
     }
@@ -104,7 +106,8 @@ def _write(output: Path, results: list[dict]) -> None:
             },
         },
         title=f"test AUROC by layer: {metrics['n']} test answers, "
-        f"{metrics['n_hallucinated']} hallucinated / {n_correct} correct",
+        f"{metrics['n_hallucinated']} hallucinated / {n_correct} correct\n"
+        f"labels: {results[0]['labels']}",
         intervals={detector: {r["layer"]: r["auroc_ci95"] for r in results}},
     )
     print(f"sweep: {path}\nfigure: {figure}")
