@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_extraction
 
 from extraction.errors import UserError
 from extraction.judgements import (
@@ -21,6 +20,7 @@ from extraction.judgements import (
     read_judgements,
 )
 from extraction.store import TraceStore
+from tests.conftest import run_extraction
 
 
 def judgement(qid: str, answer: str, label: int, judge: str = "panel", **extra) -> dict:
