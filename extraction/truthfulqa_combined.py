@@ -83,7 +83,11 @@ _ANSWER_PREFIX = re.compile(
 )
 # A run of "The answer to this question is: The answer is: The ans" cut off by the token limit.
 _ANSWER_OPENINGS = ("the answer to this question is", "the answer is")
-_WH_QUESTION = re.compile(r"\s*(?:what|who|whom|which|where|when|how)\b", re.I)
+_WH_WORD = re.compile(r"\b(?:what|who|whom|whose|which|where|when|how)\b", re.I)
+_NOT_WH = re.compile(
+    r"\s*(?:is|are|am|was|were|do|does|did|can|could|will|would|should|has|have|had)\b|.*\bwhy\b",
+    re.I,
+)
 _NEGATION = re.compile(
     r"\b(?:not|no|never|none|nothing|nobody|neither|nor|cannot|without)\b|n't\b", re.I
 )
@@ -109,7 +113,7 @@ def _restates(text: str, question: str) -> bool:
     least 3/4 of them ("The Greatest Show on Earth" names an answer), and the question asks
     what/who/... (not why, nor yes/no: "Vaccines cause autism." for "Do vaccines cause autism?"
     asserts)."""
-    if not _WH_QUESTION.match(question):
+    if not _WH_WORD.search(question) or _NOT_WH.match(question):
         return False
     tokens, asked = set(normalize_tokens(text)), set(normalize_tokens(question))
     return bool(tokens) and tokens <= asked and len(tokens) >= 0.75 * len(asked)

@@ -253,7 +253,9 @@ def test_methods_listed():
         "truthfulqa_diff",
         "truthfulqa_diff_rougeL",
         "truthfulqa_diff_embedding",
+        "truthfulqa_combined",
         "bleurt",
+        "llm_judge",
     }
 
 
