@@ -8,7 +8,8 @@ A judgement file is JSONL, one row per judged answer::
 ``answer_sha256`` is :func:`answer_sha256` of the answer the judge read (the store's
 ``generated_answer_clean``). A judgement is applied to a trace only when both the question id and
 that hash match, so it never lands on a different answer (another model, another decoding, a
-re-run). Judgements of this project's stores ship with the package under
+re-run). A row may also hold the ``answer`` text itself; its hash is then checked. Judgements of
+this project's stores ship with the package under
 ``extraction/data/judgements/<model>_<dataset>.jsonl``; see docs/LABELS.md.
 """
 
@@ -44,6 +45,7 @@ class Judgement:
     label: int
     reason: str
     judge: str
+    answer: str | None = None  # optional: the judged text itself (the packaged files have it)
 
     @property
     def method(self) -> str:
@@ -69,7 +71,10 @@ def _parse_line(path: Path, number: int, line: str) -> Judgement:
             raise UserError(f"{where}: {key} must be a non-empty string")
     if not isinstance(row["reason"], str):
         raise UserError(f"{where}: reason must be a string")
-    return Judgement(**{key: row[key] for key in JUDGEMENT_FIELDS})
+    answer = row.get("answer")
+    if answer is not None and answer_sha256(str(answer)) != row["answer_sha256"]:
+        raise UserError(f"{where}: answer_sha256 is not the sha256 of its answer text")
+    return Judgement(**{key: row[key] for key in JUDGEMENT_FIELDS}, answer=answer)
 
 
 def read_judgements(path: str | Path) -> list[Judgement]:

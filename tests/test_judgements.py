@@ -79,6 +79,10 @@ def test_read_judgements(tmp_path):
             json.dumps(judgement("q1", "a", 1)) + "\n" + json.dumps(judgement("q1", "a", 0)),
             r"q1 is judged both 0 and 1",
         ),
+        (
+            json.dumps(judgement("q1", "a", 1) | {"answer": "b"}) + "\n",
+            r"answer_sha256 is not the sha256 of its answer text",
+        ),
         ("\n\n", r"holds no judgements"),
     ],
 )
