@@ -104,6 +104,19 @@ def manual_items(path: str) -> list[Item]:
     ]
 
 
+def stored_labels(store_dir: str, items: list[Item]) -> tuple[str, list[int | None]]:
+    """The labels a (relabelled) copy of the store holds for the judged answers, and its method;
+    an answer whose text differs from the judged one counts as unlabelled."""
+    rows = TraceStore(store_dir).rows
+    values, methods = [], set()
+    for item in items:
+        row = rows.get(item.question_id, {})
+        same = row.get("generated_answer_clean") == item.answer
+        values.append(row.get("label") if same else None)
+        methods.add(row.get("label_method"))
+    return ",".join(sorted(str(m) for m in methods)), values
+
+
 def cache_all_embeddings(items: list[Item]) -> None:
     texts = [NO_COMMENT]
     for item in items:
@@ -170,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-abstain", type=float, default=0.15)
     parser.add_argument("--judge-model", help="also run llm_judge with this model")
     parser.add_argument("--show", type=int, default=0, help="list N disagreements per method")
+    parser.add_argument(
+        "--compare-stores",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="relabelled copies of the store (e.g. by llm_judge): their labels as more columns",
+    )
     args = parser.parse_args(argv)
     if args.manual:
         items, source = manual_items(args.manual), args.manual
@@ -196,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     for method in METHODS[:2]:
         labels[method] = [label_answer(item.answer, item.gold, method).label for item in items]
     labels["truthfulqa_combined"] = [decide(ev, params).label for ev in evidences]
+    for other in args.compare_stores:
+        name, values = stored_labels(other, items)
+        labels[f"{name} ({Path(other).name})"] = values
     if args.judge_model:
         from extraction.llm_judge import LLMJudge, judge_prompt
 
