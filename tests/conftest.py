@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,25 @@ TRUTHFULQA = SHARED_DATA / "truthfulqa" / "TruthfulQA.csv"
 def require_shared_data() -> None:
     if not TRIVIAQA.exists() or not TRUTHFULQA.exists():
         pytest.skip(f"shared benchmark data not found under {SHARED_DATA}")
+
+
+def judgement(qid: str, answer: str, label: int, judge: str = "panel") -> dict:
+    """One row of a judgement file (extraction.judgements) for this answer text."""
+    from extraction.judgements import answer_sha256
+
+    return {
+        "question_id": qid,
+        "model": "tiny",
+        "answer_sha256": answer_sha256(answer),
+        "label": label,
+        "reason": "test",
+        "judge": judge,
+    }
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
 
 
 def run_extraction(*args: str) -> int:

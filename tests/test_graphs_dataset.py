@@ -17,6 +17,7 @@ from graphs import HallucinationGraphDataset, graph_features, make_splits, to_ne
 from graphs.source import layer_graph
 from graphs.splits import SPLITS
 from graphs.topology import FEATURES, answer_prompt_mass, clustering, pagerank
+from tests.conftest import judgement, write_jsonl
 
 
 @pytest.fixture
@@ -90,6 +91,23 @@ def test_relabelling_the_store_rebuilds(tiny_store, tmp_path, processed):
     assert after.processed_dir != before.processed_dir and len(processed) == 2
     assert after.question_ids == before.question_ids[1:]  # unlabelled traces are skipped
     assert after.record["skipped"]["unlabelled"] == 1
+
+
+def test_labels_from_a_judgement_file(tiny_store, tmp_path):
+    store = TraceStore(tiny_store)
+    rest = store.question_ids[1:]
+    judged = {qid: i % 2 for i, qid in enumerate(rest)}
+    rows = [
+        judgement(q, store.rows[q]["generated_answer_clean"], j, "test") for q, j in judged.items()
+    ]
+    path = write_jsonl(tmp_path / "judged.jsonl", rows)
+    index = HallucinationGraphDataset(tmp_path / "graphs", tiny_store, layer=0)
+    dataset = HallucinationGraphDataset(tmp_path / "graphs", tiny_store, layer=0, labels=str(path))
+    assert dataset.processed_dir != index.processed_dir
+    assert dataset.question_ids == rest  # the unjudged answer has no label: skipped
+    assert [data.y.item() for data in dataset] == list(judged.values()) == dataset.labels
+    assert dataset.label_source.describe() == f"{path} [external:test] (5/6 labelled)"
+    assert index.label_source.describe() == "index [alias_match] (6/6 labelled)"
 
 
 def test_pre_filter_and_transform(tiny_store, tmp_path):

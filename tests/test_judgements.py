@@ -20,24 +20,7 @@ from extraction.judgements import (
     read_judgements,
 )
 from extraction.store import TraceStore
-from tests.conftest import run_extraction
-
-
-def judgement(qid: str, answer: str, label: int, judge: str = "panel", **extra) -> dict:
-    row = {
-        "question_id": qid,
-        "model": "tiny",
-        "answer_sha256": answer_sha256(answer),
-        "label": label,
-        "reason": "test",
-        "judge": judge,
-    }
-    return row | extra
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
+from tests.conftest import judgement, run_extraction, write_jsonl
 
 
 @pytest.fixture
