@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from extraction.store import TraceStore
+from tests.conftest import judgement, write_jsonl
 from training.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +71,7 @@ def check_report(report_path: Path, n_questions: int | None = None) -> dict:
         assert metrics["auroc"] is None
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["threshold"] <= 1.0
     assert len(report["data"]["sha256"]) == 64
+    assert report["data"]["labels"].startswith("index [")  # which labels were used
     assert report["config"]["data"]["traces"] and report["config"]["model"]["class_path"]
     assert (report_path.parent / report["roc_curve"]["figure"]).read_bytes()[:8] == PNG_MAGIC
     return report
@@ -132,7 +134,26 @@ def test_sweep_layers_and_baselines(labelled_store, tmp_path):
         table["data"]["split_sha256"]
         == json.loads(Path(report).read_text())["data"]["split_sha256"]
     )
-    assert (out / "baselines.md").read_text().startswith("| detector | AUROC")
+    assert (
+        (out / "baselines.md")
+        .read_text()
+        .startswith("labels: index [planted] (6/6 labelled)\n\n| detector | AUROC")
+    )
+
+
+def test_baselines_on_labels_from_a_judgement_file(labelled_store, tmp_path):
+    store = TraceStore(labelled_store)
+    rows = [
+        judgement(qid, store.rows[qid]["generated_answer_clean"], 1 - store.rows[qid]["label"])
+        for qid in store.question_ids
+    ]
+    path = write_jsonl(tmp_path / "flipped.jsonl", rows)
+    out = tmp_path / "baselines"
+    args = run_args(labelled_store, tmp_path, "--data.labels", path)
+    assert main(strs(["baselines", "--output", out, *args])) == 0
+    table = json.loads((out / "baselines.json").read_text())
+    assert table["data"]["labels"] == f"{path} [external:panel] (6/6 labelled)"
+    assert (out / "baselines.md").read_text().startswith(f"labels: {path} [external:panel]")
 
 
 @pytest.mark.parametrize(
