@@ -3,11 +3,13 @@
     python benchmarks/judged_agreement.py STORE_DIR [--judged FILE] [--show 20]
     python benchmarks/judged_agreement.py STORE_DIR --fit 0-399      # fit truthfulqa_combined
     python benchmarks/judged_agreement.py STORE_DIR --judge-model smollm2_135M  # + the LLM judge
+    python benchmarks/judged_agreement.py --questions ../shared/data/truthfulqa/TruthfulQA.csv
     python benchmarks/judged_agreement.py --manual tests/data/manual_judgements_truthfulqa.jsonl
 
 The judged answers are the store's answers matched to a judgement file by question id and answer
-hash (default: the packaged judgements of the store's model and dataset), or, with ``--manual``,
-the older hand-judgement files of tests/data (answer, gold and judgement in one row).
+hash (default: the packaged judgements of the store's model and dataset); with ``--questions``,
+the packaged SmolLM2 judgements' own answer texts and the questions of TruthfulQA.csv (no store);
+or, with ``--manual``, the older hand-judgement files of tests/data (answer, gold and judgement).
 
 For each method (the store's own labels, ``truthfulqa_diff_rougeL``, ``truthfulqa_diff_embedding``,
 ``truthfulqa_combined``, and ``llm_judge`` with ``--judge-model``) it prints, on all judged answers
@@ -95,6 +97,21 @@ def store_items(store_dir: str, judged: str | None) -> tuple[list[Item], str]:
     return items, str(path)
 
 
+def file_items(judged: str, dataset_file: str) -> list[Item]:
+    """Judged answers from a judgement file that holds the answer texts (the packaged ones), with
+    the question and gold answers of the dataset file: no store needed."""
+    from extraction.questions import load_questions
+
+    questions = {q.question_id: q for q in load_questions("truthfulqa", dataset_file)}
+    items = []
+    for j in read_judgements(judged):
+        if j.answer is None:
+            raise SystemExit(f"{judged}: {j.question_id} has no answer text; pass the store")
+        q = questions[j.question_id]
+        items.append(Item(j.question_id, q.question, q.gold, j.answer, j.label, j.reason))
+    return items
+
+
 def manual_items(path: str) -> list[Item]:
     with Path(path).open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -179,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("store", nargs="?", help="trace store directory (read only)")
     parser.add_argument("--judged", help="judgement file (default: the packaged one)")
     parser.add_argument("--manual", help="a tests/data/manual_judgements_*.jsonl file instead")
+    parser.add_argument(
+        "--questions",
+        metavar="CSV",
+        help="no store: the packaged judgements (or --judged) with this TruthfulQA.csv",
+    )
     parser.add_argument("--fit", metavar="A-B", help="fit truthfulqa_combined on rows A..B")
     parser.add_argument("--max-abstain", type=float, default=0.15)
     parser.add_argument("--judge-model", help="also run llm_judge with this model")
@@ -193,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.manual:
         items, source = manual_items(args.manual), args.manual
+    elif args.questions:
+        source = args.judged or str(packaged_judgements("smollm2_135M", "truthfulqa"))
+        items = file_items(source, args.questions)
     elif args.store:
         items, source = store_items(args.store, args.judged)
     else:
@@ -211,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fitted on rows {args.fit}: {params}")
 
     labels: dict[str, list] = {}
-    if all(item.stored is not None or args.manual for item in items) and not args.manual:
+    if any(item.stored is not None for item in items):
         labels["stored labels"] = [item.stored for item in items]
     for method in METHODS[:2]:
         labels[method] = [label_answer(item.answer, item.gold, method).label for item in items]
