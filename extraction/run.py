@@ -113,6 +113,11 @@ def _validate(cfg: ExtractionConfig) -> None:
         raise UserError("--num-beams and --max-new-tokens must be at least 1")
     if cfg.dtype not in STORAGE_DTYPES:
         raise UserError(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}")
+    if cfg.label_method == "llm_judge":
+        raise UserError(
+            "llm_judge labels a finished store: extract, then run `python -m extraction label "
+            "DIR --method llm_judge --judge-model NAME`"
+        )
 
 
 def _attention_blocks(layers: list[int] | None, num_layers: int) -> list[int]:

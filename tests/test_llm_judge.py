@@ -59,6 +59,14 @@ def test_label_answer_points_to_the_label_command():
         label_answer("Nothing happens.", WATERMELON, METHOD)
 
 
+def test_extraction_refuses_llm_judge_before_loading(tmp_path, capsys):
+    out = tmp_path / "store"
+    args = ("--model", "no/such-model", "--label-method", "llm_judge", "--output-dir", out)
+    assert run_extraction(*args) == 2
+    assert "llm_judge labels a finished store" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_smollm2_judges_a_real_store(smollm2_truthfulqa_store, tmp_path, capsys, one_thread):
     """Round trip: SmolLM2-135M judges its own 20 real TruthfulQA answers through the CLI."""
