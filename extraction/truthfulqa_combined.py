@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from extraction import labels
 from extraction.labels import (
+    NO_COMMENT,
     Label,
     correct_references,
     gold_strings,
@@ -123,10 +124,6 @@ def has_negation(text: str) -> bool:
     return bool(_NEGATION.search(text))
 
 
-def _same_negation(answer: str, reference: str) -> bool:
-    return has_negation(answer) == has_negation(reference)
-
-
 def evidence(answer: str, gold: dict, question: str | None = None) -> Evidence:
     """The evidence for one answer (loads MiniLM unless a rule decides first)."""
     correct, incorrect = correct_references(gold), gold_strings(gold, "incorrect_answers")
@@ -138,8 +135,10 @@ def evidence(answer: str, gold: dict, question: str | None = None) -> Evidence:
     emb = labels.embedding_similarities(answer, refs)  # looked up late: benchmarks cache it
     rouge = rougeL_similarities(answer, refs)
     n = len(correct)
-    nearest = max(range(len(refs)), key=emb.__getitem__)
-    flips = not _same_negation(answer, refs[nearest])
+    # The closest real reference: "I have no comment." says "no" without negating a claim.
+    candidates = [i for i, ref in enumerate(refs) if ref != NO_COMMENT]
+    nearest = max(candidates, key=emb.__getitem__)
+    flips = has_negation(answer) != has_negation(refs[nearest])
     return Evidence(
         embedding_margin=max(emb[:n]) - max(emb[n:]),
         rouge_margin=max(rouge[:n]) - max(rouge[n:]),
