@@ -46,6 +46,7 @@ def _build(argv: list[str]) -> None:
         head_mode=cfg.head_mode,
         self_loops=cfg.self_loops,
         topology=cfg.topology,
+        labels=cfg.labels,
         split_seed=cfg.split_seed,
         split_ratios=cfg.split_ratios,
         force_reload=cfg.force_reload,
@@ -65,6 +66,7 @@ def describe(processed_dir: Path) -> str:
         f"{processed_dir}",
         f"  traces {record['traces']}",
         f"  layers {record['layers']}  {options}  topology={record['topology']}",
+        f"  labels {record.get('labels', 'index')}",
         f"  {len(graphs)} graphs: {positive} hallucinated "
         f"({positive / max(len(graphs), 1):.1%}), {len(graphs) - positive} correct",
         f"  skipped: {skipped.get('unlabelled', 0)} unlabelled, {skipped.get('empty', 0)} "

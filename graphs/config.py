@@ -24,6 +24,8 @@ class GraphBuildConfig:
         self_loops: Keep each token's attention to itself.
         topology: Attach graph-level topology features (PageRank, clustering, betweenness,
             answer-to-prompt attention mass); betweenness makes building slower.
+        labels: ``index`` (the store's labels), ``judged`` (the packaged judgements of the
+            store's model and dataset) or a judgement JSONL file (docs/LABELS.md).
         split_seed: Seed of the train/val/test split.
         split_ratios: Train, val and test fractions.
         force_reload: Build again even if the same graphs are already cached.
@@ -39,6 +41,7 @@ class GraphBuildConfig:
     head_mode: str = "mean"
     self_loops: bool = True
     topology: bool = False
+    labels: str = "index"
     split_seed: int = 0
     split_ratios: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     force_reload: bool = False

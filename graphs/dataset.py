@@ -322,6 +322,7 @@ class HallucinationGraphDataset(Dataset):
             "options": self.graph_options,
             "topology": self.topology,
             "features": list(FEATURES) if self.topology else [],
+            "labels": self.label_source.describe(),
             "skipped": dict(skipped),
             "graphs": entries,
         }
