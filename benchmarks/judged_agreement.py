@@ -160,17 +160,20 @@ def scores(pairs: list[tuple[int | None, int]]) -> dict:
 
 
 def print_table(title: str, results: dict[str, dict]) -> None:
-    print(f"\n{title}")
+    """A markdown table (m = method, h = judged, 1 = hallucinated; rate = the method's
+    hallucination rate on the answers it labels)."""
+    print(f"\n{title}\n")
     print(
-        f"{'method':<28} {'labelled':>9} {'abstain':>8} {'agree':>9} {'acc':>6} {'kappa':>6}"
-        f" {'m1h1':>5} {'m1h0':>5} {'m0h1':>5} {'m0h0':>5} {'rate':>6}"
+        "| labels | labelled | abstain | agree | agreement | κ | m1 h1 | m1 h0 | m0 h1 | m0 h0 "
+        "| hallucinated |"
     )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, s in results.items():
         c = s["confusion"]
         print(
-            f"{name:<28} {s['labelled']:>4}/{s['n']:<4} {s['abstain']:>8.1%}"
-            f" {s['agree']:>4}/{s['labelled']:<4} {s['accuracy']:>6.1%} {s['kappa']:>6.3f}"
-            f" {c[0]:>5} {c[1]:>5} {c[2]:>5} {c[3]:>5} {s['hallucinated_rate']:>6.1%}"
+            f"| {name} | {s['labelled']}/{s['n']} | {s['abstain']:.1%} "
+            f"| {s['agree']}/{s['labelled']} | {s['accuracy']:.1%} | {s['kappa']:.3f} "
+            f"| {c[0]} | {c[1]} | {c[2]} | {c[3]} | {s['hallucinated_rate']:.1%} |"
         )
 
 
@@ -224,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give a STORE_DIR or --manual FILE")
     judged_1 = sum(item.judged for item in items)
     print(f"{source}: {len(items)} judged answers, {judged_1} hallucinated")
+    labels: dict[str, list] = {"judged (reference)": [item.judged for item in items]}
 
     cache_all_embeddings(items)
     evidences = [
@@ -235,7 +239,6 @@ def main(argv: list[str] | None = None) -> int:
         params = fit(evidences, items, range(low, high + 1), args.max_abstain)
         print(f"fitted on rows {args.fit}: {params}")
 
-    labels: dict[str, list] = {}
     if any(item.stored is not None for item in items):
         labels["stored labels"] = [item.stored for item in items]
     for method in METHODS[:2]:
@@ -273,11 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in labels.items():
         misses = [(v, item) for v, item in zip(values, items, strict=True) if v is not None]
         misses = [(v, item) for v, item in misses if v != item.judged]
-        for value, item in misses[: args.show]:
-            print(
-                f"  [{name}] {item.question_id}: method {value} judged {item.judged}: "
-                f"{item.question!r} -> {item.answer!r} ({item.reason})"
-            )
+        if args.show and misses:
+            print(f"\n{name}: {len(misses)} disagreements, {args.show} spread over the rows\n")
+            print("| question | answer | label | judged | judge's reason |\n|---|---|---|---|---|")
+        for value, item in misses[:: max(1, len(misses) // max(args.show, 1))][: args.show]:
+            cells = (item.question, item.answer, value, item.judged, item.reason)
+            print("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     return 0
 
 
