@@ -121,17 +121,27 @@ def manual_items(path: str) -> list[Item]:
     ]
 
 
-def stored_labels(store_dir: str, items: list[Item]) -> tuple[str, list[int | None]]:
-    """The labels a (relabelled) copy of the store holds for the judged answers, and its method;
-    an answer whose text differs from the judged one counts as unlabelled."""
+def stored_labels(store_dir: str, items: list[Item]) -> tuple[str, list, list]:
+    """The labels and label scores a (relabelled) copy of the store holds for the judged answers,
+    and its label method; an answer whose text differs from the judged one is unlabelled."""
     rows = TraceStore(store_dir).rows
-    values, methods = [], set()
+    values, scores_, methods = [], [], set()
     for item in items:
         row = rows.get(item.question_id, {})
         same = row.get("generated_answer_clean") == item.answer
-        values.append(row.get("label") if same else None)
-        methods.add(row.get("label_method"))
-    return ",".join(sorted(str(m) for m in methods)), values
+        values.append(row["label"] if same else None)
+        scores_.append(row["label_score"] if same else None)
+        if same:
+            methods.add(row["label_method"])
+    return ",".join(sorted(str(m) for m in methods)), values, scores_
+
+
+def score_auroc(scores_: list, items: list[Item]) -> tuple[float, int]:
+    """AUROC of a label score (higher = more likely hallucinated) against the judged labels."""
+    from sklearn.metrics import roc_auc_score
+
+    pairs = [(s, item.judged) for s, item in zip(scores_, items, strict=True) if s is not None]
+    return roc_auc_score([j for _, j in pairs], [s for s, _ in pairs]), len(pairs)
 
 
 def cache_all_embeddings(items: list[Item]) -> None:
@@ -245,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         labels[method] = [label_answer(item.answer, item.gold, method).label for item in items]
     labels["truthfulqa_combined"] = [decide(ev, params).label for ev in evidences]
     for other in args.compare_stores:
-        name, values = stored_labels(other, items)
+        name, values, other_scores = stored_labels(other, items)
         labels[f"{name} ({Path(other).name})"] = values
+        auroc, n = score_auroc(other_scores, items)
+        print(f"{name} ({other}): label_score AUROC against the judged labels {auroc:.3f} (n={n})")
     if args.judge_model:
         from extraction.llm_judge import LLMJudge, judge_prompt
 
