@@ -17,7 +17,7 @@ from torch_geometric.io import fs
 
 from extraction.errors import UserError
 from extraction.store import TraceStore
-from extraction.store.layout import atomic_write_text
+from extraction.atomic import atomic_write_text
 from graphs.build import stack_layers, traces_to_graphs, validate_options
 from graphs.source import check_layers
 from graphs.splits import SPLITS, check_ratios, load_or_make_splits

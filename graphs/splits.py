@@ -15,7 +15,7 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from extraction.errors import UserError
-from extraction.store.layout import atomic_write_text
+from extraction.atomic import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 SPLITS_FILE = "splits.json"

@@ -12,7 +12,8 @@ import logging
 import os
 from pathlib import Path
 
-from extraction.store.layout import atomic_write_text
+from extraction.atomic import atomic_write_text
+from extraction.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,18 @@ def read_index(path: Path) -> dict[str, dict]:
     complete, _, partial = data.rpartition(b"\n")
     if partial.strip():
         log.warning("ignoring a half-written last line in %s (an interrupted run)", path)
-    for line in complete.splitlines():
-        if line.strip():
+    for number, line in enumerate(complete.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
             row = json.loads(line)
             rows[row["question_id"]] = row
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise UserError(
+                f"{path} line {number}: not an index row ({type(exc).__name__}: "
+                f"{getattr(exc, 'msg', exc)}); the index is damaged, restore it or rerun with "
+                "--overwrite"
+            ) from None
     return rows
 
 

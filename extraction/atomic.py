@@ -1,0 +1,63 @@
+"""Atomic file writes, the one way every stage writes a file a reader may open.
+
+The bytes go to a temp file in the same directory (``.{name}.{random}.tmp``), are fsynced, and
+the temp file is renamed over the target. A reader sees the old file or the new one, never half
+of one; a crash leaves at most a temp file, which the next run's cleanup removes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+def temp_pattern(name: str) -> str:
+    """Glob of the temp files a write of ``name`` may leave behind after a crash."""
+    return f".{name}.*.tmp"
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temp path to write (for writers that take a file name, like ``safetensors``); on
+    success it is fsynced and renamed to ``path``, on failure removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """``open(path, mode)`` whose result appears at ``path`` only once the block succeeds."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', not {mode!r}")
+    if mode == "w":
+        kwargs.setdefault("encoding", "utf-8")
+    with atomic_path(path) as tmp, tmp.open(mode, **kwargs) as handle:
+        yield handle
+        handle.flush()
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
