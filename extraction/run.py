@@ -6,7 +6,10 @@ recorded with its reason and the run goes on.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,10 +25,10 @@ from extraction.distributed import Rank, current_rank
 from extraction.errors import UserError
 from extraction.final_state import final_state_pass
 from extraction.generation import generate_answers
-from extraction.labels import label_answer
-from extraction.models import LoadedModel, load_model
+from extraction.labels import METHODS, default_method, label_answer
+from extraction.models import QUANTIZATION_CHOICES, TORCH_DTYPES, LoadedModel, load_model
 from extraction.prompts import build_prompt, encode_prompt
-from extraction.questions import Question, dataset_name, load_questions
+from extraction.questions import Question, check_name, dataset_name, load_questions
 from extraction.store import TraceWriter
 from extraction.trace import Trace
 
@@ -49,7 +52,10 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
     if rank.distributed and cfg.overwrite:
         raise UserError("--overwrite with several processes would race; delete the directory first")
     name = dataset_name(cfg.dataset, cfg.dataset_file)
-    questions = rank.take(load_questions(name, cfg.dataset_file, cfg.num_samples, cfg.offset))
+    store_dir = cfg.store_dir(name)
+    check_output_dir(store_dir)
+    requested = load_questions(name, cfg.dataset_file, cfg.num_samples, cfg.offset)
+    questions = rank.take(requested)
     console.say(f"Loading model: {cfg.model}")
     loaded = load_model(
         cfg.model,
@@ -61,11 +67,11 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
     blocks = _attention_blocks(cfg.layers, loaded.num_layers)
     console.say(f"Number of model layers: {loaded.num_layers}")
     console.say(f"\nLoading dataset {name}...")
-    result = RunResult(store_dir=cfg.store_dir(name), rank=rank)
+    result = RunResult(store_dir=store_dir, rank=rank)
 
     writer = TraceWriter(
         result.store_dir,
-        _manifest(cfg, loaded, name, blocks),
+        _manifest(cfg, loaded, name, blocks, requested),
         file_prefix=rank.file_prefix(f"{cfg.model_slug}_{name}"),
         lock_name=rank.lock_name,
         overwrite=cfg.overwrite,
@@ -76,9 +82,15 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         on_shard_saved=console.shard_saved,
     )
     with writer:
+        _check_same_questions(writer.rows, questions, cfg.label_method, result.store_dir)
         todo = [q for q in questions if q.question_id not in writer.done_ids]
         result.skipped = len(questions) - len(todo)
-        console.run_header(len(questions), result.skipped, cfg.shard_size)
+        console.run_header(
+            len(questions),
+            result.skipped,
+            cfg.shard_size,
+            expected_files(todo, loaded, cfg, len(blocks)),
+        )
         desc = f"Extracting (rank {rank.rank})" if rank.distributed else "Extracting"
         bar = tqdm(total=len(todo), desc=desc, unit="q", dynamic_ncols=True, position=rank.rank)
         for start in range(0, len(todo), cfg.batch_size):
@@ -95,6 +107,7 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
                     log.warning("question %s failed: %s", question.question_id, reason)
                     result.errors += 1
                 bar.update(1)
+            writer.commit()  # the batch is on disk: a crash from here on loses none of it
         bar.close()
     return result
 
@@ -107,12 +120,91 @@ def _rank_device(rank: Rank) -> str | None:
 
 
 def _validate(cfg: ExtractionConfig) -> None:
-    if cfg.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    if cfg.num_beams < 1 or cfg.max_new_tokens < 1:
-        raise UserError("--num-beams and --max-new-tokens must be at least 1")
-    if cfg.dtype not in STORAGE_DTYPES:
-        raise UserError(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}")
+    """Every option that can be checked without the model, before it loads."""
+    at_least_one = {
+        "--batch-size": cfg.batch_size,
+        "--num-beams": cfg.num_beams,
+        "--max-new-tokens": cfg.max_new_tokens,
+        "--max-total-tokens": cfg.max_total_tokens,
+        "--shard-size": cfg.shard_size,
+        "--shard-max-mb": cfg.shard_max_mb,
+    }
+    for flag, value in at_least_one.items():
+        if value < 1:
+            raise UserError(f"{flag} must be at least 1 (got {value})")
+    choices = {
+        "--dtype": (cfg.dtype, STORAGE_DTYPES),
+        "--quantization": (cfg.quantization, QUANTIZATION_CHOICES),
+        "--torch-dtype": (cfg.torch_dtype, TORCH_DTYPES),
+        "--label-method": (cfg.label_method, (None, *METHODS)),
+    }
+    for flag, (value, allowed) in choices.items():
+        if value not in allowed:
+            shown = ", ".join(str(choice) for choice in allowed if choice is not None)
+            raise UserError(f"{flag} {value!r} is not one of {shown}")
+    if cfg.layers is not None and any(layer < 0 for layer in cfg.layers):
+        raise UserError(f"--layers {cfg.layers}: block indices start at 0")
+    check_name(cfg.model_slug, "the model name")
+
+
+def check_output_dir(path: Path) -> None:
+    """Refuse an output directory that cannot be written before anything expensive runs."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(
+            f"--output-dir {path}: {existing} is a file, not a directory; pick a folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"--output-dir {path}: cannot write in {existing} (read-only or no permission); "
+            "pick a writable folder"
+        )
+
+
+def _check_same_questions(
+    rows: dict[str, dict], questions: list[Question], label_method: str | None, root: Path
+) -> None:
+    """A resume must not mix data or labels: every question already in the store must have the
+    same text and gold answers, and its label the method this run would use."""
+    for question in questions:
+        row = rows.get(question.question_id)
+        if row is None:
+            continue
+        if row["question"] != question.question or row["gold"] != question.gold:
+            raise UserError(
+                f"{root} already holds question {question.question_id!r} with another text or "
+                "other gold answers: this is other data under the same ids; use another "
+                "--output-dir (or --overwrite)"
+            )
+        expected = label_method or default_method(question.gold) or "none"
+        if row["status"] == "ok" and row["label_method"] != expected:
+            raise UserError(
+                f"{root} labelled {question.question_id!r} with {row['label_method']!r}, this "
+                f"run would use {expected!r}: pass --label-method {row['label_method']} to "
+                "resume, or relabel with `python -m extraction label`"
+            )
+
+
+def expected_files(todo: list[Question], loaded: LoadedModel, cfg: ExtractionConfig, blocks: int):
+    """``(fewest, most)`` shard files for ``todo``: by count, and by the byte cap with answers of
+    ``max_new_tokens`` (prompt lengths measured, answers often shorter)."""
+    fewest = -(-len(todo) // cfg.shard_size)
+    itemsize = getattr(torch, cfg.dtype).itemsize
+    total = 0
+    for question in todo:
+        text = build_prompt(
+            question.question, loaded.tokenizer, cfg.prompt_template, cfg.chat_template
+        )
+        seq = len(encode_prompt(text, loaded.tokenizer, cfg.chat_template)) + cfg.max_new_tokens
+        elements = (
+            blocks * loaded.num_heads * seq * (seq + 1) // 2
+            + (blocks + 1) * loaded.hidden_size * seq
+        )
+        total += elements * itemsize
+    by_size = -(-total // (cfg.shard_max_mb * 2**20))
+    return fewest, max(fewest, by_size)
 
 
 def _attention_blocks(layers: list[int] | None, num_layers: int) -> list[int]:
@@ -212,8 +304,11 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _manifest(cfg: ExtractionConfig, loaded: LoadedModel, dataset: str, blocks) -> dict:
+def _manifest(
+    cfg: ExtractionConfig, loaded: LoadedModel, dataset: str, blocks, requested: list[Question]
+) -> dict:
     config = loaded.model.config
+    ids = [question.question_id for question in requested]
     return {
         "format": "hallugraph-trace-store/1",
         "settings": {
@@ -233,7 +328,7 @@ def _manifest(cfg: ExtractionConfig, loaded: LoadedModel, dataset: str, blocks) 
                 "stop_strings": list(cfg.stop_strings),
             },
             "dataset": dataset,
-            "dataset_file": cfg.dataset_file,
+            "dataset_file": cfg.dataset_file and str(Path(cfg.dataset_file).resolve()),
             "attention_layers": blocks,
             "hidden_state_layers": [0, *(b + 1 for b in blocks)],
         },
@@ -244,6 +339,13 @@ def _manifest(cfg: ExtractionConfig, loaded: LoadedModel, dataset: str, blocks) 
             "vocab_size": config.vocab_size,
             "architecture": (config.architectures or [type(loaded.model).__name__])[0],
             "device": str(loaded.model.device),
+        },
+        # The latest run's questions: `inspect` counts those missing (an interrupted run).
+        "requested": {
+            "question_ids": ids,
+            "sha256": hashlib.sha256(
+                json.dumps([[q.question_id, q.question, q.gold] for q in requested]).encode()
+            ).hexdigest(),
         },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),

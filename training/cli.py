@@ -7,15 +7,20 @@ per layer, AUROC against layer) and ``baselines`` (trace-only detectors on the s
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import sys
 import warnings
 from argparse import ArgumentError
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 
 from extraction.cli_config import run_command
 from extraction.errors import UserError
@@ -59,6 +64,26 @@ class HallugraphCLI(LightningCLI):
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             super().parse_arguments(parser, args)
 
+    def instantiate_trainer(self, **kwargs):
+        """The logger Lightning picks by default without TensorBoard installed (CSV, in the run's
+        folder's ``lightning_logs/version_N``), named explicitly, so Lightning does not print a
+        notice on how it chose one. ``--trainer.logger`` still chooses another."""
+        trainer = self._get(self.config_init, "trainer", default={})
+        if trainer.get("logger") in (None, True) and "logger" not in kwargs:
+            root = trainer.get("default_root_dir") or "runs"
+            kwargs["logger"] = CSVLogger(save_dir=root, name="lightning_logs")
+        return super().instantiate_trainer(**kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning would replace the configured model with the checkpoint's, silently; we
+        refuse a model or graph spec that contradicts the checkpoint instead."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path is None or ckpt_path in LIGHTNING_CKPT_ALIASES:
+            return
+        config = self.config[subcommand]
+        check_checkpoint_matches(ckpt_path, config["model"].as_dict(), config["data"].as_dict())
+
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
         if self.trainer.is_global_zero and callback is not None and callback.best_model_path:
@@ -95,6 +120,63 @@ class HallugraphCLI(LightningCLI):
         )
 
 
+# Set by Lightning on the live trainer (``"best"`` after a fit in the same process, ...).
+LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")
+# Model arguments that do not change what a trained model computes, and those the data decides.
+NOT_THE_MODEL = ("lr", "weight_decay", "pos_weight", "threshold_rule", "in_channels", "edge_dim")
+GRAPH_KEYS = ("layer", "layers", "nodes", "threshold", "top_k", "head_mode", "self_loops")
+
+
+def load_checkpoint(ckpt_path: str) -> dict:
+    """A Lightning checkpoint of this toolkit (weights only: no code runs), or a one-line error."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(
+            f"--ckpt_path {ckpt_path}: no such file ({path.resolve()}); `fit` writes "
+            "{trainer.default_root_dir}/checkpoints/best.ckpt"
+        )
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # pickle, zip and torch errors of many types
+        raise UserError(
+            f"--ckpt_path {ckpt_path} is not a readable checkpoint ({type(exc).__name__}); give "
+            "the best.ckpt that `fit` wrote"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"--ckpt_path {ckpt_path} is not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def _plain(value):
+    """Tuples as lists, so a YAML list and a saved tuple compare equal."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def check_checkpoint_matches(ckpt_path: str, model: dict, data: dict) -> None:
+    checkpoint = load_checkpoint(ckpt_path)
+    saved = dict(checkpoint.get("hyper_parameters") or {})
+    saved_class = saved.pop("_class_path", None)
+    saved_data = checkpoint.get("datamodule_hyper_parameters") or {}
+    contradictions = []
+    if saved_class is not None and model.get("class_path") != saved_class:
+        contradictions.append(f"--model {model.get('class_path')} (checkpoint: {saved_class})")
+    init_args = model.get("init_args") or {}
+    for key, value in saved.items():
+        if key in NOT_THE_MODEL or key.startswith("_") or key not in init_args:
+            continue
+        if _plain(init_args[key]) != _plain(value):
+            contradictions.append(f"--model.init_args.{key} {init_args[key]} (checkpoint: {value})")
+    for key in GRAPH_KEYS:
+        if key in saved_data and _plain(data.get(key)) != _plain(saved_data[key]):
+            contradictions.append(f"--data.{key} {data.get(key)} (checkpoint: {saved_data[key]})")
+    if contradictions:
+        raise UserError(
+            f"{ckpt_path} was trained with another model or graphs: "
+            + "; ".join(contradictions)
+            + "; use that checkpoint's config (its run folder's config.yaml) or another checkpoint"
+        )
+
+
 MODEL_CLASSES = ", ".join(
     f"training.models.{name}Classifier" for name in ("GCN", "GAT", "GIN", "SAGE", "MultiLayer")
 )
@@ -119,6 +201,24 @@ def one_line(message: str) -> str:
             text += f" (model classes: {MODEL_CLASSES})"
         return text
     return " ".join(lines)
+
+
+def _not_an_advertisement(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("💡 Tip")
+
+
+@contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """Silence what is not ours to fix: Lightning's product tips and a deprecation warning it
+    triggers inside itself (torch's pytree API). Our own warnings still show."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    rank_zero.addFilter(_not_an_advertisement)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
+            yield
+    finally:
+        rank_zero.removeFilter(_not_an_advertisement)
 
 
 def _lightning(argv: list[str]) -> None:
@@ -151,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def with_one_line_errors(args: list[str]) -> None:
         try:
-            command(args)
+            with quiet_third_party():
+                command(args)
         except ArgumentError as exc:
             raise UserError(one_line(str(exc))) from None
 

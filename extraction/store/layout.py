@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import re
 from pathlib import Path
 
 import torch
 
 from extraction.errors import UserError
+from extraction.files import read_json
 
 MANIFEST = "manifest.json"
 INDEX = "index.jsonl"
@@ -71,22 +71,8 @@ def unpack_causal(packed: torch.Tensor, seq_len: int) -> torch.Tensor:
     return full.view(packed.shape[0], seq_len, seq_len)
 
 
-def read_json(path: Path) -> dict:
-    """A JSON file of the store; a damaged one is a one-line error naming it and the line."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f" line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise UserError(
-            f"{path}{where}: not valid JSON ({_reason(exc)}); the file is damaged"
-        ) from None
-
-
-def _reason(exc: Exception) -> str:
-    return exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0]
-
-
 def read_manifest(root: Path) -> dict:
+    # read_json names the file and line of a damaged manifest.
     return read_json(root / MANIFEST)
 
 

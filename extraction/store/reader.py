@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from extraction.errors import UserError
-from extraction.store.index import LABEL_FIELDS, read_index, rewrite_index
+from extraction.store.index import LABEL_FIELDS, read_index, replace_rows
 from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
 from extraction.store.layout import (
     INDEX,
@@ -230,4 +230,4 @@ class TraceStore:
                 ranks.enter_context(acquire_lock(self.root, lock.name))
             for question_id, fields in labels.items():
                 self.rows[question_id].update({key: fields[key] for key in LABEL_FIELDS})
-            rewrite_index(self.root / INDEX, list(self.rows.values()))
+            replace_rows(self.root / INDEX, [self.rows[qid] for qid in labels])

@@ -4,8 +4,8 @@ Crash model: a trace reaches the index only once its file (a per-batch part, lat
 has been renamed into place, so after a SIGKILL the index lists exactly the traces that are
 safely on disk, and at most the batch being written is lost. A rerun skips the indexed traces,
 adopts the parts of the shard that was being filled, and overwrites any file written but not
-indexed. Merging parts into a shard writes the shard, then appends rows pointing at it (the
-last row of a question wins), then deletes the parts.
+indexed. Merging parts into a shard writes the shard, then points their rows at it (the
+index is rewritten atomically), then deletes the parts.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from extraction.atomic import atomic_path, atomic_write_text, temp_pattern
 from extraction.errors import UserError
-from extraction.store.index import append_rows, read_index, truncate_partial_line
+from extraction.files import atomic_path, atomic_write_text, temp_pattern
+from extraction.store.index import append_rows, read_index, replace_rows, truncate_partial_line
 from extraction.store.integrity import file_sha256, tensors_sha256
 from extraction.store.layout import (
     INDEX,
@@ -41,10 +41,6 @@ from extraction.trace import Trace
 log = logging.getLogger(__name__)
 
 ShardCallback = Callable[[Path, int], None]
-# Settings a store written before they were recorded does not have; their absence is not a
-# change (the run checks them row by row instead).
-LATER_SETTINGS = ("label_method",)
-SHARD_FIELDS = ("shard", "shard_sha256", "shard_bytes")
 
 
 class TraceWriter:
@@ -140,7 +136,6 @@ class TraceWriter:
             for qid, row in self.rows.items()
             if row["status"] == "ok" or (row["status"] == "error" and not retry_errors)
         }
-        self._finish_interrupted_merge()
         own = run_file_pattern(self.file_prefix)
         own_files = {
             row["shard"] for row in self.rows.values() if own.match(row.get("shard") or "")
@@ -159,25 +154,6 @@ class TraceWriter:
             if own.match(path.name) and ".part" in path.name and path.name not in own_files:
                 path.unlink()  # written but never indexed, or already merged into its shard
 
-    def _finish_interrupted_merge(self) -> None:
-        """A merge killed while appending its rows leaves a shard that some rows point to and
-        parts that others still do: the shard holds them all, so point the rest at it too."""
-        own = run_file_pattern(self.file_prefix)
-        located = [
-            (row, *parse_shard_name(row["shard"]))
-            for row in self.rows.values()
-            if own.match(row.get("shard") or "")
-        ]
-        merged = {number: row for row, number, part in located if part is None}
-        moved = [
-            {**row, **{key: merged[number].get(key) for key in SHARD_FIELDS}}
-            for row, number, part in located
-            if part is not None and number in merged
-        ]
-        if moved:
-            append_rows(self.root / INDEX, moved)
-            self.rows.update((row["question_id"], row) for row in moved)
-
     def _check_manifest(self, manifest: dict) -> None:
         manifest_path = self.root / MANIFEST
         if not manifest_path.exists():
@@ -187,11 +163,7 @@ class TraceWriter:
         before, now = dict(previous.get("settings") or {}), manifest["settings"]
         if before.get("dataset_file"):  # older stores kept the path as typed
             before["dataset_file"] = str(Path(before["dataset_file"]).resolve())
-        changed = sorted(
-            key
-            for key in set(before) | set(now)
-            if before.get(key) != now.get(key) and not (key in LATER_SETTINGS and key not in before)
-        )
+        changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
         if changed:
             shown = "; ".join(f"{key}: {before.get(key)!r} → {now.get(key)!r}" for key in changed)
             raise UserError(
@@ -297,7 +269,7 @@ class TraceWriter:
             {**self.rows[qid], "shard": name, "shard_sha256": digest, "shard_bytes": size}
             for qid in records
         ]
-        append_rows(self.root / INDEX, rows)
+        replace_rows(self.root / INDEX, rows)
         self.rows.update((row["question_id"], row) for row in rows)
         for part in self._parts:
             (self.root / part).unlink()

@@ -1,5 +1,6 @@
-"""Atomic file writes, the one way every stage writes a file a reader may open.
+"""Files every stage writes and reads: atomic writes, and JSON read with one-line errors.
 
+Atomic writes are the one way every stage writes a file a reader may open.
 The bytes go to a temp file in the same directory (``.{name}.{random}.tmp``), are fsynced, and
 the temp file is renamed over the target. A reader sees the old file or the new one, never half
 of one; a crash leaves at most a temp file, which the next run's cleanup removes.
@@ -7,12 +8,15 @@ of one; a crash leaves at most a temp file, which the next run's cleanup removes
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from extraction.errors import UserError
 
 
 def temp_pattern(name: str) -> str:
@@ -61,3 +65,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_open(path, "wb") as handle:
         handle.write(data)
     return Path(path)
+
+
+def save_figure(fig, path: str | Path, **options) -> Path:
+    """A matplotlib figure written atomically, in the format of the path's suffix (PNG when it
+    has none): a reader never opens half an image."""
+    path = Path(path)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format=path.suffix.lstrip(".").lower() or "png", **options)
+    return path
+
+
+def read_json(path: str | Path):
+    """A JSON file; a damaged one is a one-line :class:`UserError` naming it and the line."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); the file is damaged"
+        ) from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; the file is damaged") from None
