@@ -91,8 +91,17 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
             cfg.shard_size,
             expected_files(todo, loaded, cfg, len(blocks)),
         )
-        desc = f"Extracting (rank {rank.rank})" if rank.distributed else "Extracting"
-        bar = tqdm(total=len(todo), desc=desc, unit="q", dynamic_ncols=True, position=rank.rank)
+        _extract(todo, writer, loaded, cfg, blocks, result)
+    return result
+
+
+def _extract(
+    todo: list[Question], writer: TraceWriter, loaded: LoadedModel, cfg, blocks, result: RunResult
+) -> None:
+    rank = result.rank
+    desc = f"Extracting (rank {rank.rank})" if rank.distributed else "Extracting"
+    # A context manager: on an error the bar is closed before the error line is printed.
+    with tqdm(total=len(todo), desc=desc, unit="q", dynamic_ncols=True, position=rank.rank) as bar:
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start : start + cfg.batch_size]
             for trace_or_error in _process_batch(batch, loaded, cfg, blocks):
@@ -108,8 +117,6 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
                     result.errors += 1
                 bar.update(1)
             writer.commit()  # the batch is on disk: a crash from here on loses none of it
-        bar.close()
-    return result
 
 
 def _rank_device(rank: Rank) -> str | None:

@@ -169,6 +169,8 @@ class HallucinationGraphDataset(Dataset):
                 f"{store.root} has no labelled trace ({len(store)} traces, {len(store.errors)} "
                 "errors, none with a label): label them with `python -m extraction label "
                 f"{store.root} --method METHOD`, or extract questions with gold answers"
+                if store.question_ids
+                else f"{store.root} has no traces ({len(store.errors)} errors); nothing to build"
             )
         self.n_unlabelled = len(store) - len(self.candidates)
         self.processed_name = self._cache_name(store, pre_transform, pre_filter)

@@ -255,5 +255,13 @@ def main(argv: list[str] | None = None) -> int:
                 command(args)
         except ArgumentError as exc:
             raise UserError(one_line(str(exc))) from None
+        except Exception as exc:
+            # jsonargparse wraps what our constructors raise (a negative lr...) in its own error.
+            cause = exc
+            while cause is not None and not isinstance(cause, UserError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
 
     return run_command("training", with_one_line_errors, argv)
