@@ -124,7 +124,10 @@ def _file_rows(path: Path):
     import datasets
 
     if not path.exists():
-        raise UserError(f"dataset file {path} does not exist")
+        raise UserError(
+            f"dataset file {path} does not exist (looked for {path.resolve()}: relative paths, in "
+            "configs too, are read from the current directory)"
+        )
     builder = FILE_BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise UserError(f"{path}: use a .jsonl, .json, .csv or .parquet file")
