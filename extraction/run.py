@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,15 +19,16 @@ import torch
 from tqdm.auto import tqdm
 
 from extraction import console
-from extraction.config import STORAGE_DTYPES, ExtractionConfig
+from extraction.checks import check_options, check_output_dir, check_same_questions
+from extraction.config import ExtractionConfig
 from extraction.distributed import Rank, current_rank
 from extraction.errors import UserError
 from extraction.final_state import final_state_pass
 from extraction.generation import generate_answers
-from extraction.labels import METHODS, default_method, label_answer
-from extraction.models import QUANTIZATION_CHOICES, TORCH_DTYPES, LoadedModel, load_model
+from extraction.labels import label_answer
+from extraction.models import LoadedModel, load_model
 from extraction.prompts import build_prompt, encode_prompt
-from extraction.questions import Question, check_name, dataset_name, load_questions
+from extraction.questions import Question, dataset_name, load_questions
 from extraction.store import TraceWriter
 from extraction.trace import Trace
 
@@ -47,7 +47,7 @@ class RunResult:
 
 
 def run_extraction(cfg: ExtractionConfig) -> RunResult:
-    _validate(cfg)
+    check_options(cfg)
     rank = current_rank()
     if rank.distributed and cfg.overwrite:
         raise UserError("--overwrite with several processes would race; delete the directory first")
@@ -82,7 +82,7 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         on_shard_saved=console.shard_saved,
     )
     with writer:
-        _check_same_questions(writer.rows, questions, cfg.label_method, result.store_dir)
+        check_same_questions(writer.rows, questions, cfg.label_method, result.store_dir)
         todo = [q for q in questions if q.question_id not in writer.done_ids]
         result.skipped = len(questions) - len(todo)
         console.run_header(
@@ -124,74 +124,6 @@ def _rank_device(rank: Rank) -> str | None:
     if rank.distributed and torch.cuda.is_available():
         return f"cuda:{rank.local_rank}"
     return None
-
-
-def _validate(cfg: ExtractionConfig) -> None:
-    """Every option that can be checked without the model, before it loads."""
-    at_least_one = {
-        "--batch-size": cfg.batch_size,
-        "--num-beams": cfg.num_beams,
-        "--max-new-tokens": cfg.max_new_tokens,
-        "--max-total-tokens": cfg.max_total_tokens,
-        "--shard-size": cfg.shard_size,
-        "--shard-max-mb": cfg.shard_max_mb,
-    }
-    for flag, value in at_least_one.items():
-        if value < 1:
-            raise UserError(f"{flag} must be at least 1 (got {value})")
-    choices = {
-        "--dtype": (cfg.dtype, STORAGE_DTYPES),
-        "--quantization": (cfg.quantization, QUANTIZATION_CHOICES),
-        "--torch-dtype": (cfg.torch_dtype, TORCH_DTYPES),
-        "--label-method": (cfg.label_method, (None, *METHODS)),
-    }
-    for flag, (value, allowed) in choices.items():
-        if value not in allowed:
-            shown = ", ".join(str(choice) for choice in allowed if choice is not None)
-            raise UserError(f"{flag} {value!r} is not one of {shown}")
-    if cfg.layers is not None and any(layer < 0 for layer in cfg.layers):
-        raise UserError(f"--layers {cfg.layers}: block indices start at 0")
-    check_name(cfg.model_slug, "the model name")
-
-
-def check_output_dir(path: Path) -> None:
-    """Refuse an output directory that cannot be written before anything expensive runs."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(
-            f"--output-dir {path}: {existing} is a file, not a directory; pick a folder"
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(
-            f"--output-dir {path}: cannot write in {existing} (read-only or no permission); "
-            "pick a writable folder"
-        )
-
-
-def _check_same_questions(
-    rows: dict[str, dict], questions: list[Question], label_method: str | None, root: Path
-) -> None:
-    """A resume must not mix data or labels: every question already in the store must have the
-    same text and gold answers, and its label the method this run would use."""
-    for question in questions:
-        row = rows.get(question.question_id)
-        if row is None:
-            continue
-        if row["question"] != question.question or row["gold"] != question.gold:
-            raise UserError(
-                f"{root} already holds question {question.question_id!r} with another text or "
-                "other gold answers: this is other data under the same ids; use another "
-                "--output-dir (or --overwrite)"
-            )
-        expected = label_method or default_method(question.gold) or "none"
-        if row["status"] == "ok" and row["label_method"] != expected:
-            raise UserError(
-                f"{root} labelled {question.question_id!r} with {row['label_method']!r}, this "
-                f"run would use {expected!r}: pass --label-method {row['label_method']} to "
-                "resume, or relabel with `python -m extraction label`"
-            )
 
 
 def expected_files(todo: list[Question], loaded: LoadedModel, cfg: ExtractionConfig, blocks: int):

@@ -15,12 +15,13 @@ import warnings
 from argparse import ArgumentError
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from extraction.cli_config import run_command
 from extraction.errors import UserError
@@ -65,13 +66,15 @@ class HallugraphCLI(LightningCLI):
             super().parse_arguments(parser, args)
 
     def instantiate_trainer(self, **kwargs):
-        """The logger Lightning picks by default without TensorBoard installed (CSV, in the run's
-        folder's ``lightning_logs/version_N``), named explicitly, so Lightning does not print a
-        notice on how it chose one. ``--trainer.logger`` still chooses another."""
+        """The logger Lightning would choose (TensorBoard when installed, else CSV; both in the
+        run folder's ``lightning_logs/version_N``), named explicitly, so Lightning does not print
+        a notice on how it chose. ``--trainer.logger`` still picks another."""
         trainer = self._get(self.config_init, "trainer", default={})
         if trainer.get("logger") in (None, True) and "logger" not in kwargs:
+            tensorboard = any(find_spec(name) for name in ("tensorboard", "tensorboardX"))
+            logger_class = TensorBoardLogger if tensorboard else CSVLogger
             root = trainer.get("default_root_dir") or "runs"
-            kwargs["logger"] = CSVLogger(save_dir=root, name="lightning_logs")
+            kwargs["logger"] = logger_class(save_dir=root, name="lightning_logs")
         return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:

@@ -104,9 +104,12 @@ class TraceWriter:
     def _remove_previous_run(self) -> None:
         """Delete the previous run's files only: those its index names, and the shard and part
         files of its own naming (written but not yet indexed). Anything else stays."""
-        ours = {
-            shard for row in read_index(self.root / INDEX).values() if (shard := row.get("shard"))
-        }
+        try:
+            rows = read_index(self.root / INDEX).values()
+        except UserError as exc:  # a damaged index: the file names still say what is ours
+            log.warning("%s; deleting the run's files by name only", exc)
+            rows = []
+        ours = {shard for row in rows if (shard := row.get("shard"))}
         prefixes = {self.file_prefix}
         if (self.root / MANIFEST).exists():
             settings = read_manifest(self.root).get("settings", {})
