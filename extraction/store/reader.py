@@ -176,17 +176,21 @@ class TraceStore:
             shards.setdefault(self.rows[qid]["shard"], []).append(self.rows[qid])
         return shards
 
+    def _structure_problem(self, name: str, rows: list[dict]) -> str | None:
+        """What is wrong with a shard's header or size (None: nothing), reading no tensor data."""
+        problem = header_problem(self.root / name)
+        recorded = rows[0].get("shard_bytes")
+        if problem is None and recorded is not None:
+            size = (self.root / name).stat().st_size
+            if size != recorded:
+                problem = f"{size} bytes, the index recorded {recorded}"
+        return problem
+
     def check_headers(self) -> dict[str, str]:
         """``{shard: problem}`` for every shard whose header is damaged or whose size is wrong."""
         problems = {}
         for name, rows in self.shard_rows().items():
-            problem = header_problem(self.root / name)
-            recorded = rows[0].get("shard_bytes")
-            if problem is None and recorded is not None:
-                size = (self.root / name).stat().st_size
-                if size != recorded:
-                    problem = f"{size} bytes, the index recorded {recorded}"
-            if problem is not None:
+            if (problem := self._structure_problem(name, rows)) is not None:
                 problems[name] = problem
         return problems
 
@@ -195,10 +199,8 @@ class TraceStore:
         file's sha256 and each trace's sha256 (for stores that recorded them)."""
         problems = {}
         for name, rows in self.shard_rows().items():
-            qids = [row["question_id"] for row in rows]
-            problem = header_problem(self.root / name)
-            if problem is not None:
-                problems[name] = (problem, qids)
+            if (problem := self._structure_problem(name, rows)) is not None:
+                problems[name] = (problem, [row["question_id"] for row in rows])
                 continue
             recorded = rows[0].get("shard_sha256")
             if recorded is None or file_sha256(self.root / name) == recorded:
