@@ -113,6 +113,7 @@ _FILE_SYSTEM_ERRORS = {
     errno.EPERM: "write somewhere you may write, or fix the permissions",
     errno.ENOTDIR: "a part of that path is a file, not a folder: pick another path",
     errno.EISDIR: "that path is a folder: give a file name",
+    errno.EEXIST: "a file is where a folder should be: pick another path",
 }
 
 

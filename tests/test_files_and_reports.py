@@ -10,6 +10,7 @@ import torch
 from matplotlib.figure import Figure
 
 from extraction.files import atomic_open, atomic_write_text, save_figure
+from extraction.store import TraceStore
 from training.baselines import _detector_reports, markdown_table
 from training.metrics import choose_threshold, evaluate
 from training.report import write_json
@@ -86,3 +87,20 @@ def test_no_cut_better_than_chance_on_val_does_not_flag_nothing():
     assert metrics["f1"] > 0.5
     good = choose_threshold(val_probs, 1 - val_targets, "youden")
     assert 0.4 < good <= 0.6  # a split that does separate keeps its own cut
+
+
+def test_an_output_path_blocked_by_a_file_is_one_line(tiny_store, tmp_path, capsys):
+    from graphs.cli import main as graphs_main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("in the way")
+    draw = ["draw", "--traces", str(tiny_store), "--layer", "1", "--question-id"]
+    draw += [TraceStore(tiny_store).question_ids[0]]
+    for args, expected in [
+        (["build", "--traces", str(tiny_store), "--root", str(blocker), "--layer", "1"],
+         f"Not a directory: {blocker / 'processed'}"),
+        ([*draw, "--out", str(blocker / "graph.png")], f"File exists: {blocker}"),
+    ]:  # fmt: skip
+        assert graphs_main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and expected in err and "Traceback" not in err
