@@ -74,9 +74,14 @@ def check_same_questions(
                 "--output-dir (or --overwrite)"
             )
         expected = label_method or default_method(question.gold) or "none"
-        if row["status"] == "ok" and row["label_method"] != expected:
+        stored = row["label_method"] if row["status"] == "ok" else expected
+        if stored != expected:
+            fix = (
+                f"pass --label-method {stored} to resume"
+                if stored in METHODS
+                else f"relabel it with `python -m extraction label {root} --method M` first"
+            )
             raise UserError(
-                f"{root} labelled {question.question_id!r} with {row['label_method']!r}, this "
-                f"run would use {expected!r}: pass --label-method {row['label_method']} to "
-                "resume, or relabel with `python -m extraction label`"
+                f"{root} labelled {question.question_id!r} with {stored!r}, this run would use "
+                f"{expected!r}: {fix}, or write to another --output-dir"
             )
