@@ -142,3 +142,14 @@ def test_a_store_without_checksums_stays_readable_and_resumable(store):
     assert len(old) == 5 and old.verify() == {} and old.check_headers() == {}
     write(store, [make_trace("q5")])
     assert TraceStore(store).question_ids[-1] == "q5"
+
+
+def test_a_damaged_part_is_named_before_the_resume_writes(tmp_path):
+    writer = TraceWriter(tmp_path, MANIFEST, file_prefix="m_d", max_traces_per_shard=10)
+    writer.add(make_trace("q0"))
+    writer.commit()
+    writer._release_lock()  # killed before the merge
+    (part,) = tmp_path.glob("*.part*.safetensors")
+    part.write_bytes(part.read_bytes()[:100])
+    with pytest.raises(UserError, match=rf"{part.name}: .*the index lists traces in it"):
+        TraceWriter(tmp_path, MANIFEST, file_prefix="m_d", max_traces_per_shard=10)

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from extraction.errors import UserError
 from extraction.files import atomic_path, atomic_write_text, temp_pattern
 from extraction.store.index import append_rows, read_index, replace_rows, truncate_partial_line
-from extraction.store.integrity import file_sha256, tensors_sha256
+from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
 from extraction.store.layout import (
     INDEX,
     LOCK,
@@ -152,6 +152,15 @@ class TraceWriter:
             self._shard += 1
         self._next_part = max((names[name][1] for name in self._parts), default=-1) + 1
         self._parts_traces = sum(row.get("shard") in self._parts for row in self.rows.values())
+        damaged = {
+            name: problem for name in self._parts if (problem := header_problem(self.root / name))
+        }
+        if damaged:
+            name, problem = next(iter(damaged.items()))
+            raise UserError(
+                f"{self.root / name}: {problem}, and the index lists traces in it; run `python -m "
+                f"extraction verify {self.root}`, or start over with --overwrite"
+            )
         self._parts_bytes = sum((self.root / name).stat().st_size for name in self._parts)
         for path in self.root.iterdir():
             if own.match(path.name) and ".part" in path.name and path.name not in own_files:
