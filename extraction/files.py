@@ -1,9 +1,10 @@
 """Files every stage writes and reads: atomic writes, and JSON read with one-line errors.
 
-Atomic writes are the one way every stage writes a file a reader may open.
-The bytes go to a temp file in the same directory (``.{name}.{random}.tmp``), are fsynced, and
-the temp file is renamed over the target. A reader sees the old file or the new one, never half
-of one; a crash leaves at most a temp file, which the next run's cleanup removes.
+Every stage writes a file a reader may open (shards, index, manifest, graphs, splits, reports,
+scores, figures, pickles) the same way: the bytes go to a temp file in the same directory
+(``.{name}.{random}.tmp``), are fsynced, and the temp file is renamed over the target. A reader
+sees the old file or the new one, never half of one. A crash leaves at most a temp file: the
+store's next writer removes its own; elsewhere nothing reads them.
 """
 
 from __future__ import annotations
