@@ -30,16 +30,16 @@ class Question:
     gold: dict = field(default_factory=dict)
 
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]*")
 
 
 def check_name(name: str, what: str) -> str:
-    """A name that becomes part of a file or directory name: letters, digits, ``._+-``, no
-    separators, no leading dot (so never ``..``, never a path outside the output folder)."""
+    """A name that becomes part of a file or directory name: letters, digits, spaces, ``._+-``,
+    no separators, no leading dot (so never ``..``, never a path outside the output folder)."""
     if not _SAFE_NAME.fullmatch(name) or ".." in name:
         raise UserError(
-            f"{what} {name!r} cannot name files: use letters, digits and . _ + - only (no / "
-            "or ..), e.g. --dataset my_questions"
+            f"{what} {name!r} cannot name files: use letters, digits, spaces and . _ + - only, "
+            "starting with a letter or digit (no / or ..)"
         )
     return name
 
