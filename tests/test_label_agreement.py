@@ -1,5 +1,7 @@
 """Agreement of the label methods with careful hand judgements of SmolLM2-135M answers.
 
+The packaged judgements of all 817 TruthfulQA answers (extraction/data/judgements) are the
+reference for TruthfulQA (end of this file; measured in docs/LABELS.md).
 ``tests/data/manual_judgements_{triviaqa,truthfulqa}.jsonl`` hold 100 sampled answers each
 (``benchmarks/label_agreement.py STORE --make-sample``, seed 0), each with its question, gold
 answers and a hand judgement (1 = hallucinated). These tests re-label the recorded answers with
@@ -8,12 +10,16 @@ answers and a hand judgement (1 = hallucinated). These tests re-label the record
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import pytest
 
+from extraction.judgements import PACKAGED_DIR, read_judgements
 from extraction.labels import Label, default_method, label_answer, polarity
+from extraction.questions import load_questions
+from tests.conftest import TRUTHFULQA
 
 DATA = Path(__file__).resolve().parent / "data"
 GEMMA3_GRADED = (
@@ -203,3 +209,75 @@ def test_answer_without_yes_or_no_uses_similarity():
     label = label_answer("It takes repeated uses.", heroin, "truthfulqa_diff_rougeL")
     assert label.label == 0
     assert 0 < label.score < 1
+
+
+# --- all 817 judged SmolLM2 TruthfulQA answers (extraction/data/judgements) -------------------
+
+JUDGED = PACKAGED_DIR / "smollm2_135M_truthfulqa.jsonl"
+FIT_ROWS = range(0, 400)  # truthfulqa_combined's constants were fitted on these rows only
+# Measured (docs/LABELS.md): ROUGE-L 544/817 = 66.6%, the default (embedding) 569/817 = 69.6%,
+# truthfulqa_combined 550/724 = 76.0% with 11.4% abstentions, on rows 400-816 273/366 = 74.6%
+# with 12.2%.
+ROUGE_JUDGED_AGREEMENT = 0.665
+EMBEDDING_JUDGED_AGREEMENT = 0.695
+COMBINED_ALL = (0.755, 0.12)  # (least agreement on the labelled answers, most abstention)
+COMBINED_HELD_OUT = (0.74, 0.13)
+
+
+@functools.cache
+def judged_answers() -> tuple[dict, ...]:
+    """Each judged answer with its question and gold answers from TruthfulQA.csv."""
+    if not TRUTHFULQA.exists():
+        pytest.skip(f"shared TruthfulQA data not found at {TRUTHFULQA}")
+    questions = {q.question_id: q for q in load_questions("truthfulqa", str(TRUTHFULQA))}
+    return tuple(
+        {
+            "row": int(j.question_id.rsplit("_", 1)[1]),
+            "question": questions[j.question_id].question,
+            "gold": questions[j.question_id].gold,
+            "answer": j.answer,
+            "judgement": j.label,
+        }
+        for j in read_judgements(JUDGED)
+    )
+
+
+def labelled_agreement(rows, method: str) -> tuple[float, float]:
+    """(agreement on the answers the method labels, share it abstains on)."""
+    pairs = [
+        (label_answer(r["answer"], r["gold"], method, question=r["question"]).label, r["judgement"])
+        for r in rows
+    ]
+    labelled = [(m, h) for m, h in pairs if m is not None]
+    return sum(m == h for m, h in labelled) / len(labelled), 1 - len(labelled) / len(pairs)
+
+
+def test_every_truthfulqa_answer_is_judged():
+    rows = judged_answers()
+    assert sorted(r["row"] for r in rows) == list(range(817))
+    assert all(isinstance(r["answer"], str) and r["judgement"] in (0, 1) for r in rows)
+
+
+def test_rougeL_agreement_on_all_judged_answers():
+    agree, abstain = labelled_agreement(judged_answers(), "truthfulqa_diff_rougeL")
+    assert abstain == 0
+    assert agree >= ROUGE_JUDGED_AGREEMENT
+
+
+@pytest.mark.slow
+def test_default_agreement_on_all_judged_answers():
+    agree, abstain = labelled_agreement(judged_answers(), "truthfulqa_diff")
+    assert abstain == 0
+    assert agree >= EMBEDDING_JUDGED_AGREEMENT
+
+
+@pytest.mark.slow
+def test_combined_agreement_and_abstention_on_all_and_held_out_answers():
+    rows = judged_answers()
+    held_out = [r for r in rows if r["row"] not in FIT_ROWS]
+    for subset, (min_agree, max_abstain) in (
+        (rows, COMBINED_ALL),
+        (held_out, COMBINED_HELD_OUT),
+    ):
+        agree, abstain = labelled_agreement(subset, "truthfulqa_combined")
+        assert agree >= min_agree and abstain <= max_abstain
