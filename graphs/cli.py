@@ -148,7 +148,7 @@ def _compare(argv: list[str]) -> None:
         return
     from graphs.compare import run_compare
 
-    print(f"saved {run_compare(cfg)} (and compare.json and the PNGs beside it)")
+    print(f"saved {run_compare(cfg)} (compare.json, graph_statistics.csv and the PNGs beside it)")
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {

@@ -5,12 +5,14 @@ Every labelled trace with answer tokens is turned into one graph per compared bl
 of ``graphs build``); each graph gives the statistics of :mod:`graphs.statistics`, and each
 block the class-mean attention of the answer tokens over the sequence (:func:`attention_map`).
 Then every (block, statistic) cell is compared with :mod:`graphs.effects` and written out:
-``compare.json`` (every number), ``compare.md`` (strongest differences first) and the pictures
-of :mod:`graphs.compare_plots`.
+``compare.json`` (every number), ``compare.md`` (strongest differences first), the pictures of
+:mod:`graphs.compare_plots` and every graph's statistics in ``graph_statistics.csv``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
@@ -37,6 +39,7 @@ PROMPT_BINS = 20  # columns of the attention map over the prompt after its first
 ANSWER_BINS = 5  # rows (answer tokens) and answer columns of the attention map
 MAP_COLUMNS = 1 + PROMPT_BINS + ANSWER_BINS  # first token | prompt bins | answer bins
 TABLE_ROWS = 30  # cells listed in compare.md after the per-statistic summary
+VALUES_FILE = "graph_statistics.csv"
 
 
 @dataclass
@@ -124,6 +127,25 @@ def measure(
         maps=maps,
         skipped=skipped,
     )
+
+
+def values_csv(measurements: Measurements) -> str:
+    """Every statistic of every graph, one row per (trace, block): for analyses of your own."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["question_id", "question_unit", "label", "layer", *STATISTICS])
+    for trace, question_id in enumerate(measurements.question_ids):
+        for position, layer in enumerate(measurements.layers):
+            writer.writerow(
+                [
+                    question_id,
+                    measurements.units[trace],
+                    int(measurements.is_hallucinated[trace]),
+                    layer,
+                    *(f"{value:.6g}" for value in measurements.values[trace, position]),
+                ]
+            )
+    return buffer.getvalue()
 
 
 def constant_statistics(measurements: Measurements) -> list[str]:
@@ -379,6 +401,7 @@ def run_compare(cfg: GraphCompareConfig, progress: bool = True) -> Path:
         "config": asdict(cfg),
     }
     atomic_write_text(output / "compare.json", json.dumps(_jsonable(record), indent=1))
+    atomic_write_text(output / VALUES_FILE, values_csv(measurements))
     markdown = report_markdown(summary, results, record["pictures"])
     atomic_write_text(output / "compare.md", markdown)
     log.info("compared %d traces at %d blocks", summary["n_traces"], len(layers))

@@ -14,6 +14,7 @@ Only betweenness leaves tensor code (networkx's exact Brandes algorithm, as in
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from functools import partial
 
@@ -188,7 +189,8 @@ def describe(name: str) -> str:
     if isinstance(function, partial):
         rank = function.keywords["rank"]
         return f"Eigenvalue {rank} (largest first) of the LapEigvals attention Laplacian."
-    return " ".join(function.__doc__.split(". ")[0].split()).rstrip(".") + "."
+    text = re.sub(r":\w+:`", "`", " ".join(function.__doc__.split()))  # Sphinx roles → code
+    return text.split(". ")[0].rstrip(".") + "."
 
 
 def graph_statistics(data: Data) -> dict[str, float]:

@@ -51,11 +51,14 @@ def test_compare_writes_every_output(both_classes, tmp_path, capsys):
     for picture in PICTURES:
         assert (out / picture).read_bytes()[:8] == PNG_MAGIC
     assert not list(out.glob(".*tmp"))  # atomic writes leave no temp files
+    table = (out / "graph_statistics.csv").read_text(encoding="utf-8").splitlines()
+    assert table[0].split(",")[:5] == ["question_id", "question_unit", "label", "layer",
+                                       "pagerank_answer_share"]  # fmt: skip
 
     record = json.loads((out / "compare.json").read_text(encoding="utf-8"))
     store = TraceStore(both_classes)
     with_answer = [q for q in store.question_ids if store.rows[q]["n_answer_tokens"] > 0]
-    assert record["n_traces"] == len(with_answer) == record["n_units"]
+    assert record["n_traces"] == len(with_answer) == record["n_units"] == (len(table) - 1) / 2
     assert record["skipped"]["empty"] == len(store) - len(with_answer)
     assert record["graph_options"]["threshold"] == 0.05 and record["layers"] == [0, 1]
     assert "reciprocity" in record["constant"]  # causal attention

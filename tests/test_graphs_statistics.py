@@ -115,3 +115,16 @@ def test_graph_statistics_names_and_descriptions(causal):
     assert {"laplacian_eig_1", "laplacian_eig_3", "answer_hidden_norm"} <= set(values)
     for name in st.STATISTICS:
         assert st.describe(name).endswith(".") and len(st.describe(name)) > 20
+
+
+def test_same_values_on_the_graph_that_build_makes(causal):
+    """The hand-built graph follows the builder's conventions: the attention matrix of ``ROWS``
+    through ``trace_to_graph`` gives the same statistics."""
+    from graphs.build import trace_to_graph
+
+    attention = torch.zeros(1, 4, 4)
+    for i, row in ROWS.items():
+        attention[0, i, : len(row)] = torch.tensor(row)
+    built = trace_to_graph(attention, torch.tensor(HIDDEN, dtype=torch.float32), n_prompt_tokens=2)
+    for name, value in st.graph_statistics(built).items():
+        assert value == pytest.approx(st.STATISTICS[name](causal), nan_ok=True), name
