@@ -30,7 +30,7 @@ from graphs.build import traces_to_graphs, validate_options
 from graphs.config import GraphCompareConfig
 from graphs.effects import benjamini_hochberg, compare_classes, unit_resample_weights
 from graphs.source import check_layers, stored_layers
-from graphs.statistics import STATISTICS, describe, graph_statistics
+from graphs.statistics import CONTROLS, STATISTICS, describe, graph_statistics
 
 log = logging.getLogger(__name__)
 
@@ -162,15 +162,18 @@ def constant_statistics(measurements: Measurements) -> list[str]:
 def compare(
     measurements: Measurements, n_resamples: int = 1000, seed: int = 0, fdr: float = 0.05
 ) -> tuple[list[dict], list[str]]:
-    """One result per (block, statistic) that varies, strongest difference (|Cliff's delta|)
-    first, with Benjamini–Hochberg q-values over all of them; and the constant statistics."""
+    """One result per (block, statistic) that varies (one per control, with block None),
+    strongest difference (|Cliff's delta|) first, with Benjamini–Hochberg q-values over all of
+    them; and the constant statistics."""
     constant = constant_statistics(measurements)
     weights = unit_resample_weights(measurements.units, n_resamples, np.random.default_rng(seed))
     results = []
     for index, name in enumerate(STATISTICS):
         if name in constant:
             continue
-        for position, layer in enumerate(measurements.layers):
+        # A control is the same at every block: one cell, block None ("all").
+        layers = [None] if name in CONTROLS else measurements.layers
+        for position, layer in enumerate(layers):
             values = measurements.values[:, position, index]
             result = compare_classes(values, measurements.is_hallucinated, weights)
             results.append({"statistic": name, "layer": layer, **result})
@@ -178,7 +181,7 @@ def compare(
     for result, q in zip(results, q_values, strict=True):
         result["q_value"] = float(q)
         result["significant"] = bool(q < fdr)
-    results.sort(key=lambda r: (-_magnitude(r["cliffs_delta"]), r["statistic"], r["layer"]))
+    results.sort(key=lambda r: (-_magnitude(r["cliffs_delta"]), r["statistic"], r["layer"] or 0))
     return results, constant
 
 
@@ -202,7 +205,8 @@ def choose_attention_layer(results: list[dict], layers: list[int], wanted: int |
     for result in results:
         if result["statistic"] == "answer_to_prompt_mass":
             return result["layer"]
-    return results[0]["layer"] if results else layers[0]
+    by_layer = [result["layer"] for result in results if result["layer"] is not None]
+    return by_layer[0] if by_layer else layers[0]
 
 
 def class_mean_maps(measurements: Measurements, layer: int) -> dict[str, np.ndarray]:
@@ -256,8 +260,9 @@ def _table(results: list[dict]) -> list[str]:
     ]
     for r in results:
         mark = " **\\***" if r["significant"] else ""
+        block = "all" if r["layer"] is None else r["layer"]
         lines.append(
-            f"| {r['statistic']} | {r['layer']} | {_number(r['median_hallucinated'])} | "
+            f"| {r['statistic']} | {block} | {_number(r['median_hallucinated'])} | "
             f"{_number(r['median_correct'])} | {_signed(r['cliffs_delta'])}{mark} | "
             f"{_interval(r)} | {_number(r['auroc'], 2)} | {_number(r['p_value'], 2)} | "
             f"{_number(r['q_value'], 2)} | {r['n_hallucinated']} / {r['n_correct']} |"

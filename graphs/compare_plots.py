@@ -45,8 +45,9 @@ def plot_effects_by_layer(results: list[dict], layers: list[int], output: Path) 
     delta = np.full((len(statistics), len(layers)), np.nan)
     significant = np.zeros_like(delta, dtype=bool)
     for r in results:
-        cell = statistics.index(r["statistic"]), layers.index(r["layer"])
-        delta[cell], significant[cell] = r["cliffs_delta"], r["significant"]
+        row = statistics.index(r["statistic"])
+        columns = slice(None) if r["layer"] is None else layers.index(r["layer"])  # a control
+        delta[row, columns], significant[row, columns] = r["cliffs_delta"], r["significant"]
     limit = max(0.1, float(np.nanmax(np.abs(delta))) if np.isfinite(delta).any() else 0.1)
 
     fig = Figure(figsize=(1.6 + 0.62 * len(layers) + 2.6, 0.9 + 0.42 * len(statistics)))
@@ -97,9 +98,9 @@ def plot_distributions(
     names = list(STATISTICS)
     for number, result in enumerate(chosen):
         ax = fig.add_subplot(rows, columns, number + 1)
-        values = measurements.values[
-            :, measurements.layers.index(result["layer"]), names.index(result["statistic"])
-        ]
+        layer = result["layer"]
+        position = 0 if layer is None else measurements.layers.index(layer)  # a control: any
+        values = measurements.values[:, position, names.index(result["statistic"])]
         groups = {
             "correct": values[~measurements.is_hallucinated],
             "hallucinated": values[measurements.is_hallucinated],
@@ -119,7 +120,7 @@ def plot_distributions(
         ax.set_xticks([1, 2], [f"{label}\n(n={len(group)})" for label, group in groups.items()])
         low_high = " – ".join(f"{v:+.2f}" for v in result["ci95"]) if result["ci95"] else "–"
         ax.set_title(
-            f"{result['statistic']} · block {result['layer']}\n"
+            f"{result['statistic']} · {'any block' if layer is None else f'block {layer}'}\n"
             f"δ = {result['cliffs_delta']:+.2f} [{low_high}], q = {result['q_value']:.2g}",
             fontsize=9,
         )

@@ -13,7 +13,7 @@ import yaml
 from extraction.store import TraceStore
 from graphs.cli import main
 from graphs.compare import ANSWER_BINS, MAP_COLUMNS, attention_map
-from graphs.statistics import STATISTICS
+from graphs.statistics import CONTROLS, STATISTICS
 from tests.conftest import assert_one_line_errors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,8 @@ def test_compare_writes_every_output(both_classes, tmp_path, capsys):
     assert "reciprocity" in record["constant"]  # causal attention
     compared = [name for name in STATISTICS if name not in record["constant"]]
     cells = {(r["statistic"], r["layer"]) for r in record["results"]}
-    assert cells == {(name, layer) for name in compared for layer in (0, 1)}
+    per_block = {(name, layer) for name in compared for layer in (0, 1) if name not in CONTROLS}
+    assert cells == per_block | {(name, None) for name in compared if name in CONTROLS}
     deltas = [r["cliffs_delta"] for r in record["results"]]
     magnitudes = [abs(delta) for delta in deltas if delta is not None]
     assert magnitudes == sorted(magnitudes, reverse=True)  # strongest first
@@ -123,3 +124,29 @@ def test_errors_are_one_line_with_status_2(tiny_store, both_classes, tmp_path, c
     ]
     assert_one_line_errors(main, cases, capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_compare_finds_the_planted_cell():
+    """Noise everywhere except one statistic at one block: that cell comes first and is the
+    only one significant after the correction; the control is compared once."""
+    from graphs.compare import Measurements, compare
+
+    rng = np.random.default_rng(0)
+    n, layers = 300, [0, 4, 8]
+    is_h = np.arange(n) < 150
+    values = rng.normal(size=(n, len(layers), len(STATISTICS)))
+    planted = list(STATISTICS).index("answer_attention_entropy")
+    values[is_h, 1, planted] += 1.0
+    control = list(STATISTICS).index("answer_length")
+    values[:, :, control] = rng.integers(1, 20, size=n)[:, None]
+    maps = np.zeros((n, len(layers), ANSWER_BINS, MAP_COLUMNS))
+    measurements = Measurements(
+        [f"q{i}" for i in range(n)], [f"q{i}" for i in range(n)], is_h, layers, values, maps, {}
+    )
+    results, constant = compare(measurements, n_resamples=300)
+    assert constant == []
+    assert (results[0]["statistic"], results[0]["layer"]) == ("answer_attention_entropy", 4)
+    assert results[0]["cliffs_delta"] > 0.4 and results[0]["ci95"][0] > 0.3
+    assert [r for r in results if r["significant"]] == [results[0]]
+    assert [r["layer"] for r in results if r["statistic"] == "answer_length"] == [None]
+    assert len(results) == (len(STATISTICS) - 1) * len(layers) + 1
