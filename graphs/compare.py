@@ -24,8 +24,8 @@ import numpy as np
 from tqdm import tqdm
 
 from extraction.errors import UserError
+from extraction.files import atomic_write_text
 from extraction.store import TraceStore
-from extraction.store.layout import atomic_write_text
 from graphs.build import traces_to_graphs, validate_options
 from graphs.config import GraphCompareConfig
 from graphs.effects import benjamini_hochberg, compare_classes, unit_resample_weights

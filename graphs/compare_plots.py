@@ -7,9 +7,6 @@ Drawn on bare matplotlib ``Figure`` objects (Agg, pyplot's global state untouche
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,25 +14,12 @@ from matplotlib.colors import LogNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from extraction.files import save_figure
 from graphs.compare import ANSWER_BINS, PROMPT_BINS, Measurements, strongest_per_statistic
 from graphs.statistics import CONTROLS, STATISTICS
 
+DPI = 110
 CLASS_COLOURS = {"correct": "#1f77b4", "hallucinated": "#d62728"}
-
-
-def save_png(fig: Figure, path: Path, dpi: int = 110) -> Path:
-    """Render ``fig`` and put it at ``path`` in one rename."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def plot_effects_by_layer(results: list[dict], layers: list[int], output: Path) -> Path:
@@ -82,7 +66,7 @@ def plot_effects_by_layer(results: list[dict], layers: list[int], output: Path) 
         fontsize=10,
     )
     fig.colorbar(image, ax=ax, shrink=0.8, label="Cliff's δ")
-    return save_png(fig, output / "effects_by_layer.png")
+    return save_figure(fig, output / "effects_by_layer.png", dpi=DPI)
 
 
 def plot_distributions(
@@ -125,7 +109,7 @@ def plot_distributions(
             fontsize=9,
         )
     fig.suptitle("Strongest statistics, each at its strongest block", fontsize=11)
-    return save_png(fig, output / "distributions.png")
+    return save_figure(fig, output / "distributions.png", dpi=DPI)
 
 
 def _column_edges(ax) -> None:
@@ -186,4 +170,4 @@ def plot_attention_by_class(maps: dict[str, np.ndarray], layer: int, output: Pat
         fontsize=10,
     )
     fig.suptitle(f"Block {layer}: class-mean attention of the answer tokens", fontsize=12)
-    return save_png(fig, output / "attention_by_class.png")
+    return save_figure(fig, output / "attention_by_class.png", dpi=DPI)
