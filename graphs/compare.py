@@ -244,6 +244,10 @@ def _number(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _significant(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.3g}"
+
+
 def _signed(value: float | None) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:+.2f}"
 
@@ -264,8 +268,8 @@ def _table(results: list[dict]) -> list[str]:
         lines.append(
             f"| {r['statistic']} | {block} | {_number(r['median_hallucinated'])} | "
             f"{_number(r['median_correct'])} | {_signed(r['cliffs_delta'])}{mark} | "
-            f"{_interval(r)} | {_number(r['auroc'], 2)} | {_number(r['p_value'], 2)} | "
-            f"{_number(r['q_value'], 2)} | {r['n_hallucinated']} / {r['n_correct']} |"
+            f"{_interval(r)} | {_number(r['auroc'], 2)} | {_significant(r['p_value'])} | "
+            f"{_significant(r['q_value'])} | {r['n_hallucinated']} / {r['n_correct']} |"
         )
     return lines
 

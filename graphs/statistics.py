@@ -4,8 +4,9 @@ Each statistic is a function ``Data -> float`` of a graph built by :mod:`graphs.
 ``j → i`` carries how much token ``i`` attends to token ``j``; ``is_answer`` flags the answer
 tokens; nodes are in token order), and ``nan`` where the graph does not define it (an answer-only
 graph has no prompt tokens and no attention sink). "Answer token" statistics average over the
-answer tokens, so they do not grow with the answer's length; ``answer_length`` itself is reported
-as a control, since anything that tracks it may only measure length.
+answer tokens, so they do not grow with the answer's length; ``answer_length`` and
+``prompt_length`` are reported as controls, since anything that tracks them may only measure
+length.
 
 Only betweenness leaves tensor code (networkx's exact Brandes algorithm, as in
 :mod:`graphs.topology`); PageRank, clustering and the answer→prompt mass are that module's.
@@ -26,7 +27,7 @@ from graphs.build import edge_weights
 from graphs.topology import answer_prompt_mass, betweenness, clustering, pagerank
 
 LAPLACIAN_TOP_K = 3
-CONTROLS = ("answer_length",)  # statistics that describe the trace, not its attention
+CONTROLS = ("answer_length", "prompt_length")  # they describe the trace, not its attention
 NAN = math.nan
 
 
@@ -43,6 +44,13 @@ def _not_self_loop(data: Data) -> Tensor:
 def answer_length(data: Data) -> float:
     """Control: the number of answer tokens in the graph (not a property of attention)."""
     return float(data.is_answer.sum())
+
+
+def prompt_length(data: Data) -> float:
+    """Control: the number of prompt tokens in the graph (nan for answer-only graphs); a graph's
+    size moves density and clustering whatever the label."""
+    n_prompt = int((~data.is_answer).sum())
+    return float(n_prompt) if n_prompt else NAN
 
 
 def pagerank_answer_share(data: Data) -> float:
@@ -180,6 +188,7 @@ STATISTICS: dict[str, Callable[[Data], float]] = {
     },
     "answer_hidden_norm": answer_hidden_norm,
     "answer_length": answer_length,
+    "prompt_length": prompt_length,
 }
 
 

@@ -149,4 +149,4 @@ def test_compare_finds_the_planted_cell():
     assert results[0]["cliffs_delta"] > 0.4 and results[0]["ci95"][0] > 0.3
     assert [r for r in results if r["significant"]] == [results[0]]
     assert [r["layer"] for r in results if r["statistic"] == "answer_length"] == [None]
-    assert len(results) == (len(STATISTICS) - 1) * len(layers) + 1
+    assert len(results) == (len(STATISTICS) - len(CONTROLS)) * len(layers) + len(CONTROLS)

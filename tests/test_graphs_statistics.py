@@ -42,7 +42,7 @@ def entropy(row: list[float]) -> float:
 
 
 def test_attention_statistics(causal):
-    assert st.answer_length(causal) == 2
+    assert st.answer_length(causal) == 2 and st.prompt_length(causal) == 2
     assert st.answer_to_prompt_mass(causal) == pytest.approx((0.5 + 0.2 + 0.4 + 0.1) / 2)
     assert st.attention_sink_mass(causal) == pytest.approx((0.5 + 0.4) / 2)
     assert st.answer_in_degree(causal) == 3.5  # 3 and 4 attended tokens
@@ -106,6 +106,7 @@ def test_answer_only_graph_has_no_prompt_statistics():
     answer_only.position = torch.tensor([0.6, 1.0])  # tokens 3 and 5 of a longer sequence
     assert math.isnan(st.answer_to_prompt_mass(answer_only))
     assert math.isnan(st.attention_sink_mass(answer_only))
+    assert math.isnan(st.prompt_length(answer_only))
     assert st.pagerank_answer_share(answer_only) == pytest.approx(1.0)
 
 
