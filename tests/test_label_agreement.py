@@ -242,12 +242,22 @@ def judged_answers() -> tuple[dict, ...]:
     )
 
 
-def labelled_agreement(rows, method: str) -> tuple[float, float]:
-    """(agreement on the answers the method labels, share it abstains on)."""
-    pairs = [
-        (label_answer(r["answer"], r["gold"], method, question=r["question"]).label, r["judgement"])
-        for r in rows
-    ]
+@functools.cache
+def judged_pairs(method: str) -> tuple[tuple[int, int | None, int], ...]:
+    """(row, the method's label, the judged label) for every judged answer, computed once."""
+    return tuple(
+        (
+            r["row"],
+            label_answer(r["answer"], r["gold"], method, question=r["question"]).label,
+            r["judgement"],
+        )
+        for r in judged_answers()
+    )
+
+
+def labelled_agreement(method: str, rows=range(817)) -> tuple[float, float]:
+    """(agreement on the answers of ``rows`` the method labels, share it abstains on)."""
+    pairs = [(m, h) for row, m, h in judged_pairs(method) if row in rows]
     labelled = [(m, h) for m, h in pairs if m is not None]
     return sum(m == h for m, h in labelled) / len(labelled), 1 - len(labelled) / len(pairs)
 
@@ -259,25 +269,24 @@ def test_every_truthfulqa_answer_is_judged():
 
 
 def test_rougeL_agreement_on_all_judged_answers():
-    agree, abstain = labelled_agreement(judged_answers(), "truthfulqa_diff_rougeL")
+    agree, abstain = labelled_agreement("truthfulqa_diff_rougeL")
     assert abstain == 0
     assert agree >= ROUGE_JUDGED_AGREEMENT
 
 
 @pytest.mark.slow
 def test_default_agreement_on_all_judged_answers():
-    agree, abstain = labelled_agreement(judged_answers(), "truthfulqa_diff")
+    agree, abstain = labelled_agreement("truthfulqa_diff")
     assert abstain == 0
     assert agree >= EMBEDDING_JUDGED_AGREEMENT
 
 
 @pytest.mark.slow
 def test_combined_agreement_and_abstention_on_all_and_held_out_answers():
-    rows = judged_answers()
-    held_out = [r for r in rows if r["row"] not in FIT_ROWS]
-    for subset, (min_agree, max_abstain) in (
-        (rows, COMBINED_ALL),
+    held_out = range(FIT_ROWS.stop, 817)
+    for rows, (min_agree, max_abstain) in (
+        (range(817), COMBINED_ALL),
         (held_out, COMBINED_HELD_OUT),
     ):
-        agree, abstain = labelled_agreement(subset, "truthfulqa_combined")
+        agree, abstain = labelled_agreement("truthfulqa_combined", rows)
         assert agree >= min_agree and abstain <= max_abstain
