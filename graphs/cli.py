@@ -45,6 +45,10 @@ def _build(argv: list[str]) -> None:
         top_k=cfg.top_k,
         head_mode=cfg.head_mode,
         self_loops=cfg.self_loops,
+        prompt_edges=cfg.prompt_edges,
+        node_features=cfg.node_features,
+        combine=cfg.combine,
+        hidden_layer=cfg.hidden_layer,
         topology=cfg.topology,
         split_seed=cfg.split_seed,
         split_ratios=cfg.split_ratios,
@@ -71,7 +75,10 @@ def describe(processed_dir: Path) -> str:
         f"without answer tokens, {skipped.get('filtered', 0)} by pre_filter",
         f"  {'layer':>6} {'nodes/graph':>12} {'edges/graph':>12} {'mean degree':>12}",
     ]
-    for position, layer in enumerate(record["layers"]):
+    scopes = record["layers"]
+    if record.get("combine") == "union":
+        scopes = [f"union of {len(scopes)}"]
+    for position, layer in enumerate(scopes):
         nodes = [entry["num_nodes"][position] for entry in graphs]
         edges = [entry["num_edges"][position] for entry in graphs]
         degree = [e / n for n, e in zip(nodes, edges, strict=True)]

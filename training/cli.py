@@ -96,7 +96,8 @@ class HallugraphCLI(LightningCLI):
 
 
 MODEL_CLASSES = ", ".join(
-    f"training.models.{name}Classifier" for name in ("GCN", "GAT", "GIN", "SAGE", "MultiLayer")
+    f"training.models.{name}Classifier"
+    for name in ("GCN", "GAT", "GIN", "SAGE", "MultiLayer", "MPNN")
 )
 
 
