@@ -68,9 +68,9 @@ def build(traces: str, options: dict, keep: FirstTraces, n: int) -> tuple[float,
         start = time.perf_counter()
         dataset = HallucinationGraphDataset(root, traces, pre_filter=keep, **options)
         seconds = time.perf_counter() - start
-        files = sorted(Path(dataset.processed_dir).glob("*.pt"))
-        assert len(files) == len(dataset) == n, (len(files), n)
-        sizes = [file.stat().st_size for file in files]
+        assert len(dataset) == n, (len(dataset), n)
+        directory = Path(dataset.processed_dir)
+        sizes = [(directory / entry["file"]).stat().st_size for entry in dataset.entries]
         stats = [(data.num_nodes, data.num_edges, data.num_edge_features) for data in dataset]
         return seconds, sizes, stats
     finally:
@@ -100,7 +100,7 @@ def main() -> None:
     for name, options in ROWS.items():
         seconds, sizes, stats = build(args.traces, options, keep, len(first))
         edges = statistics.fmean(edge for _, edge, _ in stats)
-        width = stats[0][2]
+        width = stats[0][2] or "— (edge_weight)"
         print(
             f"| {name} | {edges:.0f} | {width} | {statistics.fmean(sizes) / 1024:.1f} | "
             f"{len(first) / seconds:.1f} |",
