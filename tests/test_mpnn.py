@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from lightning.pytorch import seed_everything
 from torch_geometric.data import Batch, Data
 
 from tests.test_training_models import fit_and_test
-from training.models import MPNNClassifier
+from training.models import EdgeConditionedConv, MPNNClassifier
 
 FEATURES, EDGE_FEATURES, SIGNAL = 12, 6, 2
 
@@ -88,3 +89,28 @@ def test_mpnn_reads_scalar_edge_weights_and_pools_answer_tokens():
     batch.x[0] += 100.0  # token 0 of graph 0 is a prompt token
     assert torch.equal(no_messages(batch), before[1])
     assert model(batch)[0] != before[0][0] and torch.equal(model(batch)[1:], before[0][1:])
+
+
+@pytest.mark.parametrize("aggr", ["mean", "sum"])
+def test_conv_message_is_an_mlp_of_sender_and_edge(aggr):
+    """The factored computation equals aggregating ``W_2 ReLU(W_1 [h_j, e_ij] + b_1)`` edge by
+    edge (for tokens that receive messages)."""
+    torch.manual_seed(0)
+    conv = EdgeConditionedConv(8, 5, dropout=0.0, aggr=aggr).eval()
+    h, edge_attr = torch.randn(6, 8), torch.randn(9, 5)
+    edge_index = torch.tensor([[0, 1, 2, 0, 3, 4, 1, 5, 2], [1, 1, 2, 3, 3, 3, 5, 5, 5]])
+    w_1 = torch.cat([conv.sender.weight, conv.edge.weight], dim=1)
+    out = torch.zeros(6, 8)
+    for target in edge_index[1].unique().tolist():
+        edges = (edge_index[1] == target).nonzero().view(-1).tolist()
+        messages = [
+            conv.message_out.weight
+            @ F.relu(w_1 @ torch.cat([h[edge_index[0, e]], edge_attr[e]]) + conv.sender.bias)
+            for e in edges
+        ]
+        total = torch.stack(messages).sum(0)
+        out[target] = total / len(edges) if aggr == "mean" else total
+    update = F.relu(conv.update_lin(torch.cat([h, out], dim=-1)))
+    expected = conv.norm(h + update)
+    received = edge_index[1].unique()
+    assert torch.allclose(conv(h, edge_index, edge_attr)[received], expected[received], atol=1e-5)
