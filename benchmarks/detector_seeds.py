@@ -38,11 +38,14 @@ DETECTORS: dict[str, list[str]] = {
     "mpnn_layers10-20": [*MPNN, "--data.layers", str(list(range(10, 21)))],
     "mpnn_width128": [*MPNN, "--model.init_args.hidden_channels", "128"],
     "mpnn_1layer": [*MPNN, "--model.init_args.num_layers", "1"],
+    "mpnn_sum": [*MPNN, "--model.init_args.aggr", "sum"],
 }
 BASELINES = "probe"  # the linear probe on block 15 plus the trace-only baselines
 
 
-def train_and_test(traces: str, work: Path, name: str, seed: int, epochs: int) -> dict:
+def train_and_test(
+    traces: str, work: Path, name: str, seed: int, epochs: int, patience: int
+) -> dict:
     from training.cli import HallugraphCLI
 
     run_dir = work / "runs" / name / f"seed{seed}"
@@ -51,7 +54,7 @@ def train_and_test(traces: str, work: Path, name: str, seed: int, epochs: int) -
         "--data.split_seed", str(seed), "--seed_everything", str(seed),
         "--trainer.default_root_dir", str(run_dir), "--trainer.max_epochs", str(epochs),
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.logger", "false", "--early_stopping.patience", "8",
+        "--trainer.logger", "false", "--early_stopping.patience", str(patience),
     ]  # fmt: skip
     cli = HallugraphCLI(args=args, run=False)
     start = time.perf_counter()
@@ -112,7 +115,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="graphs, runs and results.jsonl")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--detectors", nargs="+", default=["mpnn", "gcn", "gat", BASELINES])
-    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=6, help="early stopping, in epochs")
     parser.add_argument("--table", action="store_true", help="print the results table and exit")
     args = parser.parse_args()
     results = args.work / "results.jsonl"
@@ -136,7 +140,9 @@ def main() -> None:
                     for detector, result in baselines(args.traces, args.work, seed).items()
                 ]
             else:
-                result = train_and_test(args.traces, args.work, name, seed, args.max_epochs)
+                result = train_and_test(
+                    args.traces, args.work, name, seed, args.max_epochs, args.patience
+                )
                 rows = [{"detector": name, "seed": seed, **result}]
             with results.open("a", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(row) + "\n" for row in rows)
