@@ -39,6 +39,8 @@ DETECTORS: dict[str, list[str]] = {
     "mpnn_width128": [*MPNN, "--model.init_args.hidden_channels", "128"],
     "mpnn_1layer": [*MPNN, "--model.init_args.num_layers", "1"],
     "mpnn_sum": [*MPNN, "--model.init_args.aggr", "sum"],
+    "mpnn_edge_norm": [*MPNN, "--model.init_args.edge_norm", "true"],
+    "mpnn_lr3e-3": [*MPNN, "--model.init_args.lr", "0.003"],
 }
 BASELINES = "probe"  # the linear probe on block 15 plus the trace-only baselines
 

@@ -79,7 +79,9 @@ def test_mpnn_reads_scalar_edge_weights_and_pools_answer_tokens():
     for graph in graphs:
         graph.edge_weight = graph.edge_attr[:, 0].float()
         del graph.edge_attr
-    model = MPNNClassifier(in_channels=FEATURES, edge_dim=None, num_layers=1, pooling="attention")
+    model = MPNNClassifier(
+        in_channels=FEATURES, edge_dim=None, num_layers=1, pooling="attention", edge_norm=True
+    )
     no_messages = MPNNClassifier(in_channels=FEATURES, edge_dim=None, num_layers=0)
     model.eval(), no_messages.eval()
     batch = Batch.from_data_list(graphs)
