@@ -1,14 +1,15 @@
-"""``python -m graphs COMMAND``: build a graph dataset, summarise one, draw one graph.
+"""``python -m graphs COMMAND``: build a graph dataset, summarise one, draw one graph, compare
+the graphs of hallucinated and correct answers.
 
 python -m graphs build --config configs/graphs/default.yaml [--threshold 0.05 ...]
 python -m graphs inspect ROOT
 python -m graphs draw --traces DIR --question-id Q --layer L --out graph.png
+python -m graphs compare --traces DIR --layers 0 5 10 --output DIR
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from statistics import fmean
 
 from extraction.cli_config import run_command
 from extraction.errors import UserError
+from extraction.files import read_json
 
 PROG = "python -m graphs"
 
@@ -40,19 +42,13 @@ def _build(argv: list[str]) -> None:
         cfg.traces,
         layer=cfg.layer,
         layers=cfg.layers,
-        nodes=cfg.nodes,
-        threshold=cfg.threshold,
-        top_k=cfg.top_k,
-        head_mode=cfg.head_mode,
-        self_loops=cfg.self_loops,
-        prompt_edges=cfg.prompt_edges,
-        node_features=cfg.node_features,
         combine=cfg.combine,
         hidden_layer=cfg.hidden_layer,
         topology=cfg.topology,
         split_seed=cfg.split_seed,
         split_ratios=cfg.split_ratios,
         force_reload=cfg.force_reload,
+        **cfg.graph_options(),
     )
     print(describe(Path(dataset.processed_dir)))
     print(describe_splits(Path(dataset.root)))
@@ -60,7 +56,7 @@ def _build(argv: list[str]) -> None:
 
 def describe(processed_dir: Path) -> str:
     """Counts, label balance and per-layer size of one built dataset."""
-    record = json.loads((processed_dir / "graphs.json").read_text(encoding="utf-8"))
+    record = read_json(processed_dir / "graphs.json")
     graphs = record["graphs"]
     positive = sum(entry["label"] for entry in graphs)
     options = " ".join(f"{key}={value}" for key, value in record["options"].items())
@@ -96,7 +92,7 @@ def describe_splits(root: Path) -> str:
     if not path.exists():
         return f"{path}: no splits yet"
     lines = [f"{path}"]
-    for key, splits in json.loads(path.read_text(encoding="utf-8")).items():
+    for key, splits in read_json(path).items():
         sizes = ", ".join(f"{name} {len(ids)}" for name, ids in splits.items())
         lines.append(f"  {key}: {sizes}")
     return "\n".join(lines)
@@ -147,10 +143,24 @@ def _draw(argv: list[str]) -> None:
     print(f"saved {out}")
 
 
+def _compare(argv: list[str]) -> None:
+    from extraction.cli_config import parse_config, to_yaml
+    from graphs.config import GraphCompareConfig
+
+    cfg, print_config = parse_config(GraphCompareConfig, argv, f"{PROG} compare")
+    if print_config:
+        print(to_yaml(cfg), end="")
+        return
+    from graphs.compare import run_compare
+
+    print(f"saved {run_compare(cfg)} (compare.json, graph_statistics.csv and the PNGs beside it)")
+
+
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "build": _build,
     "inspect": _inspect,
     "draw": _draw,
+    "compare": _compare,
 }
 
 

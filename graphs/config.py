@@ -1,5 +1,6 @@
-"""Settings of ``python -m graphs build``: every field is a flag (``top_k`` ↔ ``--top-k``) and a
-key of the YAML given to ``--config`` (see ``configs/graphs/default.yaml``)."""
+"""Settings of ``python -m graphs build`` and ``python -m graphs compare``: every field is a flag
+(``top_k`` ↔ ``--top-k``) and a key of the YAML given to ``--config`` (see
+``configs/graphs/default.yaml`` and ``configs/graphs/compare.yaml``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,45 @@ from dataclasses import dataclass, field
 
 
 @dataclass
-class GraphBuildConfig:
+class GraphOptions:
+    """How one layer of a trace becomes a graph (:func:`graphs.build.trace_to_graph`).
+
+    Args:
+        nodes: ``all`` (prompt + answer tokens) or ``answer`` (answer tokens only).
+        threshold: Keep an edge when the head-aggregated attention is >= this (the seed's 0.01).
+        top_k: Keep at most this many incoming edges per token (null: all).
+        head_mode: ``mean`` (the seed's) or ``max`` over heads, or ``heads`` (one edge feature
+            per head; threshold and top-k apply to the mean), or ``any`` (an edge when any head
+            passes the threshold and top-k; every head's value, half precision, in edge_attr).
+        self_loops: Keep each token's attention to itself.
+        prompt_edges: Keep the edges between two prompt tokens (false drops them).
+        node_features: ``hidden`` (the block's output), ``attention_diagonal`` (each head's
+            attention of a token to itself) or ``both``.
+    """
+
+    nodes: str = "all"
+    threshold: float = 0.01
+    top_k: int | None = None
+    head_mode: str = "mean"
+    self_loops: bool = True
+    prompt_edges: bool = True
+    node_features: str = "hidden"
+
+    def graph_options(self) -> dict:
+        """The keyword arguments of :func:`graphs.build.trace_to_graph` and the dataset."""
+        return {
+            "nodes": self.nodes,
+            "threshold": self.threshold,
+            "top_k": self.top_k,
+            "head_mode": self.head_mode,
+            "self_loops": self.self_loops,
+            "prompt_edges": self.prompt_edges,
+            "node_features": self.node_features,
+        }
+
+
+@dataclass
+class GraphBuildConfig(GraphOptions):
     """Build the graph dataset of a trace store (one graph per trace, cached under root).
 
     Args:
@@ -19,16 +58,6 @@ class GraphBuildConfig:
         combine: How several ``layers`` make one graph: ``stack`` (the disjoint union of the
             per-layer graphs) or ``union`` (one token graph; the heads of every layer side by
             side: ``edge_attr`` column = layer position * heads + head).
-        nodes: ``all`` (prompt + answer tokens) or ``answer`` (answer tokens only).
-        threshold: Keep an edge when the head-aggregated attention is >= this (the seed's 0.01).
-        top_k: Keep at most this many incoming edges per token (null: all).
-        head_mode: ``mean`` (the seed's) or ``max`` over heads, or ``heads`` (one edge feature
-            per head; threshold and top-k apply to the mean), or ``any`` (an edge when any head
-            passes the threshold and top-k; every head's value, half precision, in edge_attr).
-        self_loops: Keep each token's attention to itself.
-        prompt_edges: Keep the edges between two prompt tokens (false drops them).
-        node_features: ``hidden`` (the block's output), ``attention_diagonal`` (each head's
-            attention of a token to itself) or ``both``.
         hidden_layer: With combine union: the block whose output is the hidden-state node
             feature (null: the middle one of layers).
         topology: Attach graph-level topology features (PageRank, clustering, betweenness,
@@ -43,13 +72,6 @@ class GraphBuildConfig:
     layer: int | None = 15
     layers: list[str] | None = None
     combine: str = "stack"
-    nodes: str = "all"
-    threshold: float = 0.01
-    top_k: int | None = None
-    head_mode: str = "mean"
-    self_loops: bool = True
-    prompt_edges: bool = True
-    node_features: str = "hidden"
     hidden_layer: int | None = None
     topology: bool = False
     split_seed: int = 0
@@ -62,3 +84,31 @@ class GraphBuildConfig:
             self.layers = [int(x) if str(x).lstrip("-").isdigit() else x for x in self.layers]
             if self.layers == ["all"]:
                 self.layers = "all"
+
+
+@dataclass
+class GraphCompareConfig(GraphOptions):
+    """Compare the graphs of hallucinated and correct answers, layer by layer and statistic by
+    statistic: effect sizes, tests, pictures (see docs/ANALYSIS.md).
+
+    Args:
+        traces: Trace store directory written by ``python -m extraction``.
+        layers: Blocks to compare (null: every stored block).
+        output: Folder for compare.json, compare.md and the PNGs (created; files replaced).
+        attention_layer: Block of the class-mean attention picture (null: the compared block
+            where answer-to-prompt mass differs most).
+        bootstrap: Resamples of questions for the effect-size intervals.
+        seed: Seed of the bootstrap.
+        fdr: False discovery rate of the Benjamini-Hochberg correction (cells below it are
+            marked significant).
+        top: How many statistics get a distribution plot (each at its strongest block).
+    """
+
+    traces: str = "traces_data/smollm2_135M_demo"
+    layers: list[int] | None = None
+    output: str = "runs/compare"
+    attention_layer: int | None = None
+    bootstrap: int = 1000
+    seed: int = 0
+    fdr: float = 0.05
+    top: int = 6
