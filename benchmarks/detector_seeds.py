@@ -96,18 +96,21 @@ def read_results(path: Path) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: detector, mean ± sd of test AUROC, seeds, mean epochs."""
+    """Markdown: detector, mean ± sd of test AUROC, each seed's, mean epochs."""
     by_name: dict[str, list[dict]] = {}
     for row in rows:
         by_name.setdefault(row["detector"], []).append(row)
-    lines = ["| detector | test AUROC (mean ± sd) | seeds | epochs (mean) |", "|---|---|---|---|"]
+    lines = [
+        "| detector | test AUROC (mean ± sd) | per seed (seed: AUROC) | epochs (mean) |",
+        "|---|---|---|---|",
+    ]
     for name, runs in by_name.items():
         aurocs = [run["auroc"] for run in runs]
-        sd = statistics.stdev(aurocs) if len(aurocs) > 1 else 0.0
+        sd = f" ± {statistics.stdev(aurocs):.3f}" if len(aurocs) > 1 else ""
+        seeds = ", ".join(f"{run['seed']}: {run['auroc']:.3f}" for run in runs)
         epochs = [run["epochs"] for run in runs if "epochs" in run]
         shown = f"{statistics.fmean(epochs):.0f}" if epochs else "—"
-        mean = statistics.fmean(aurocs)
-        lines.append(f"| {name} | {mean:.3f} ± {sd:.3f} | {len(runs)} | {shown} |")
+        lines.append(f"| {name} | {statistics.fmean(aurocs):.3f}{sd} | {seeds} | {shown} |")
     return "\n".join(lines)
 
 
