@@ -86,16 +86,16 @@ class HallucinationGraphDataModule(LightningDataModule):
         if (layer is None) == (layers is None):
             raise UserError("set exactly one of --data.layer and --data.layers")
         self.store = TraceStore(traces)  # UserError when it is not a store
-        if layers is not None:
-            self.hparams.layers = resolve_layers(self.store, layers)
-        check_layers(self.store, [layer] if layer is not None else self.hparams.layers)
+        # "all" stays "all" in the hyperparameters (and the checkpoint); the blocks it means here:
+        self.layers = [layer] if layer is not None else resolve_layers(self.store, layers)
+        check_layers(self.store, self.layers)
         model = self.store.manifest["model"]
         self.num_node_features: int
         self.num_edge_features: int | None
         self.num_node_features, self.num_edge_features = graph_widths(
             model["hidden_size"],
             model["num_heads"],
-            len(self.hparams.layers or [layer]),
+            len(self.layers),
             combine if layers is not None else "stack",
             head_mode,
             node_features,
@@ -109,7 +109,10 @@ class HallucinationGraphDataModule(LightningDataModule):
         keys = ("layer", "layers", "combine", "nodes", "threshold", "top_k", "head_mode")
         keys += ("self_loops", "prompt_edges", "node_features", "hidden_layer")
         keys += ("split_seed", "split_ratios")
-        return {key: self.hparams[key] for key in keys}
+        options = {key: self.hparams[key] for key in keys}
+        if options["layers"] is not None:
+            options["layers"] = self.layers
+        return options
 
     def _dataset(
         self, split: str | None, root: str | None = None, traces: str | None = None
