@@ -1,0 +1,164 @@
+"""The benchmark's outputs: ``benchmark.json``, ``benchmark.md`` (best first) and
+``benchmark.png`` (AUROC bars with seed-to-seed sd whiskers)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from extraction.store.layout import atomic_write_text
+from training.benchmark_stats import mean_sd, paired_bootstrap
+from training.report import environment, write_json
+
+METRICS = ("auroc", "auprc", "auprc_correct")
+
+
+def summarise(runs: list[dict]) -> dict:
+    """One detector's per-seed results → lists, means, sds and test-set sizes."""
+    summary: dict = {"seeds": [run["seed"] for run in runs]}
+    for metric in METRICS:
+        values = [run[metric] for run in runs]
+        summary[metric] = values
+        summary[f"{metric}_mean"], summary[f"{metric}_sd"] = mean_sd(values)
+    summary["n_test"] = [len(run["test_labels"]) for run in runs]
+    summary["n_hallucinated"] = [int(sum(run["test_labels"])) for run in runs]
+    summary["seconds"] = [run["seconds"] for run in runs]
+    summary["settings"] = [run["settings"] for run in runs]
+    return summary
+
+
+def _most_common_choice(settings: list[dict]) -> str:
+    chosen = [s.get("chosen") for s in settings if s.get("chosen")]
+    if not chosen:
+        return ""
+    name, count = Counter(chosen).most_common(1)[0]
+    return f"{name} ({count}/{len(settings)} seeds)"
+
+
+def _reference(summaries: dict, families: dict) -> str | None:
+    """The best trace baseline (not a graph detector) by mean AUROC."""
+    candidates = [
+        name
+        for name, s in summaries.items()
+        if families[name] != "graph" and not math.isnan(s["auroc_mean"])
+    ]
+    return max(candidates, key=lambda name: summaries[name]["auroc_mean"], default=None)
+
+
+def _fmt(mean: float, sd: float) -> str:
+    return "n/a" if math.isnan(mean) else f"{mean:.3f} ± {sd:.3f}"
+
+
+def markdown(summaries: dict, skipped: dict, families: dict, context: dict) -> str:
+    reference = context["reference"]
+    n_test, n_hall = context["n_test"], context["n_hallucinated"]
+    lines = [
+        f"# Detector benchmark: {context['model']} on `{context['store']}`",
+        "",
+        f"{context['n_traces']} traces; {len(context['seeds'])} split seeds "
+        f"(test: {n_test} answers, {n_hall} hallucinated); labels: "
+        + ", ".join(f"{m} ({n})" for m, n in context["label_methods"]["index"].items())
+        + f"; manifest sha256 {context['manifest_sha256'][:12]}.",
+        f"Δ AUROC: paired bootstrap (95%) of the difference to the best trace baseline, "
+        f"**{reference}**, on the same test questions, averaged over seeds.",
+        "",
+        "| # | detector | family | AUROC | AUPRC (hallucinated) | AUPRC (correct) "
+        "| Δ AUROC vs best baseline [95% CI] | chosen on train/val | s/seed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ranked = sorted(summaries, key=lambda name: -np.nan_to_num(summaries[name]["auroc_mean"]))
+    for rank, name in enumerate(ranked, 1):
+        s = summaries[name]
+        delta = s.get("vs_reference")
+        if name == reference:
+            delta_text = "reference"
+        elif delta is None:
+            delta_text = "n/a"
+        else:
+            delta_text = f"{delta['difference']:+.3f} [{delta['low']:+.3f}, {delta['high']:+.3f}]"
+        cells = [_fmt(s[f"{m}_mean"], s[f"{m}_sd"]) for m in METRICS]
+        seconds = f"{np.mean(s['seconds']):.1f}"
+        choice = _most_common_choice(s["settings"])
+        lines.append(
+            f"| {rank} | {name} | {families[name]} | {' | '.join(cells)} | {delta_text} "
+            f"| {choice} | {seconds} |"
+        )
+    for name, reason in skipped.items():
+        lines.append(f"| – | {name} | {families[name]} | skipped: {reason} | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: Path, summaries: dict, title: str) -> None:
+    names = sorted(summaries, key=lambda n: np.nan_to_num(summaries[n]["auroc_mean"]))
+    means = [summaries[n]["auroc_mean"] for n in names]
+    sds = [summaries[n]["auroc_sd"] for n in names]
+    fig = Figure(figsize=(7.0, 0.32 * len(names) + 1.4), dpi=120)
+    ax = fig.subplots()
+    ax.barh(names, means, xerr=sds, color="tab:blue", alpha=0.8, capsize=3)
+    ax.axvline(0.5, ls="--", lw=1, color="0.5", label="chance")
+    ax.set(xlim=(0.0, 1.0), xlabel="test AUROC (mean ± sd over split seeds)", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def write_outputs(
+    output: Path,
+    results: dict[str, list[dict]],
+    skipped: dict[str, str],
+    families: dict[str, str],
+    methods: dict[str, str],
+    context: dict,
+    resamples: int,
+) -> Path:
+    """Summaries, bootstrap against the best trace baseline, and the three files; returns the
+    markdown's path."""
+    summaries = {name: summarise(runs) for name, runs in results.items()}
+    reference = _reference(summaries, families)
+    for name, runs in results.items():
+        if reference is None or name == reference:
+            continue
+        ref_runs = {run["seed"]: run for run in results[reference]}
+        paired = [(run, ref_runs[run["seed"]]) for run in runs if run["seed"] in ref_runs]
+        summaries[name]["vs_reference"] = paired_bootstrap(
+            [np.array(run["scores"]) for run, _ in paired],
+            [np.array(ref["scores"]) for _, ref in paired],
+            [np.array(run["test_labels"]) for run, _ in paired],
+            resamples=resamples,
+        )
+    first = next(iter(results.values()))
+    context = {
+        **context,
+        "reference": reference,
+        "seeds": [run["seed"] for run in first],
+        "n_test": first[0]["test_labels"].__len__(),
+        "n_hallucinated": int(sum(first[0]["test_labels"])),
+    }
+    for name in summaries:
+        summaries[name] |= {"family": families[name], "method": methods[name]}
+    write_json(
+        output / "benchmark.json",
+        {
+            **context,
+            "detectors": summaries,
+            "skipped": {
+                name: {"family": families[name], "reason": reason}
+                for name, reason in skipped.items()
+            },
+            **environment(),
+        },
+    )
+    path = output / "benchmark.md"
+    atomic_write_text(path, markdown(summaries, skipped, families, context))
+    plot(
+        output / "benchmark.png",
+        summaries,
+        f"{context['model']}, {Path(context['store']).name}: test AUROC over "
+        f"{len(context['seeds'])} split seeds",
+    )
+    return path
