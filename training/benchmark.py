@@ -133,6 +133,13 @@ def _graph_skip_reason(detector: GraphDetector) -> str | None:
     return None
 
 
+def _detector_code_sha256() -> str:
+    """A cached result is stale once the detectors' code changed."""
+    package = Path(__file__).parent / "detectors"
+    sources = sorted(package.glob("*.py"))
+    return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+
+
 def _cached(path: Path, key: str) -> dict | None:
     if not path.exists():
         return None
@@ -167,7 +174,12 @@ def run(cfg) -> Path:
     skipped |= {d.name: r for d in graph_detectors if (r := _graph_skip_reason(d)) is not None}
     jobs = [(d, s) for d in trace_detectors + graph_detectors for s in range(cfg.seeds)]
     jobs = [(d, s) for d, s in jobs if d.name not in skipped]
-    base_key = {"store": manifest_sha256(store), "data": options, "k": cfg.laplacian_k}
+    base_key = {
+        "store": manifest_sha256(store),
+        "data": options,
+        "k": cfg.laplacian_k,
+        "code": _detector_code_sha256(),
+    }
     results: dict[str, list[dict]] = {}
     for detector, seed in (bar := tqdm(jobs, desc="benchmark", unit="run")):
         bar.set_postfix_str(f"{detector.name} seed {seed}")

@@ -31,12 +31,25 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
-def _most_common_choice(settings: list[dict]) -> str:
-    chosen = [s.get("chosen") for s in settings if s.get("chosen")]
-    if not chosen:
-        return ""
-    name, count = Counter(chosen).most_common(1)[0]
-    return f"{name} ({count}/{len(settings)} seeds)"
+def _describe(settings: dict) -> str:
+    """What train/val chose in one seed, in a few words."""
+    parts = []
+    if str(settings.get("chosen", "")).startswith("layer"):
+        parts.append(settings["chosen"])
+    if "sign" in settings:
+        parts.append("higher = hallucinated" if settings["sign"] > 0 else "lower = hallucinated")
+    if "classifier" in settings:
+        parts.append(settings["classifier"])
+    return ", ".join(parts)
+
+
+def _choices(settings: list[dict]) -> str:
+    """The most common choice over seeds (graph detectors: the epochs trained)."""
+    epochs = [s["epochs"] for s in settings if "epochs" in s]
+    if epochs:
+        return f"{min(epochs)}–{max(epochs)} epochs (early stopping on val AUROC)"
+    choice, count = Counter(_describe(s) for s in settings).most_common(1)[0]
+    return f"{choice} ({count}/{len(settings)} seeds)" if choice else ""
 
 
 def _reference(summaries: dict, families: dict) -> str | None:
@@ -82,7 +95,7 @@ def markdown(summaries: dict, skipped: dict, families: dict, context: dict) -> s
             delta_text = f"{delta['difference']:+.3f} [{delta['low']:+.3f}, {delta['high']:+.3f}]"
         cells = [_fmt(s[f"{m}_mean"], s[f"{m}_sd"]) for m in METRICS]
         seconds = f"{np.mean(s['seconds']):.1f}"
-        choice = _most_common_choice(s["settings"])
+        choice = _choices(s["settings"])
         lines.append(
             f"| {rank} | {name} | {families[name]} | {' | '.join(cells)} | {delta_text} "
             f"| {choice} | {seconds} |"

@@ -5,8 +5,8 @@ what was chosen):
 
 - :func:`training_free`: a score used as it is; which candidate (e.g. which layer) and which
   orientation (the score or its negative) rank train + validation best.
-- :func:`fit_select`: a classifier per (candidate input, classifier setting), fitted on train;
-  the best validation AUROC wins and scores test.
+- :func:`fit_select`: classifiers fitted on train; the candidate input (e.g. the layer) and
+  then the classifier setting with the best validation AUROC score test.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 SPLITS = ("train", "val", "test")
-# Inverse L2 strengths tried for every logistic regression (the best validation AUROC wins).
-LOGISTIC_C = (1e-2, 1e-1, 1.0)
+# Inverse L2 strengths tried for every logistic regression (the best validation AUROC wins);
+# the first also chooses the layer of every layer probe.
+LOGISTIC_C = (1e-1, 1e-2, 1.0)
 
 ClassifierFactory = Callable[[int], Pipeline]
 
@@ -81,7 +82,8 @@ def mlp(hidden: int = 64, alpha: float = 1e-2) -> ClassifierFactory:
     def make(seed: int) -> Pipeline:
         return make_pipeline(
             StandardScaler(),
-            MLPClassifier((hidden,), alpha=alpha, max_iter=300, random_state=seed),
+            # L-BFGS: on a few hundred examples ~7x faster than Adam, and as good.
+            MLPClassifier((hidden,), alpha=alpha, solver="lbfgs", max_iter=200, random_state=seed),
         )
 
     return make
@@ -96,8 +98,25 @@ def fit_select(
     split: Split,
     seed: int,
 ) -> Outcome:
-    """``candidates[name] = [n, f]`` inputs; each classifier fitted on train for each input,
-    the best validation AUROC scores test."""
+    """``candidates[name] = [n, f]`` inputs (e.g. one per layer). A logistic regression
+    (C = ``LOGISTIC_C[0]``), fitted on train for every candidate, picks the candidate by
+    validation AUROC; then every classifier setting is fitted on that candidate, and the best
+    validation AUROC scores test. (Choosing the layer with the cheap linear model keeps an MLP
+    probe to one fit per seed: a grid of every layer times every setting costs more CPU than
+    the 2-core machine has.)"""
+    if len(candidates) > 1:
+        selector = {"logistic": logistic(LOGISTIC_C[0])}
+        name = _best(candidates, selector, split, seed)[1]
+        candidates = {name: candidates[name]}
+    value, name, setting, model = _best(candidates, classifiers, split, seed)
+    return Outcome(
+        model.predict_proba(candidates[name][split.rows["test"]])[:, 1],
+        {"chosen": name, "classifier": setting, "val_auroc": value},
+    )
+
+
+def _best(candidates: dict, classifiers: dict, split: Split, seed: int) -> tuple:
+    """(val AUROC, candidate, setting, fitted model) of the best validation AUROC."""
     best = None
     for name, values in candidates.items():
         for setting, make in classifiers.items():
@@ -106,10 +125,6 @@ def fit_select(
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 model.fit(values[split.rows["train"]], split.labels["train"])
             val = auroc(model.predict_proba(values[split.rows["val"]])[:, 1], split.labels["val"])
-            if best is None or (val > best[0]) or math.isnan(best[0]):
+            if best is None or val > best[0] or math.isnan(best[0]):
                 best = (val, name, setting, model)
-    value, name, setting, model = best
-    return Outcome(
-        model.predict_proba(candidates[name][split.rows["test"]])[:, 1],
-        {"chosen": name, "classifier": setting, "val_auroc": value},
-    )
+    return best
