@@ -148,7 +148,7 @@ def _cached(path: Path, key: str) -> dict | None:
 
 
 def run(cfg) -> Path:
-    options = cfg.data.as_dict() if hasattr(cfg.data, "as_dict") else dict(cfg.data)
+    options = cfg.data.as_dict()
     output = Path(cfg.output)
     graph = {"max_epochs": cfg.graph.max_epochs, "patience": cfg.graph.patience}
     trace_detectors = _select(cfg.detectors)

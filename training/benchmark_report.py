@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from extraction.store.layout import atomic_write_text
 from training.benchmark_stats import mean_sd, paired_bootstrap
@@ -111,11 +112,17 @@ def plot(path: Path, summaries: dict, title: str) -> None:
     sds = [summaries[n]["auroc_sd"] for n in names]
     fig = Figure(figsize=(7.0, 0.32 * len(names) + 1.4), dpi=120)
     ax = fig.subplots()
-    ax.barh(names, means, xerr=sds, color="tab:blue", alpha=0.8, capsize=3)
-    ax.axvline(0.5, ls="--", lw=1, color="0.5", label="chance")
+    graph = [summaries[n]["family"] == "graph" for n in names]
+    colors = ["tab:orange" if is_graph else "tab:blue" for is_graph in graph]
+    ax.barh(names, means, xerr=sds, color=colors, alpha=0.8, capsize=3)
+    chance = ax.axvline(0.5, ls="--", lw=1, color="0.5", label="chance")
+    legend = [chance] + [
+        Patch(color=color, alpha=0.8, label=label)
+        for color, label in (("tab:orange", "graph detectors"), ("tab:blue", "trace detectors"))
+    ]
     ax.set(xlim=(0.0, 1.0), xlabel="test AUROC (mean ± sd over split seeds)", title=title)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(handles=legend, loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
 
@@ -131,7 +138,10 @@ def write_outputs(
 ) -> Path:
     """Summaries, bootstrap against the best trace baseline, and the three files; returns the
     markdown's path."""
-    summaries = {name: summarise(runs) for name, runs in results.items()}
+    summaries = {
+        name: {**summarise(runs), "family": families[name], "method": methods[name]}
+        for name, runs in results.items()
+    }
     reference = _reference(summaries, families)
     for name, runs in results.items():
         if reference is None or name == reference:
@@ -152,8 +162,6 @@ def write_outputs(
         "n_test": first[0]["test_labels"].__len__(),
         "n_hallucinated": int(sum(first[0]["test_labels"])),
     }
-    for name in summaries:
-        summaries[name] |= {"family": families[name], "method": methods[name]}
     write_json(
         output / "benchmark.json",
         {
