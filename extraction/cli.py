@@ -3,6 +3,7 @@
 python -m extraction --config configs/extraction/default.yaml
 python -m extraction inspect DIR              # the final summary of a store
 python -m extraction inspect FILE.pkl --trust-pickle
+python -m extraction verify DIR               # every shard against its checksums (exit 2)
 python -m extraction label DIR [--method M]   # recompute labels (index only)
 python -m extraction export-pickle DIR [--output DIR] [--batch-size 500]
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+
+from extraction.errors import UserError
 
 PROG = "python -m extraction"
 
@@ -55,7 +58,42 @@ def _inspect(argv: list[str]) -> None:
         return
     from extraction.store import TraceStore
 
-    console.summary(TraceStore(args.path))
+    store = TraceStore(args.path)
+    problems = store.check_headers()
+    console.summary(store, first_trace=not problems)
+    if problems:
+        for name, problem in problems.items():
+            console.say(f"damaged: {store.root / name}: {problem}")
+        raise UserError(
+            f"{len(problems)} of {len(store.shard_files)} shard files of {store.root} are damaged; "
+            f"`{PROG} verify {store.root}` names their traces"
+        )
+
+
+def _verify(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} verify",
+        description="Check every shard against the checksums in the index; exit 2 on damage.",
+    )
+    parser.add_argument("path", help="a store directory")
+    args = parser.parse_args(argv)
+    from extraction.store import TraceStore
+
+    store = TraceStore(args.path)
+    problems = store.verify()
+    for name, (problem, qids) in problems.items():
+        shown = ", ".join(qids[:20]) + (f" (+{len(qids) - 20} more)" if len(qids) > 20 else "")
+        print(f"damaged: {store.root / name}: {problem}; traces: {shown or 'none identified'}")
+    checked = sum(len(rows) for rows in store.shard_rows().values())
+    unchecked = sum(store.rows[qid].get("shard_sha256") is None for qid in store.question_ids)
+    if problems:
+        raise UserError(
+            f"{len(problems)} of {len(store.shard_files)} shard files of {store.root} are damaged "
+            "(listed above); restore them from a copy, or extract their questions again into a new "
+            "store"
+        )
+    note = f" ({unchecked} without recorded checksums: headers only)" if unchecked else ""
+    print(f"ok: {len(store.shard_files)} shard files, {checked} traces{note}")
 
 
 def _label(argv: list[str]) -> None:
@@ -94,6 +132,7 @@ def _export(argv: list[str]) -> None:
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "run": _run,
     "inspect": _inspect,
+    "verify": _verify,
     "label": _label,
     "export-pickle": _export,
 }

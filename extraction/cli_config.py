@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import re
 import sys
@@ -104,9 +105,28 @@ def to_yaml(config) -> str:
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
 
 
+_FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC: "free some space, then rerun the same command: what was written is kept",
+    errno.EDQUOT: "free some space, then rerun the same command: what was written is kept",
+    errno.EROFS: "write somewhere writable (--output-dir, --root, --trainer.default_root_dir)",
+    errno.EACCES: "write somewhere you may write, or fix the permissions",
+    errno.EPERM: "write somewhere you may write, or fix the permissions",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: pick another path",
+    errno.EISDIR: "that path is a folder: give a file name",
+    errno.EEXIST: "a file is where a folder should be: pick another path",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A file-system failure as one line: what, where, and what to do."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}:{where}; {_FILE_SYSTEM_ERRORS[exc.errno]}"
+
+
 def run_command(package: str, command: Callable[[list[str]], None], argv: list[str]) -> int:
-    """Run one CLI command: INFO logging for ``package`` on stderr, a :class:`UserError` as one
-    ``error: ...`` line with exit status 2, Ctrl-C as 130.
+    """Run one CLI command: INFO logging for ``package`` on stderr, a :class:`UserError` or a
+    file-system failure (disk full, read-only, no permission) as one ``error: ...`` line with
+    exit status 2, Ctrl-C as 130.
 
     The log handler is removed afterwards, so calling a ``main`` in-process (tests, notebooks)
     never leaves a handler writing to a stream that has since been closed.
@@ -128,6 +148,11 @@ def run_command(package: str, command: Callable[[list[str]], None], argv: list[s
         command(argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _FILE_SYSTEM_ERRORS:
+            raise
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

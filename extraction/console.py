@@ -22,12 +22,16 @@ def megabytes(path: Path) -> float:
     return path.stat().st_size / 2**20
 
 
-def run_header(n_questions: int, n_skipped: int, shard_size: int) -> None:
+def run_header(
+    n_questions: int, n_skipped: int, shard_size: int, expected: tuple[int, int]
+) -> None:
+    """``expected``: the fewest and most shard files (the byte cap can close a shard early)."""
     say(f"Number of samples to process: {n_questions}")
     if n_skipped:
         say(f"Already in the store (resuming): {n_skipped}")
     say(f"Shard size: {shard_size} traces per file")
-    say(f"Expected files: {-(-(n_questions - n_skipped) // shard_size)}")
+    fewest, most = expected
+    say(f"Expected files: {fewest}" + (f" to {most} (byte cap)" if most > fewest else ""))
 
 
 def example(trace: Trace, number: int) -> None:
@@ -45,13 +49,21 @@ def shard_saved(path: Path, n_traces: int) -> None:
     say(f"💾 Saved shard {path.name}: {n_traces} traces, {megabytes(path):.2f} MB")
 
 
-def summary(store: TraceStore, processed: int | None = None) -> None:
-    """The seed's final summary; ``processed`` is this run's count (None: the whole store)."""
-    say(f"\n{RULE}\n✅ DONE\n{RULE}")
+def summary(store: TraceStore, processed: int | None = None, first_trace: bool = True) -> None:
+    """The seed's final summary; ``processed`` is this run's count (None: the whole store);
+    ``first_trace``: describe the first trace (read from its shard)."""
+    missing = store.missing
+    if missing:
+        say(f"\n{RULE}\n⏸ INCOMPLETE: {len(missing)} of {len(store.requested)} questions missing")
+        say(f"(an interrupted run: rerun the same command to resume)\n{RULE}")
+    else:
+        say(f"\n{RULE}\n✅ DONE\n{RULE}")
     say(f"Total examples processed: {len(store) if processed is None else processed}")
     if processed is not None:
         say(f"Traces in the store: {len(store)}")
     say(f"Total errors: {len(store.errors)}")
+    methods = ", ".join(f"{name} ({count})" for name, count in store.label_methods.items())
+    say(f"Label method: {methods or 'none'}")
     shards = store.shard_files
     say(f"Total shards saved: {len(shards)}")
     say(f"Output directory: {store.root.resolve()}")
@@ -67,7 +79,7 @@ def summary(store: TraceStore, processed: int | None = None) -> None:
             f"Hallucination rate: {sum(judged) / len(judged):.1%} "
             f"({sum(judged)} of {len(judged)} labelled answers)"
         )
-    if not store.question_ids:
+    if not store.question_ids or not first_trace:
         return
     first = store[store.question_ids[0]]
     layer = min(first.hidden_states)

@@ -7,12 +7,11 @@ needs ``trust_pickle=True``; the store itself never uses pickle.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 from extraction.errors import UserError
+from extraction.files import atomic_open
 from extraction.store import TraceStore
 
 
@@ -31,10 +30,8 @@ def export_pickle(
     for number, start in enumerate(range(0, len(ids), batch_size)):
         records = [store[qid].seed_record() for qid in ids[start : start + batch_size]]
         path = out / f"{prefix}_batch_{number:04d}.pkl"
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_open(path, "wb") as handle:
             pickle.dump(records, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
         written.append(path)
     return written
 

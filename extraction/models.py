@@ -24,6 +24,7 @@ HF_NAMES: dict[str, str] = {
 }
 
 QUANTIZATION_CHOICES = ("auto", "4bit", "8bit", "none")
+TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass

@@ -5,6 +5,7 @@ TriviaQA or TruthfulQA is read exactly as the hub rows would be."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,11 +30,27 @@ class Question:
     gold: dict = field(default_factory=dict)
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]*")
+
+
+def check_name(name: str, what: str) -> str:
+    """A name that becomes part of a file or directory name: letters, digits, spaces, ``._+-``,
+    no separators, no leading dot (so never ``..``, never a path outside the output folder)."""
+    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise UserError(
+            f"{what} {name!r} cannot name files: use letters, digits, spaces and . _ + - only, "
+            "starting with a letter or digit (no / or ..)"
+        )
+    return name
+
+
 def dataset_name(dataset: str | None, dataset_file: str | None) -> str:
     """The run's dataset name (used in file names): explicit, else the file's stem, else demo."""
     if dataset:
-        return dataset
-    return Path(dataset_file).stem if dataset_file else "demo"
+        return check_name(dataset, "--dataset")
+    if dataset_file:
+        return check_name(Path(dataset_file).stem, f"the stem of --dataset-file {dataset_file}")
+    return "demo"
 
 
 def load_questions(
@@ -59,7 +76,25 @@ def load_questions(
         questions.append(_question(rows[index], index, name, origin))
     if not questions:
         raise UserError(f"{origin} has no questions at --offset {offset}")
+    _check_unique(questions, offset, origin)
     return questions
+
+
+def _check_unique(questions: list[Question], offset: int, origin: str) -> None:
+    """Two rows with one id would share one trace slot: refuse, naming the rows."""
+    rows: dict[str, list[int]] = {}
+    for position, question in enumerate(questions, start=offset):
+        rows.setdefault(question.question_id, []).append(position)
+    repeated = {qid: where for qid, where in rows.items() if len(where) > 1}
+    if repeated:
+        shown = "; ".join(
+            f"{qid!r} in rows {', '.join(map(str, where))}"
+            for qid, where in list(repeated.items())[:5]
+        )
+        more = f" (and {len(repeated) - 5} more)" if len(repeated) > 5 else ""
+        raise UserError(
+            f"{origin} repeats question ids: {shown}{more}; give every row its own question_id"
+        )
 
 
 def _rows(name: str, dataset_file: str | None):
@@ -89,7 +124,10 @@ def _file_rows(path: Path):
     import datasets
 
     if not path.exists():
-        raise UserError(f"dataset file {path} does not exist")
+        raise UserError(
+            f"dataset file {path} does not exist (looked for {path.resolve()}: relative paths, in "
+            "configs too, are read from the current directory)"
+        )
     builder = FILE_BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise UserError(f"{path}: use a .jsonl, .json, .csv or .parquet file")

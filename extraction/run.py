@@ -6,6 +6,8 @@ recorded with its reason and the run goes on.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import platform
 from dataclasses import dataclass, field
@@ -17,7 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from extraction import console
-from extraction.config import STORAGE_DTYPES, ExtractionConfig
+from extraction.checks import check_options, check_output_dir, check_same_questions
+from extraction.config import ExtractionConfig
 from extraction.distributed import Rank, current_rank
 from extraction.errors import UserError
 from extraction.final_state import final_state_pass
@@ -44,12 +47,15 @@ class RunResult:
 
 
 def run_extraction(cfg: ExtractionConfig) -> RunResult:
-    _validate(cfg)
+    check_options(cfg)
     rank = current_rank()
     if rank.distributed and cfg.overwrite:
         raise UserError("--overwrite with several processes would race; delete the directory first")
     name = dataset_name(cfg.dataset, cfg.dataset_file)
-    questions = rank.take(load_questions(name, cfg.dataset_file, cfg.num_samples, cfg.offset))
+    store_dir = cfg.store_dir(name)
+    check_output_dir(store_dir)
+    requested = load_questions(name, cfg.dataset_file, cfg.num_samples, cfg.offset)
+    questions = rank.take(requested)
     console.say(f"Loading model: {cfg.model}")
     loaded = load_model(
         cfg.model,
@@ -61,11 +67,11 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
     blocks = _attention_blocks(cfg.layers, loaded.num_layers)
     console.say(f"Number of model layers: {loaded.num_layers}")
     console.say(f"\nLoading dataset {name}...")
-    result = RunResult(store_dir=cfg.store_dir(name), rank=rank)
+    result = RunResult(store_dir=store_dir, rank=rank)
 
     writer = TraceWriter(
         result.store_dir,
-        _manifest(cfg, loaded, name, blocks),
+        _manifest(cfg, loaded, name, blocks, requested),
         file_prefix=rank.file_prefix(f"{cfg.model_slug}_{name}"),
         lock_name=rank.lock_name,
         overwrite=cfg.overwrite,
@@ -76,11 +82,26 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         on_shard_saved=console.shard_saved,
     )
     with writer:
+        check_same_questions(writer.rows, questions, cfg.label_method, result.store_dir)
         todo = [q for q in questions if q.question_id not in writer.done_ids]
         result.skipped = len(questions) - len(todo)
-        console.run_header(len(questions), result.skipped, cfg.shard_size)
-        desc = f"Extracting (rank {rank.rank})" if rank.distributed else "Extracting"
-        bar = tqdm(total=len(todo), desc=desc, unit="q", dynamic_ncols=True, position=rank.rank)
+        console.run_header(
+            len(questions),
+            result.skipped,
+            cfg.shard_size,
+            expected_files(todo, loaded, cfg, len(blocks)),
+        )
+        _extract(todo, writer, loaded, cfg, blocks, result)
+    return result
+
+
+def _extract(
+    todo: list[Question], writer: TraceWriter, loaded: LoadedModel, cfg, blocks, result: RunResult
+) -> None:
+    rank = result.rank
+    desc = f"Extracting (rank {rank.rank})" if rank.distributed else "Extracting"
+    # A context manager: on an error the bar is closed before the error line is printed.
+    with tqdm(total=len(todo), desc=desc, unit="q", dynamic_ncols=True, position=rank.rank) as bar:
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start : start + cfg.batch_size]
             for trace_or_error in _process_batch(batch, loaded, cfg, blocks):
@@ -95,8 +116,7 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
                     log.warning("question %s failed: %s", question.question_id, reason)
                     result.errors += 1
                 bar.update(1)
-        bar.close()
-    return result
+            writer.commit()  # the batch is on disk: a crash from here on loses none of it
 
 
 def _rank_device(rank: Rank) -> str | None:
@@ -106,13 +126,24 @@ def _rank_device(rank: Rank) -> str | None:
     return None
 
 
-def _validate(cfg: ExtractionConfig) -> None:
-    if cfg.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    if cfg.num_beams < 1 or cfg.max_new_tokens < 1:
-        raise UserError("--num-beams and --max-new-tokens must be at least 1")
-    if cfg.dtype not in STORAGE_DTYPES:
-        raise UserError(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}")
+def expected_files(todo: list[Question], loaded: LoadedModel, cfg: ExtractionConfig, blocks: int):
+    """``(fewest, most)`` shard files for ``todo``: by count, and by the byte cap with answers of
+    ``max_new_tokens`` (prompt lengths measured, answers often shorter)."""
+    fewest = -(-len(todo) // cfg.shard_size)
+    itemsize = getattr(torch, cfg.dtype).itemsize
+    total = 0
+    for question in todo:
+        text = build_prompt(
+            question.question, loaded.tokenizer, cfg.prompt_template, cfg.chat_template
+        )
+        seq = len(encode_prompt(text, loaded.tokenizer, cfg.chat_template)) + cfg.max_new_tokens
+        elements = (
+            blocks * loaded.num_heads * seq * (seq + 1) // 2
+            + (blocks + 1) * loaded.hidden_size * seq
+        )
+        total += elements * itemsize
+    by_size = -(-total // (cfg.shard_max_mb * 2**20))
+    return fewest, max(fewest, by_size)
 
 
 def _attention_blocks(layers: list[int] | None, num_layers: int) -> list[int]:
@@ -212,8 +243,11 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _manifest(cfg: ExtractionConfig, loaded: LoadedModel, dataset: str, blocks) -> dict:
+def _manifest(
+    cfg: ExtractionConfig, loaded: LoadedModel, dataset: str, blocks, requested: list[Question]
+) -> dict:
     config = loaded.model.config
+    ids = [question.question_id for question in requested]
     return {
         "format": "hallugraph-trace-store/1",
         "settings": {
@@ -233,7 +267,7 @@ def _manifest(cfg: ExtractionConfig, loaded: LoadedModel, dataset: str, blocks) 
                 "stop_strings": list(cfg.stop_strings),
             },
             "dataset": dataset,
-            "dataset_file": cfg.dataset_file,
+            "dataset_file": cfg.dataset_file and str(Path(cfg.dataset_file).resolve()),
             "attention_layers": blocks,
             "hidden_state_layers": [0, *(b + 1 for b in blocks)],
         },
@@ -244,6 +278,13 @@ def _manifest(cfg: ExtractionConfig, loaded: LoadedModel, dataset: str, blocks) 
             "vocab_size": config.vocab_size,
             "architecture": (config.architectures or [type(loaded.model).__name__])[0],
             "device": str(loaded.model.device),
+        },
+        # The latest run's questions: `inspect` counts those missing (an interrupted run).
+        "requested": {
+            "question_ids": ids,
+            "sha256": hashlib.sha256(
+                json.dumps([[q.question_id, q.question, q.gold] for q in requested]).encode()
+            ).hexdigest(),
         },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),

@@ -8,7 +8,6 @@ python -m graphs draw --traces DIR --question-id Q --layer L --out graph.png
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from statistics import fmean
 
 from extraction.cli_config import run_command
 from extraction.errors import UserError
+from extraction.files import read_json
 
 PROG = "python -m graphs"
 
@@ -56,7 +56,7 @@ def _build(argv: list[str]) -> None:
 
 def describe(processed_dir: Path) -> str:
     """Counts, label balance and per-layer size of one built dataset."""
-    record = json.loads((processed_dir / "graphs.json").read_text(encoding="utf-8"))
+    record = read_json(processed_dir / "graphs.json")
     graphs = record["graphs"]
     positive = sum(entry["label"] for entry in graphs)
     options = " ".join(f"{key}={value}" for key, value in record["options"].items())
@@ -89,7 +89,7 @@ def describe_splits(root: Path) -> str:
     if not path.exists():
         return f"{path}: no splits yet"
     lines = [f"{path}"]
-    for key, splits in json.loads(path.read_text(encoding="utf-8")).items():
+    for key, splits in read_json(path).items():
         sizes = ", ".join(f"{name} {len(ids)}" for name, ids in splits.items())
         lines.append(f"  {key}: {sizes}")
     return "\n".join(lines)

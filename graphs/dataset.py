@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 from torch_geometric.data import Data, Dataset
-from torch_geometric.io import fs
 
 from extraction.errors import UserError
+from extraction.files import atomic_open, atomic_write_text, read_json
 from extraction.store import TraceStore
-from extraction.store.layout import atomic_write_text
 from graphs.build import stack_layers, traces_to_graphs, validate_options
 from graphs.source import check_layers
 from graphs.splits import SPLITS, check_ratios, load_or_make_splits
@@ -165,13 +164,21 @@ class HallucinationGraphDataset(Dataset):
             if keep_unlabelled or store.rows[qid]["label"] is not None
         }
         labelled = {qid: label for qid, label in self.candidates.items() if label is not None}
+        if not self.candidates:
+            raise UserError(
+                f"{store.root} has no labelled trace ({len(store)} traces, {len(store.errors)} "
+                "errors, none with a label): label them with `python -m extraction label "
+                f"{store.root} --method METHOD`, or extract questions with gold answers"
+                if store.question_ids
+                else f"{store.root} has no traces ({len(store.errors)} errors); nothing to build"
+            )
         self.n_unlabelled = len(store) - len(self.candidates)
         self.processed_name = self._cache_name(store, pre_transform, pre_filter)
         super().__init__(
             str(root), transform, pre_transform, pre_filter, log=False, force_reload=force_reload
         )
 
-        self.record = json.loads(Path(self.processed_paths[0]).read_text(encoding="utf-8"))
+        self.record = read_json(self.processed_paths[0])
         self.splits = load_or_make_splits(
             self.root, list(labelled), list(labelled.values()), split_seed, split_ratios
         )
@@ -298,9 +305,8 @@ class HallucinationGraphDataset(Dataset):
             if self.pre_transform is not None:
                 data = self.pre_transform(data)
             file = f"{number:06d}.pt"
-            tmp = os.path.join(self.processed_dir, f".{file}.{os.getpid()}.tmp")
-            torch.save(_own_memory(data.to_dict()), tmp)
-            os.replace(tmp, os.path.join(self.processed_dir, file))
+            with atomic_open(os.path.join(self.processed_dir, file), "wb") as handle:
+                torch.save(_own_memory(data.to_dict()), handle)
             entries.append(
                 {
                     "question_id": question_id,
@@ -341,12 +347,39 @@ class HallucinationGraphDataset(Dataset):
             ).tolist(),
         }
 
+    def _process(self) -> None:
+        """PyG's ``_process`` without its ``pre_transform.pt``/``pre_filter.pt`` files: it reads
+        them back with ``torch.load(weights_only=False)``, which runs whatever code a file from
+        someone else holds. The cache name already covers both (see ``_cache_name``)."""
+        if not self.force_reload and all(os.path.exists(p) for p in self.processed_paths):
+            return
+        os.makedirs(self.processed_dir, exist_ok=True)
+        self.process()
+
     def len(self) -> int:
         return len(self.entries)
 
     def get(self, idx: int) -> Data:
-        file = os.path.join(self.processed_dir, self.entries[idx]["file"])
-        return Data.from_dict(fs.torch_load(file))
+        return Data.from_dict(
+            load_graph(os.path.join(self.processed_dir, self.entries[idx]["file"]))
+        )
+
+
+def load_graph(path: str) -> dict:
+    """A graph file as a dict of tensors and plain values, with ``weights_only=True`` and no
+    fallback: a file that needs more (pickled code) is refused, never run."""
+    try:
+        return torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(
+            f"{path} is missing; rebuild with `python -m graphs build --force-reload`"
+        ) from None
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{path} is not a plain graph file, refused without running it ({type(exc).__name__}: "
+            f"{reason[:120]}); delete the folder and rebuild if you did not make it"
+        ) from None
 
 
 def _own_memory(mapping: dict) -> dict:

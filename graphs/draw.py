@@ -18,6 +18,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from extraction.files import save_figure
 from graphs.build import edge_weights
 from graphs.source import Source, layer_graph
 
@@ -115,7 +116,4 @@ def draw_graph(
         loc="left",
         fontsize=10,
     )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+    return save_figure(fig, out, dpi=120)

@@ -15,7 +15,7 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from extraction.errors import UserError
-from extraction.store.layout import atomic_write_text
+from extraction.files import atomic_write_text, read_json
 
 SPLITS = ("train", "val", "test")
 SPLITS_FILE = "splits.json"
@@ -84,7 +84,7 @@ def load_or_make_splits(
     fingerprint = hashlib.sha256(identity).hexdigest()[:12]
     key = f"seed={seed} ratios={'/'.join(str(float(r)) for r in ratios)} questions={fingerprint}"
     path = Path(root) / SPLITS_FILE
-    saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    saved = read_json(path) if path.exists() else {}
     if key not in saved:
         saved[key] = make_splits(question_ids, labels, seed, ratios)
         path.parent.mkdir(parents=True, exist_ok=True)

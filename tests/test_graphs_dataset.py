@@ -254,7 +254,8 @@ def test_unlabelled_traces_are_kept_for_scoring_only(tiny_model_dir, tmp_path):
         "--output-dir", store, "--num-beams", 1, "--max-new-tokens", 3,
     )  # fmt: skip
     assert status == 0
-    assert HallucinationGraphDataset(tmp_path / "g", traces=store, layer=1).len() == 0
+    with pytest.raises(UserError, match="has no labelled trace"):  # nothing to train on
+        HallucinationGraphDataset(tmp_path / "g", traces=store, layer=1)
     scored = HallucinationGraphDataset(tmp_path / "g", traces=store, layer=1, keep_unlabelled=True)
     assert scored.len() == 4
     assert all(scored.get(i).y.tolist() == [-1] for i in range(4))

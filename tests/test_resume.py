@@ -59,3 +59,37 @@ def test_sigkill_then_rerun_resumes(tiny_model_dir, tmp_path):
     assert {p.name for p in out.glob("*.safetensors")} == {p.name for p in store.shard_files}
     for trace in store:
         assert trace.attentions[0].shape[-1] == trace.seq_len
+
+
+def test_sigkill_with_the_default_shard_size_loses_at_most_a_batch(tiny_model_dir, tmp_path):
+    """500 traces per shard (the default) and batches of 2: before, a kill anywhere before the
+    end lost every trace; now each batch is on disk (a part file) and indexed when it ends."""
+    out = tmp_path / "store"
+    args = [*tiny_args(tiny_model_dir, out, n=N_QUESTIONS), "--batch-size", 2, "--shard-size", 500]
+    args = [str(arg) for arg in args]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "extraction", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 120
+    while indexed_ok(out) < 4 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kept = TraceStore(out)
+    assert 4 <= len(kept) < N_QUESTIONS
+    assert all(".part" in path.name for path in kept.shard_files)  # no shard was full yet
+    done = set(kept.question_ids)
+
+    assert run_extraction(*args) == 0
+    store = TraceStore(out)
+    assert len(store) == N_QUESTIONS and done <= set(store.question_ids)
+    assert [path.name for path in out.glob("*.safetensors")] == [
+        path.name for path in store.shard_files
+    ]
+    assert len(store.shard_files) == 1 and ".part" not in store.shard_files[0].name
+    assert store.verify() == {}

@@ -96,7 +96,7 @@ def test_half_written_index_line_and_orphan_shard_are_recovered(tmp_path):
 def test_other_settings_are_refused_and_overwrite_replaces(tmp_path):
     write(tmp_path, [make_trace("q0")])
     other = {"settings": {"model": "other", "dataset": "d"}}
-    with pytest.raises(UserError, match=r"other settings \(model\).*--overwrite"):
+    with pytest.raises(UserError, match=r"other settings \(model: .m. → .other.\).*--overwrite"):
         TraceWriter(tmp_path, other, file_prefix="m_d")
     with TraceWriter(tmp_path, other, file_prefix="m_d", overwrite=True) as writer:
         assert writer.done_ids == set()

@@ -142,8 +142,9 @@ def test_sweep_layers_and_baselines(labelled_store, tmp_path):
         (["--data.traces", "/nonexistent/store"], "is not a trace store"),
         (["--data.layers", "[0]"], "exactly one of --data.layer and --data.layers"),
         (["--data.layer", "7"], "layer 7 is not stored"),
+        (["--model.init_args.lr", "-0.01"], "--model.init_args.lr must be > 0"),
     ],
-    ids=["unknown-model", "missing-store", "layer-and-layers", "missing-layer"],
+    ids=["unknown-model", "missing-store", "layer-and-layers", "missing-layer", "negative-lr"],
 )
 def test_bad_config_is_one_line_error(labelled_store, tmp_path, capsys, extra, message):
     assert main(strs(["fit", *run_args(labelled_store, tmp_path), *extra])) == 2
@@ -161,6 +162,52 @@ def test_bad_config_from_the_command_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_config_paths_name_the_folder_they_are_read_from(tmp_path):
+    """configs/ hold paths relative to the repository root: run from elsewhere, the error says
+    where it looked and how relative paths resolve."""
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "fit", "--config", str(GCN)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    err = result.stderr.strip().splitlines()[-1]
+    assert str(tmp_path / "traces_data" / "smollm2_135M_demo") in err
+    assert "read from the current directory" in err
+
+
+def contradiction(capsys, args: list, checkpoint: Path, *extra) -> str:
+    assert main(strs(["test", *args, "--ckpt_path", checkpoint, *extra])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    return err
+
+
+def test_test_refuses_a_spec_that_contradicts_the_checkpoint(labelled_store, tmp_path, capsys):
+    args = run_args(labelled_store, tmp_path, "--trainer.max_epochs", 1)
+    fitted = python_m_training("fit", *args, cwd=tmp_path, timeout=300)  # as a user sees it
+    for notice in ("tensorboardX", "💡", "LeafSpec", "is deprecated"):
+        assert notice not in fitted.stdout + fitted.stderr, notice
+    checkpoint = best_checkpoint(tmp_path)
+
+    gat = [*args, "--config", REPO / "configs" / "training" / "gat.yaml"]
+    err = contradiction(capsys, gat, checkpoint)
+    assert (
+        "--model training.models.GATClassifier (checkpoint: training.models.GCNClassifier)" in err
+    )
+    err = contradiction(capsys, args, checkpoint, "--model.init_args.hidden_channels", 128)
+    assert "--model.init_args.hidden_channels 128 (checkpoint: 64)" in err
+    err = contradiction(capsys, args, checkpoint, "--data.layer", 0)
+    assert "--data.layer 0 (checkpoint: 1)" in err and str(checkpoint) in err
+    assert not list((tmp_path / "runs").rglob("report.json"))
+
+    err = contradiction(capsys, args, tmp_path / "missing.ckpt")
+    assert "missing.ckpt: no such file" in err
+    err = contradiction(capsys, args, GCN)
+    assert "is not a readable checkpoint" in err
+    assert main(strs(["test", *args, "--ckpt_path", checkpoint])) == 0  # the matching spec
 
 
 def python_m_training(*args, cwd: Path, timeout: int) -> subprocess.CompletedProcess:

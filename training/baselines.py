@@ -17,8 +17,8 @@ from training data instead of assuming it.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from extraction.errors import UserError
+from extraction.files import atomic_write_text, read_json
 from extraction.trace import Trace
 from training.data import SPLITS, HallucinationGraphDataModule
 from training.metrics import (
@@ -139,10 +140,12 @@ def markdown_table(rows: dict[str, dict]) -> str:
 
 
 def _detector_reports(paths: list[str], split_hash: str) -> dict[str, dict]:
-    """Graph detectors' test reports, refused unless they were scored on the same questions."""
-    rows = {}
+    """Graph detectors' test reports, refused unless they were scored on the same questions.
+    Every report is a row: reports of one detector (several seeds) are told apart by their seed,
+    then by their file."""
+    named = []
     for path in paths:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        report = read_json(path)
         if report["data"]["split_sha256"] != split_hash:
             raise UserError(
                 f"{path} was tested on other questions (split hash "
@@ -154,7 +157,15 @@ def _detector_reports(paths: list[str], split_hash: str) -> dict[str, dict]:
             scope = f"layer {options['layer']}"
         else:
             scope = "layers " + ",".join(str(layer) for layer in options["layers"])
-        rows[f"{report['detector']} ({scope}, {options['head_mode']})"] = report
+        named.append((f"{report['detector']} ({scope}, {options['head_mode']})", path, report))
+    counts = Counter(name for name, _, _ in named)
+    rows = {}
+    for name, path, report in named:
+        if counts[name] > 1:
+            name = f"{name}, seed {report.get('config', {}).get('seed_everything')}"
+        if name in rows:
+            name = f"{name}, {path}"
+        rows[name] = report
     return rows
 
 
@@ -206,7 +217,7 @@ def main(argv: list[str]) -> None:
             **environment(),
         },
     )
-    (args.output / "baselines.md").write_text(table, encoding="utf-8")
+    atomic_write_text(args.output / "baselines.md", table)
     plot_roc(
         args.output / "roc_baselines.png",
         curves,

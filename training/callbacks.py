@@ -12,6 +12,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 
+from extraction.files import atomic_open
 from training.metrics import auroc_interval, roc_points
 from training.report import REPORT, ROC_FIGURE, environment, plot_roc, write_json
 
@@ -116,8 +117,7 @@ class ScoresWriter(BasePredictionWriter):
         # A distributed sampler pads the last batch with repeats: keep one row per question.
         unique = dict((qid, (qid, score, label)) for qid, score, label in rows)
         path = Path(self.output or Path(trainer.log_dir or trainer.default_root_dir) / SCORES)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as handle:
+        with atomic_open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["question_id", "score", "predicted_label"])
             writer.writerows(sorted(unique.values()))

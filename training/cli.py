@@ -8,19 +8,24 @@ per layer, AUROC against layer), ``baselines`` (trace-only detectors on the same
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import warnings
 from argparse import ArgumentError
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib.util import find_spec
 from pathlib import Path
 
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from extraction.cli_config import run_command
 from extraction.errors import UserError
 from training.callbacks import ConfigAndReport, ScoresWriter
+from training.checkpoints import LIGHTNING_CKPT_ALIASES, check_checkpoint_matches
 from training.data import HallucinationGraphDataModule
 from training.module import GraphClassifier
 
@@ -60,6 +65,28 @@ class HallugraphCLI(LightningCLI):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             super().parse_arguments(parser, args)
+
+    def instantiate_trainer(self, **kwargs):
+        """The logger Lightning would choose (TensorBoard when installed, else CSV; both in the
+        run folder's ``lightning_logs/version_N``), named explicitly, so Lightning does not print
+        a notice on how it chose. ``--trainer.logger`` still picks another."""
+        trainer = self._get(self.config_init, "trainer", default={})
+        if trainer.get("logger") in (None, True) and "logger" not in kwargs:
+            tensorboard = any(find_spec(name) for name in ("tensorboard", "tensorboardX"))
+            logger_class = TensorBoardLogger if tensorboard else CSVLogger
+            root = trainer.get("default_root_dir") or "runs"
+            kwargs["logger"] = logger_class(save_dir=root, name="lightning_logs")
+        return super().instantiate_trainer(**kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning would replace the configured model with the checkpoint's, silently; we
+        refuse a model or graph spec that contradicts the checkpoint instead."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path is None or ckpt_path in LIGHTNING_CKPT_ALIASES:
+            return
+        config = self.config[subcommand]
+        check_checkpoint_matches(ckpt_path, config["model"].as_dict(), config["data"].as_dict())
 
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
@@ -123,6 +150,24 @@ def one_line(message: str) -> str:
     return " ".join(lines)
 
 
+def _not_an_advertisement(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("💡 Tip")
+
+
+@contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """Silence what is not ours to fix: Lightning's product tips and a deprecation warning it
+    triggers inside itself (torch's pytree API). Our own warnings still show."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    rank_zero.addFilter(_not_an_advertisement)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
+            yield
+    finally:
+        rank_zero.removeFilter(_not_an_advertisement)
+
+
 def _lightning(argv: list[str]) -> None:
     HallugraphCLI(args=argv)
 
@@ -160,8 +205,17 @@ def main(argv: list[str] | None = None) -> int:
 
     def with_one_line_errors(args: list[str]) -> None:
         try:
-            command(args)
+            with quiet_third_party():
+                command(args)
         except ArgumentError as exc:
             raise UserError(one_line(str(exc))) from None
+        except Exception as exc:
+            # jsonargparse wraps what our constructors raise (a negative lr...) in its own error.
+            cause = exc
+            while cause is not None and not isinstance(cause, UserError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
 
     return run_command("training", with_one_line_errors, argv)

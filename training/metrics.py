@@ -7,6 +7,7 @@ on the validation split (never on test) and then applied unchanged to test.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Literal
 
@@ -23,6 +24,8 @@ from torchmetrics.functional.classification import (
     binary_roc,
 )
 from torchmetrics.utilities import dim_zero_cat
+
+log = logging.getLogger(__name__)
 
 ThresholdRule = Literal["f1", "youden"]
 
@@ -57,7 +60,7 @@ def both_classes(targets: torch.Tensor) -> bool:
 
 def choose_threshold(probs: torch.Tensor, targets: torch.Tensor, rule: ThresholdRule) -> float:
     """The probability cut that maximises F1 (``f1``) or TPR - FPR (``youden``); 0.5 when the
-    split has a single class and no cut can be chosen."""
+    split has a single class, or no cut is better than chance, so none can be chosen."""
     if not both_classes(targets):
         return 0.5
     if rule == "f1":
@@ -66,7 +69,13 @@ def choose_threshold(probs: torch.Tensor, targets: torch.Tensor, rule: Threshold
         f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
         return float(thresholds[int(f1.argmax())])
     fpr, tpr, thresholds = binary_roc(probs, targets)
-    return float(thresholds[int((tpr - fpr).argmax())].clamp(max=1.0))
+    youden = tpr - fpr
+    if float(youden.max()) <= 0:
+        # No cut beats chance on validation. argmax would take the curve's first point, a cut
+        # above every score (1.0) that flags nothing: F1 0 on test whatever the test AUROC.
+        log.warning("no threshold beats chance on validation (Youden J <= 0); using 0.5")
+        return 0.5
+    return float(thresholds[int(youden.argmax())].clamp(max=1.0))
 
 
 def evaluate(probs: torch.Tensor, targets: torch.Tensor, threshold: float) -> dict[str, float]:

@@ -15,6 +15,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch_geometric.data import Batch
 
+from extraction.errors import UserError
 from training.metrics import ScoreCollector, ThresholdRule, choose_threshold, evaluate
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,11 @@ class GraphClassifier(LightningModule):
         weight_decay: float = 1e-4,
     ) -> None:
         super().__init__()
+        if not lr > 0 or weight_decay < 0:
+            raise UserError(
+                f"--model.init_args.lr must be > 0 and weight_decay >= 0 (got lr={lr}, "
+                f"weight_decay={weight_decay})"
+            )
         self.save_hyperparameters()
         self.register_buffer("threshold", torch.tensor(0.5))
         fixed_weight = 1.0 if pos_weight in (None, "auto") else pos_weight

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
+from extraction.files import atomic_write_text, save_figure
+
 REPORT = "report.json"
 ROC_FIGURE = "roc_curve.png"
 
@@ -26,9 +28,7 @@ def _clean(value):
 
 
 def write_json(path: Path, payload: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(payload), indent=2) + "\n", encoding="utf-8")
-    return path
+    return atomic_write_text(path, json.dumps(_clean(payload), indent=2) + "\n")
 
 
 def environment() -> dict:
@@ -74,9 +74,7 @@ def plot_roc(
         ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), fontsize=8, frameon=False)
     else:
         ax.legend(loc="lower right", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    return path
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_layer_sweep(
@@ -107,6 +105,4 @@ def plot_layer_sweep(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)

@@ -8,11 +8,11 @@ is drawn alongside: it separates "the graph helps" from "this layer's states alr
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 from extraction.errors import UserError
+from extraction.files import read_json
 from graphs.source import stored_layers
 from training.baselines import PROBE_C, fit_logistic, mean_answer_state
 from training.data import SPLITS
@@ -61,7 +61,7 @@ def _fit_and_test(cli, layer: int) -> dict:
     trainer.fit(model, datamodule=datamodule)
     trainer.test(model, datamodule=datamodule, ckpt_path="best")
     report_path = Path(trainer.log_dir) / REPORT
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = read_json(report_path)
     labels = {split: datamodule.datasets[split].labels for split in SPLITS}
     probe, _, _ = fit_logistic(
         mean_answer_state(datamodule), labels, model.hparams.threshold_rule, PROBE_C

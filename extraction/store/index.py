@@ -10,13 +10,17 @@ import fcntl
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from extraction.store.layout import atomic_write_text
+from extraction.errors import UserError
+from extraction.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 LABEL_FIELDS = ("label", "label_method", "label_score")
+INDEX_LOCK = ".index.lock"
 
 
 def read_index(path: Path) -> dict[str, dict]:
@@ -29,19 +33,35 @@ def read_index(path: Path) -> dict[str, dict]:
     complete, _, partial = data.rpartition(b"\n")
     if partial.strip():
         log.warning("ignoring a half-written last line in %s (an interrupted run)", path)
-    for line in complete.splitlines():
-        if line.strip():
+    for number, line in enumerate(complete.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
             row = json.loads(line)
             rows[row["question_id"]] = row
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise UserError(
+                f"{path} line {number}: not an index row ({type(exc).__name__}: "
+                f"{getattr(exc, 'msg', exc)}); the index is damaged, restore it or rerun with "
+                "--overwrite"
+            ) from None
     return rows
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Exclusive use of the index. Ranks of a multi-process run share it, and a rewrite replaces
+    the file: the lock is a separate file, so an appender never writes into a replaced one."""
+    with (path.parent / INDEX_LOCK).open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def truncate_partial_line(path: Path) -> None:
     """Cut a half-written last line so the next append starts on a fresh line."""
     if not path.exists():
         return
-    with path.open("r+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with locked(path), path.open("r+b") as handle:
         data = handle.read()
         keep = data.rfind(b"\n") + 1
         if keep != len(data):
@@ -52,12 +72,18 @@ def append_rows(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    with path.open("a", encoding="utf-8") as handle:
-        # Ranks of a multi-process run share the index: one locked write per batch of rows.
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with locked(path), path.open("a", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def replace_rows(path: Path, rows: list[dict]) -> None:
+    """Replace the rows of these questions in place (one atomic rewrite of the index)."""
+    with locked(path):
+        current = read_index(path)
+        current.update((row["question_id"], row) for row in rows)
+        rewrite_index(path, list(current.values()))
 
 
 def rewrite_index(path: Path, rows: list[dict]) -> None:

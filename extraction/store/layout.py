@@ -3,34 +3,45 @@
 from __future__ import annotations
 
 import fcntl
-import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 from extraction.errors import UserError
+from extraction.files import read_json
 
 MANIFEST = "manifest.json"
 INDEX = "index.jsonl"
 LOCK = ".lock"
 SHARD_FORMAT = "hallugraph-shard/1"
 SHARD_SUFFIX = ".safetensors"
-_SHARD_NUMBER = re.compile(r"_shard_(\d{4,})\.safetensors$")
+_SHARD_NAME = re.compile(r"_shard_(\d{4,})(?:\.part(\d{4,}))?\.safetensors$")
 
 
-def shard_name(prefix: str, number: int) -> str:
-    """The seed's naming, ``{model}_{dataset}_batch_{num:04d}``, with ``shard`` for ``batch``."""
-    return f"{prefix}_shard_{number:04d}{SHARD_SUFFIX}"
+def shard_name(prefix: str, number: int, part: int | None = None) -> str:
+    """The seed's naming, ``{model}_{dataset}_batch_{num:04d}``, with ``shard`` for ``batch``.
+
+    A shard still being filled is a series of per-batch part files,
+    ``{prefix}_shard_{num:04d}.part{part:04d}.safetensors``, merged into the shard once it is
+    full (or the run ends): a crash loses at most the batch being written."""
+    stem = f"{prefix}_shard_{number:04d}"
+    return f"{stem}{SHARD_SUFFIX}" if part is None else f"{stem}.part{part:04d}{SHARD_SUFFIX}"
 
 
-def shard_number(name: str) -> int:
-    match = _SHARD_NUMBER.search(name)
+def parse_shard_name(name: str) -> tuple[int, int | None]:
+    """``(shard number, part number or None)`` of a shard or part file name."""
+    match = _SHARD_NAME.search(name)
     if match is None:
         raise ValueError(f"not a shard file name: {name}")
-    return int(match.group(1))
+    return int(match.group(1)), None if match.group(2) is None else int(match.group(2))
+
+
+def run_file_pattern(prefix: str, any_rank: bool = False) -> re.Pattern:
+    """The shard and part files a writer with this file prefix writes (with ``any_rank``: those
+    of every rank of a multi-process run with this prefix)."""
+    rank = r"(?:_rank\d+)?" if any_rank else ""
+    return re.compile(re.escape(prefix) + rank + _SHARD_NAME.pattern)
 
 
 def tensor_key(question_id: str, kind: str, index: int | None = None) -> str:
@@ -60,22 +71,9 @@ def unpack_causal(packed: torch.Tensor, seq_len: int) -> torch.Tensor:
     return full.view(packed.shape[0], seq_len, seq_len)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_manifest(root: Path) -> dict:
-    return json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    # read_json names the file and line of a damaged manifest.
+    return read_json(root / MANIFEST)
 
 
 def acquire_lock(root: Path, name: str = LOCK):

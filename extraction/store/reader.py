@@ -7,16 +7,18 @@ so reading one layer of one trace never loads the shard.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from functools import lru_cache
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from extraction.errors import UserError
-from extraction.store.index import LABEL_FIELDS, read_index, rewrite_index
+from extraction.store.index import LABEL_FIELDS, read_index, replace_rows
+from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
 from extraction.store.layout import (
     INDEX,
     LOCK,
@@ -41,9 +43,11 @@ class TraceStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         if not (self.root / MANIFEST).exists():
+            where = "does not exist" if not self.root.exists() else f"has no {MANIFEST}"
             raise UserError(
-                f"{self.root} is not a trace store (no {MANIFEST}); run `python -m extraction` "
-                "first or pass the directory it wrote"
+                f"{self.root} is not a trace store: {self.root.resolve()} {where} (relative "
+                "paths, in configs too, are read from the current directory); run `python -m "
+                "extraction` first or pass the directory it wrote"
             )
         self.manifest = read_manifest(self.root)
         self.rows = read_index(self.root / INDEX)
@@ -77,11 +81,25 @@ class TraceStore:
             raise KeyError(f"no trace for question {question_id!r} in {self.root}")
         return row
 
+    def _damaged(self, name: str, reason: str) -> UserError:
+        return UserError(
+            f"{self.root / name}: {reason}; run `python -m extraction verify {self.root}` to "
+            "list every damaged file"
+        )
+
     def _open_shard(self, name: str):
-        return safe_open(str(self.root / name), framework="pt")
+        try:
+            return safe_open(str(self.root / name), framework="pt")
+        except FileNotFoundError:
+            raise self._damaged(name, "missing (the index lists it)") from None
+        except (SafetensorError, OSError) as exc:
+            raise self._damaged(name, f"not a readable safetensors file ({exc})") from None
 
     def _read_records(self, name: str) -> dict:
-        return json.loads(self._open(name).metadata()["records"])
+        try:
+            return json.loads(self._open(name).metadata()["records"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise self._damaged(name, f"damaged trace records ({type(exc).__name__})") from None
 
     def record(self, question_id: str) -> dict:
         """Index row merged with the shard's per-trace metadata (``tokens_decoded`` etc.)."""
@@ -98,7 +116,10 @@ class TraceStore:
                 raise UserError(
                     f"{kind}[{index}] was not stored (the run kept {stored}); see --layers"
                 )
-        return self._open(shard).get_tensor(tensor_key(question_id, kind, index))
+        try:
+            return self._open(shard).get_tensor(tensor_key(question_id, kind, index))
+        except SafetensorError as exc:
+            raise self._damaged(shard, f"cannot read {question_id!r} ({exc})") from None
 
     def tokens(self, question_id: str) -> torch.Tensor:
         return self._tensor(question_id, "tokens").long()
@@ -142,6 +163,76 @@ class TraceStore:
             label_score=record["label_score"],
         )
 
+    @property
+    def requested(self) -> list[str]:
+        """The question ids the latest run was asked for (empty for stores that predate it)."""
+        return self.manifest.get("requested", {}).get("question_ids", [])
+
+    @property
+    def missing(self) -> list[str]:
+        """Requested questions with no row at all: an interrupted run, to resume."""
+        return [qid for qid in self.requested if qid not in self.rows]
+
+    @property
+    def label_methods(self) -> Counter:
+        return Counter(self.rows[qid]["label_method"] for qid in self.question_ids)
+
+    def shard_rows(self) -> dict[str, list[dict]]:
+        """The ok rows of each shard file the index names."""
+        shards: dict[str, list[dict]] = {}
+        for qid in self.question_ids:
+            shards.setdefault(self.rows[qid]["shard"], []).append(self.rows[qid])
+        return shards
+
+    def _structure_problem(self, name: str, rows: list[dict]) -> str | None:
+        """What is wrong with a shard's header or size (None: nothing), reading no tensor data."""
+        problem = header_problem(self.root / name)
+        recorded = rows[0].get("shard_bytes")
+        if problem is None and recorded is not None:
+            size = (self.root / name).stat().st_size
+            if size != recorded:
+                problem = f"{size} bytes, the index recorded {recorded}"
+        return problem
+
+    def check_headers(self) -> dict[str, str]:
+        """``{shard: problem}`` for every shard whose header is damaged or whose size is wrong."""
+        problems = {}
+        for name, rows in self.shard_rows().items():
+            if (problem := self._structure_problem(name, rows)) is not None:
+                problems[name] = problem
+        return problems
+
+    def verify(self) -> dict[str, tuple[str, list[str]]]:
+        """``{shard: (problem, question ids of its damaged traces)}``: headers, sizes, the
+        file's sha256 and each trace's sha256 (for stores that recorded them)."""
+        problems = {}
+        for name, rows in self.shard_rows().items():
+            if (problem := self._structure_problem(name, rows)) is not None:
+                problems[name] = (problem, [row["question_id"] for row in rows])
+                continue
+            recorded = rows[0].get("shard_sha256")
+            if recorded is None or file_sha256(self.root / name) == recorded:
+                continue
+            bad = [row["question_id"] for row in rows if not self._trace_intact(row)]
+            problems[name] = (f"sha256 differs from the index ({len(bad)} traces damaged)", bad)
+        return problems
+
+    def _trace_intact(self, row: dict) -> bool:
+        qid = row["question_id"]
+        if row.get("trace_sha256") is None:
+            return False
+        try:
+            record = self._records(row["shard"])[qid]
+            keys = [tensor_key(qid, kind) for kind in ("tokens", "token_logprobs", "token_entropy")]
+            keys += [tensor_key(qid, "hidden_states", i) for i in record["hidden_state_indices"]]
+            keys += [tensor_key(qid, "attentions", b) for b in record["attention_indices"]]
+            handle = self._open(row["shard"])
+            return (
+                tensors_sha256({key: handle.get_tensor(key) for key in keys}) == row["trace_sha256"]
+            )
+        except (UserError, SafetensorError, KeyError):
+            return False
+
     def rewrite_labels(self, labels: dict[str, dict]) -> None:
         """Replace the label fields of the given rows; only the index file changes (atomically)."""
         with acquire_lock(self.root), ExitStack() as ranks:
@@ -149,4 +240,4 @@ class TraceStore:
                 ranks.enter_context(acquire_lock(self.root, lock.name))
             for question_id, fields in labels.items():
                 self.rows[question_id].update({key: fields[key] for key in LABEL_FIELDS})
-            rewrite_index(self.root / INDEX, list(self.rows.values()))
+            replace_rows(self.root / INDEX, [self.rows[qid] for qid in labels])

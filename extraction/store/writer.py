@@ -1,35 +1,39 @@
-"""Writes a trace store: buffered shards, atomic renames, an index appended after each shard.
+"""Writes a trace store: a part file per batch, merged into shards, an index appended after each.
 
-Crash model: a trace reaches the index only once its shard has been renamed into place, so after
-a SIGKILL the index lists exactly the traces that are safely on disk. A rerun skips them, reuses
-the number of any orphan shard (written but not indexed) and overwrites it.
+Crash model: a trace reaches the index only once its file (a per-batch part, later its shard)
+has been renamed into place, so after a SIGKILL the index lists exactly the traces that are
+safely on disk, and at most the batch being written is lost. A rerun skips the indexed traces,
+adopts the parts of the shard that was being filled, and overwrites any file written but not
+indexed. Merging parts into a shard writes the shard, then points their rows at it (the
+index is rewritten atomically), then deletes the parts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from extraction.errors import UserError
-from extraction.store.index import append_rows, read_index, truncate_partial_line
+from extraction.files import atomic_path, atomic_write_text, temp_pattern
+from extraction.store.index import append_rows, read_index, replace_rows, truncate_partial_line
+from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
 from extraction.store.layout import (
     INDEX,
     LOCK,
     MANIFEST,
     SHARD_FORMAT,
-    SHARD_SUFFIX,
     acquire_lock,
-    atomic_write_text,
     pack_causal,
+    parse_shard_name,
     read_manifest,
+    run_file_pattern,
     shard_name,
-    shard_number,
     tensor_key,
 )
 from extraction.trace import Trace
@@ -43,7 +47,8 @@ class TraceWriter:
     """Append traces to the store at ``root``; use as a context manager.
 
     ``manifest["settings"]`` identifies the run: resuming into a directory whose settings differ
-    is refused, so one store never mixes models, prompts or decodings.
+    is refused, so one store never mixes models, prompts, decodings, data or labels. Call
+    :meth:`commit` after each batch to put its traces on disk.
     """
 
     def __init__(
@@ -75,6 +80,9 @@ class TraceWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_handle = acquire_lock(self.root, lock_name)
         try:
+            if lock_name == LOCK:
+                # Only the sole writer may: a rank's temp file could be another rank's live one.
+                self._remove_stale_temp_files()
             if overwrite:
                 self._remove_previous_run()
             self._prepare(manifest, retry_errors)
@@ -87,9 +95,35 @@ class TraceWriter:
             self._lock_handle.close()
             self._lock_handle = None
 
+    def _remove_stale_temp_files(self) -> None:
+        for name in (MANIFEST, INDEX):
+            for stale in self.root.glob(temp_pattern(name)):
+                log.info("removing %s, left by an interrupted write", stale.name)
+                stale.unlink()
+
     def _remove_previous_run(self) -> None:
-        for path in self.root.glob(f"*{SHARD_SUFFIX}"):
-            path.unlink()
+        """Delete the previous run's files only: those its index names, and the shard and part
+        files of its own naming (written but not yet indexed). Anything else stays."""
+        try:
+            rows = read_index(self.root / INDEX).values()
+        except UserError as exc:  # a damaged index: the file names still say what is ours
+            log.warning("%s; deleting the run's files by name only", exc)
+            rows = []
+        ours = {shard for row in rows if (shard := row.get("shard"))}
+        prefixes = {self.file_prefix}
+        if (self.root / MANIFEST).exists():
+            settings = read_manifest(self.root).get("settings", {})
+            prefixes.add(
+                f"{Path(str(settings.get('model', '')).rstrip('/')).name}_{settings.get('dataset')}"
+            )
+        patterns = [run_file_pattern(prefix, any_rank=True) for prefix in prefixes]
+        for path in self.root.iterdir():
+            # The temp file of a write of NAME is ``.NAME.{random}.tmp``.
+            name = path.name
+            if name.startswith(".") and name.endswith(".tmp"):
+                name = name[1:].rsplit(".", 2)[0]
+            if name in ours or any(pattern.match(name) for pattern in patterns):
+                path.unlink()
         for name in (INDEX, MANIFEST):
             (self.root / name).unlink(missing_ok=True)
 
@@ -98,34 +132,59 @@ class TraceWriter:
             stale.unlink()
         index_path = self.root / INDEX
         truncate_partial_line(index_path)
-        rows = read_index(index_path)
-        manifest_path = self.root / MANIFEST
-        if manifest_path.exists():
-            previous = read_manifest(self.root).get("settings")
-            if previous != manifest["settings"]:
-                changed = sorted(
-                    key
-                    for key in set(previous or {}) | set(manifest["settings"])
-                    if (previous or {}).get(key) != manifest["settings"].get(key)
-                )
-                raise UserError(
-                    f"{self.root} holds a run with other settings ({', '.join(changed)}); "
-                    "use --overwrite to replace it or choose another --output-dir"
-                )
-        else:
-            atomic_write_text(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False))
+        self.rows = read_index(index_path)
+        self._check_manifest(manifest)
         self.done_ids = {
             qid
-            for qid, row in rows.items()
+            for qid, row in self.rows.items()
             if row["status"] == "ok" or (row["status"] == "error" and not retry_errors)
         }
-        own = f"{self.file_prefix}_shard_"
-        shard_numbers = [
-            shard_number(row["shard"])
-            for row in rows.values()
-            if (row.get("shard") or "").startswith(own)
-        ]
-        self._next_shard = max(shard_numbers, default=-1) + 1
+        own = run_file_pattern(self.file_prefix)
+        own_files = {
+            row["shard"] for row in self.rows.values() if own.match(row.get("shard") or "")
+        }
+        names = {name: parse_shard_name(name) for name in own_files}
+        # The shard being filled when the last run stopped: its parts are adopted and merged
+        # with the next batches.
+        self._parts = sorted(name for name, (_, part) in names.items() if part is not None)
+        self._shard = max((number for number, _ in names.values()), default=-1)
+        if not self._parts:
+            self._shard += 1
+        self._next_part = max((names[name][1] for name in self._parts), default=-1) + 1
+        self._parts_traces = sum(row.get("shard") in self._parts for row in self.rows.values())
+        damaged = {
+            name: problem for name in self._parts if (problem := header_problem(self.root / name))
+        }
+        if damaged:
+            name, problem = next(iter(damaged.items()))
+            raise UserError(
+                f"{self.root / name}: {problem}, and the index lists traces in it; run `python -m "
+                f"extraction verify {self.root}`, or start over with --overwrite"
+            )
+        self._parts_bytes = sum((self.root / name).stat().st_size for name in self._parts)
+        for path in self.root.iterdir():
+            if own.match(path.name) and ".part" in path.name and path.name not in own_files:
+                path.unlink()  # written but never indexed, or already merged into its shard
+
+    def _check_manifest(self, manifest: dict) -> None:
+        manifest_path = self.root / MANIFEST
+        if not manifest_path.exists():
+            atomic_write_text(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False))
+            return
+        previous = read_manifest(self.root)
+        before, now = dict(previous.get("settings") or {}), manifest["settings"]
+        if before.get("dataset_file"):  # older stores kept the path as typed
+            before["dataset_file"] = str(Path(before["dataset_file"]).resolve())
+        changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
+        if changed:
+            shown = "; ".join(f"{key}: {before.get(key)!r} → {now.get(key)!r}" for key in changed)
+            raise UserError(
+                f"{self.root} holds a run with other settings ({shown}); use --overwrite to "
+                "replace it or choose another --output-dir"
+            )
+        if "requested" in manifest and previous.get("requested") != manifest["requested"]:
+            previous["requested"] = manifest["requested"]
+            atomic_write_text(manifest_path, json.dumps(previous, indent=2, ensure_ascii=False))
 
     def __enter__(self) -> TraceWriter:
         return self
@@ -133,7 +192,8 @@ class TraceWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None or issubclass(exc_type, Exception):
-                self.flush()
+                self.commit()
+                self._merge_parts()
         finally:
             self._release_lock()
 
@@ -142,10 +202,11 @@ class TraceWriter:
         self._buffer.append((trace, tensors))
         self._buffer_bytes += sum(t.numel() * t.element_size() for t in tensors.values())
         if (
-            len(self._buffer) >= self.max_traces_per_shard
-            or self._buffer_bytes >= self.max_shard_bytes
+            self._parts_traces + len(self._buffer) >= self.max_traces_per_shard
+            or self._parts_bytes + self._buffer_bytes >= self.max_shard_bytes
         ):
-            self.flush()
+            self.commit()
+            self._merge_parts()
 
     def add_error(self, question_id: str, question: str, gold: dict, reason: str) -> None:
         """Record a question that failed; it is counted and the run goes on."""
@@ -173,41 +234,78 @@ class TraceWriter:
             tensors[tensor_key(qid, "attentions", block)] = packed
         return {key: value.contiguous().cpu() for key, value in tensors.items()}
 
-    def flush(self) -> None:
-        """Write the buffered traces as one shard, then index them."""
+    def _save(self, name: str, tensors: dict[str, torch.Tensor], records: dict) -> tuple[str, int]:
+        """Write one safetensors file atomically; its sha256 and size."""
+        metadata = {"format": SHARD_FORMAT, "records": json.dumps(records, ensure_ascii=False)}
+        with atomic_path(self.root / name) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+            return file_sha256(tmp), tmp.stat().st_size
+
+    def commit(self) -> None:
+        """Put the buffered traces on disk as one part file, then index them."""
         if not self._buffer:
             return
-        name = shard_name(self.file_prefix, self._next_shard)
-        records = {
-            trace.question_id: {
-                "tokens_decoded": trace.tokens_decoded,
-                "n_prompt_tokens": trace.n_prompt_tokens,
-                "hidden_state_indices": sorted(trace.hidden_states),
-                "attention_indices": sorted(trace.attentions),
-            }
-            for trace, _ in self._buffer
-        }
+        name = shard_name(self.file_prefix, self._shard, self._next_part)
+        records = {trace.question_id: _record(trace) for trace, _ in self._buffer}
         tensors: dict[str, torch.Tensor] = {}
         for _, trace_tensors in self._buffer:
             tensors.update(trace_tensors)
-        final = self.root / name
-        tmp = self.root / f".{name}.tmp"
-        metadata = {"format": SHARD_FORMAT, "records": json.dumps(records, ensure_ascii=False)}
-        save_file(tensors, str(tmp), metadata=metadata)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        append_rows(self.root / INDEX, [_index_row(trace, name) for trace, _ in self._buffer])
-        n_traces = len(self._buffer)
+        digest, size = self._save(name, tensors, records)
+        rows = [
+            _index_row(trace, name, digest, size, tensors_sha256(trace_tensors))
+            for trace, trace_tensors in self._buffer
+        ]
+        append_rows(self.root / INDEX, rows)
+        self.rows.update((row["question_id"], row) for row in rows)
+        self._parts.append(name)
+        self._next_part += 1
+        self._parts_traces += len(self._buffer)
+        self._parts_bytes += size
         self._buffer.clear()
         self._buffer_bytes = 0
-        self._next_shard += 1
-        log.debug("saved %s (%d traces)", final, n_traces)
+        log.debug("saved %s (%d traces)", name, len(rows))
+
+    def _merge_parts(self) -> None:
+        """Merge the parts of the shard being filled into the shard file."""
+        if not self._parts:
+            return
+        tensors: dict[str, torch.Tensor] = {}
+        records: dict[str, dict] = {}
+        for part in self._parts:
+            with safe_open(str(self.root / part), framework="pt") as handle:
+                records.update(json.loads(handle.metadata()["records"]))
+                tensors.update({key: handle.get_tensor(key) for key in handle.keys()})  # noqa: SIM118
+        name = shard_name(self.file_prefix, self._shard)
+        digest, size = self._save(name, tensors, records)
+        rows = [
+            {**self.rows[qid], "shard": name, "shard_sha256": digest, "shard_bytes": size}
+            for qid in records
+        ]
+        replace_rows(self.root / INDEX, rows)
+        self.rows.update((row["question_id"], row) for row in rows)
+        for part in self._parts:
+            (self.root / part).unlink()
+        log.debug("merged %d parts into %s", len(self._parts), name)
         if self.on_shard_saved is not None:
-            self.on_shard_saved(final, n_traces)
+            self.on_shard_saved(self.root / name, len(records))
+        self._parts, self._parts_traces, self._parts_bytes = [], 0, 0
+        self._shard += 1
+        self._next_part = 0
 
 
-def _index_row(trace: Trace, shard: str) -> dict:
+def _record(trace: Trace) -> dict:
+    """A trace's per-trace metadata in its shard's header."""
+    return {
+        "tokens_decoded": trace.tokens_decoded,
+        "n_prompt_tokens": trace.n_prompt_tokens,
+        "hidden_state_indices": sorted(trace.hidden_states),
+        "attention_indices": sorted(trace.attentions),
+    }
+
+
+def _index_row(
+    trace: Trace, shard: str, shard_sha256: str, shard_bytes: int, trace_sha256: str
+) -> dict:
     return {
         "question_id": trace.question_id,
         "status": "ok",
@@ -223,4 +321,7 @@ def _index_row(trace: Trace, shard: str) -> dict:
         "label": trace.label,
         "label_method": trace.label_method,
         "label_score": trace.label_score,
+        "shard_sha256": shard_sha256,
+        "shard_bytes": shard_bytes,
+        "trace_sha256": trace_sha256,
     }

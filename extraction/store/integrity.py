@@ -1,0 +1,74 @@
+"""Checksums and structural checks of shard files.
+
+The writer records, in each index row, the sha256 and size of the trace's shard file
+(``shard_sha256``, ``shard_bytes``) and a sha256 of the trace's own tensors (``trace_sha256``:
+names, dtypes, shapes and bytes, in key order). ``verify`` recomputes them all; ``inspect``
+checks the cheap part (each shard's header parses and the file is as long as the header says).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import torch
+
+_CHUNK = 2**22
+# safetensors refuses a header above 100 MB; so do we, before allocating it.
+_MAX_HEADER = 100_000_000
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """One trace's tensors as stored (after the storage dtype cast)."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key].contiguous().cpu()
+        digest.update(f"{key}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def header_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete safetensors file (None when header and size agree).
+
+    Reads only the header: a truncated file, a damaged header or a header whose tensors run
+    past the end of the file is found without reading any tensor data.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                return f"{size} bytes: too short for a safetensors header"
+            (length,) = struct.unpack("<Q", prefix)
+            if length > min(_MAX_HEADER, size - 8):
+                return f"header length {length} does not fit in a {size}-byte file (truncated?)"
+            header = json.loads(handle.read(length))
+    except FileNotFoundError:
+        return "missing"
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"damaged header ({type(exc).__name__})"
+    if not isinstance(header, dict):
+        return "damaged header (not a JSON object)"
+    end = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            end = max(end, int(entry["data_offsets"][1]))
+        except (KeyError, TypeError, IndexError, ValueError):
+            return f"damaged header (entry {key!r})"
+    expected = 8 + length + end
+    if expected != size:
+        return f"{size} bytes, but the header describes {expected} (truncated or padded)"
+    return None

@@ -1,0 +1,72 @@
+"""Checkpoints given to ``test``/``predict``/``fit --ckpt_path``: read without running code, and
+compared with the configured model and graphs.
+
+LightningCLI would quietly replace the configured model with the checkpoint's (a GAT config
+scoring a GCN, a layer-15 detector scoring layer-10 graphs); a contradiction is refused instead,
+naming both values.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from extraction.errors import UserError
+
+# Set by Lightning on the live trainer (``"best"`` after a fit in the same process, ...).
+LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")
+# Model arguments that do not change what a trained model computes, and those the data decides.
+NOT_THE_MODEL = ("lr", "weight_decay", "pos_weight", "threshold_rule", "in_channels", "edge_dim")
+GRAPH_KEYS = ("layer", "layers", "nodes", "threshold", "top_k", "head_mode", "self_loops")
+
+
+def load_checkpoint(ckpt_path: str) -> dict:
+    """A Lightning checkpoint of this toolkit (weights only: no code runs), or a one-line error."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(
+            f"--ckpt_path {ckpt_path}: no such file ({path.resolve()}); `fit` writes "
+            "{trainer.default_root_dir}/checkpoints/best.ckpt"
+        )
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # pickle, zip and torch errors of many types
+        raise UserError(
+            f"--ckpt_path {ckpt_path} is not a readable checkpoint ({type(exc).__name__}); give "
+            "the best.ckpt that `fit` wrote"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"--ckpt_path {ckpt_path} is not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def _plain(value):
+    """Tuples as lists, so a YAML list and a saved tuple compare equal."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def check_checkpoint_matches(ckpt_path: str, model: dict, data: dict) -> None:
+    checkpoint = load_checkpoint(ckpt_path)
+    saved = dict(checkpoint.get("hyper_parameters") or {})
+    saved_class = saved.pop("_class_path", None)
+    saved_data = checkpoint.get("datamodule_hyper_parameters") or {}
+    contradictions = []
+    if saved_class is not None and model.get("class_path") != saved_class:
+        contradictions.append(f"--model {model.get('class_path')} (checkpoint: {saved_class})")
+    init_args = model.get("init_args") or {}
+    for key, value in saved.items():
+        if key in NOT_THE_MODEL or key.startswith("_") or key not in init_args:
+            continue
+        if _plain(init_args[key]) != _plain(value):
+            contradictions.append(f"--model.init_args.{key} {init_args[key]} (checkpoint: {value})")
+    for key in GRAPH_KEYS:
+        if key in saved_data and _plain(data.get(key)) != _plain(saved_data[key]):
+            contradictions.append(f"--data.{key} {data.get(key)} (checkpoint: {saved_data[key]})")
+    if contradictions:
+        raise UserError(
+            f"{ckpt_path} was trained with another model or graphs: "
+            + "; ".join(contradictions)
+            + "; use that checkpoint's config (its run folder's config.yaml) or another checkpoint"
+        )
