@@ -24,7 +24,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
 from extraction.errors import UserError
-from extraction.store.layout import atomic_write_text
+from extraction.files import atomic_write_text, read_json
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
 from training.data import SPLITS, HallucinationGraphDataModule
@@ -143,7 +143,7 @@ def _detector_code_sha256() -> str:
 def _cached(path: Path, key: str) -> dict | None:
     if not path.exists():
         return None
-    result = json.loads(path.read_text(encoding="utf-8"))
+    result = read_json(path)
     return result if result.get("key") == key else None
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from extraction.store.layout import atomic_write_text
+from extraction.files import atomic_write_text, save_figure
 from training.benchmark_stats import mean_sd, paired_bootstrap
 from training.report import environment, write_json
 
@@ -124,7 +124,7 @@ def plot(path: Path, summaries: dict, title: str) -> None:
     ax.grid(axis="x", alpha=0.3)
     ax.legend(handles=legend, loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def write_outputs(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
+from extraction.files import atomic_path
 from extraction.store import TraceStore
 from extraction.store.layout import MANIFEST
 from graphs.source import stored_layers
@@ -135,10 +135,8 @@ def load_or_compute(
         for key in per_trace[0]
         if all(key in trace for trace in per_trace)
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(arrays, str(tmp), metadata={"layers": json.dumps(layers)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(arrays, str(tmp), metadata={"layers": json.dumps(layers)})
     seconds = time.perf_counter() - start
     log.info("detector features of %d traces in %.0f s -> %s", len(per_trace), seconds, path)
     return StoreFeatures(list(store.question_ids), layers, arrays, skip), seconds
