@@ -70,6 +70,13 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     parser.add_argument("--laplacian_k", type=int, default=10, help="LapEigvals eigenvalues")
     parser.add_argument("--output", type=str, default="runs/benchmark")
+    parser.add_argument(
+        "--report_only",
+        type=bool,
+        default=False,
+        help="write the outputs from the cached results only: a detector with a seed not yet "
+        "computed is listed as unfinished (for a run stopped early)",
+    )
     return parser
 
 
@@ -181,11 +188,22 @@ def run(cfg) -> Path:
         "code": _detector_code_sha256(),
     }
     results: dict[str, list[dict]] = {}
+    missing: dict[str, list[int]] = {}
     for detector, seed in (bar := tqdm(jobs, desc="benchmark", unit="run")):
         bar.set_postfix_str(f"{detector.name} seed {seed}")
-        results.setdefault(detector.name, []).append(
-            _run_one(detector, seed, splits[seed], features, options, output, graph, base_key)
-        )
+        result = _run_one(
+            detector, seed, splits[seed], features, options, output, graph, base_key,
+            compute=not cfg.report_only,
+        )  # fmt: skip
+        if result is None:
+            missing.setdefault(detector.name, []).append(seed)
+        else:
+            results.setdefault(detector.name, []).append(result)
+    for name, seeds in missing.items():
+        results.pop(name, None)
+        skipped[name] = f"unfinished: seeds {seeds} of {cfg.seeds} not computed (run stopped)"
+    if not results:
+        raise UserError(f"no finished results under {output / 'cache'}; run without --report_only")
     return write_outputs(
         output,
         results,
@@ -207,7 +225,11 @@ def run(cfg) -> Path:
     )
 
 
-def _run_one(detector, seed, split_and_qids, features, options, output, graph, base_key) -> dict:
+def _run_one(
+    detector, seed, split_and_qids, features, options, output, graph, base_key, compute=True
+) -> dict | None:
+    """The (detector, seed) result: from the cache, else computed and cached (None when it is
+    not cached and ``compute`` is off)."""
     split, test_qids = split_and_qids
     is_graph = isinstance(detector, GraphDetector)
     identity = {**base_key, "detector": detector.name, "seed": seed}
@@ -218,7 +240,7 @@ def _run_one(detector, seed, split_and_qids, features, options, output, graph, b
     key = _sha(identity)
     path = output / "cache" / detector.name / f"seed{seed}.json"
     cached = _cached(path, key)
-    if cached is not None:
+    if cached is not None or not compute:
         return cached
     start = time.perf_counter()
     labels = split.labels["test"]
