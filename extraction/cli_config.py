@@ -24,16 +24,17 @@ T = TypeVar("T")
 
 
 def _arg_docs(cls: type) -> dict[str, str]:
-    """Per-field help from the class docstring's ``Args:`` section."""
+    """Per-field help from the ``Args:`` sections of the class's docstring and its bases'."""
     docs: dict[str, str] = {}
-    current = None
-    for line in (cls.__doc__ or "").splitlines():
-        match = re.match(r"\s{8}(\w+): (.*)", line)
-        if match:
-            current = match.group(1)
-            docs[current] = match.group(2)
-        elif current and line.startswith(" " * 12):
-            docs[current] += " " + line.strip()
+    for klass in reversed(cls.__mro__):
+        current = None
+        for line in (klass.__doc__ or "").splitlines():
+            match = re.match(r"\s{8}(\w+): (.*)", line)
+            if match:
+                current = match.group(1)
+                docs[current] = match.group(2)
+            elif current and line.startswith(" " * 12):
+                docs[current] += " " + line.strip()
     return docs
 
 

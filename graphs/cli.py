@@ -1,8 +1,10 @@
-"""``python -m graphs COMMAND``: build a graph dataset, summarise one, draw one graph.
+"""``python -m graphs COMMAND``: build a graph dataset, summarise one, draw one graph, compare
+the graphs of hallucinated and correct answers.
 
 python -m graphs build --config configs/graphs/default.yaml [--threshold 0.05 ...]
 python -m graphs inspect ROOT
 python -m graphs draw --traces DIR --question-id Q --layer L --out graph.png
+python -m graphs compare --traces DIR --layers 0 5 10 --output DIR
 """
 
 from __future__ import annotations
@@ -40,15 +42,11 @@ def _build(argv: list[str]) -> None:
         cfg.traces,
         layer=cfg.layer,
         layers=cfg.layers,
-        nodes=cfg.nodes,
-        threshold=cfg.threshold,
-        top_k=cfg.top_k,
-        head_mode=cfg.head_mode,
-        self_loops=cfg.self_loops,
         topology=cfg.topology,
         split_seed=cfg.split_seed,
         split_ratios=cfg.split_ratios,
         force_reload=cfg.force_reload,
+        **cfg.graph_options(),
     )
     print(describe(Path(dataset.processed_dir)))
     print(describe_splits(Path(dataset.root)))
@@ -140,10 +138,24 @@ def _draw(argv: list[str]) -> None:
     print(f"saved {out}")
 
 
+def _compare(argv: list[str]) -> None:
+    from extraction.cli_config import parse_config, to_yaml
+    from graphs.config import GraphCompareConfig
+
+    cfg, print_config = parse_config(GraphCompareConfig, argv, f"{PROG} compare")
+    if print_config:
+        print(to_yaml(cfg), end="")
+        return
+    from graphs.compare import run_compare
+
+    print(f"saved {run_compare(cfg)} (compare.json, graph_statistics.csv and the PNGs beside it)")
+
+
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "build": _build,
     "inspect": _inspect,
     "draw": _draw,
+    "compare": _compare,
 }
 
 

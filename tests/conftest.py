@@ -24,6 +24,14 @@ def run_extraction(*args: str) -> int:
     return extraction_main([str(arg) for arg in args])
 
 
+def assert_one_line_errors(main, cases: list[str], capsys) -> None:
+    """Each command line (split on spaces) exits with status 2 and one ``error: ...`` line."""
+    for args in cases:
+        assert main(args.split()) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread: on a shared 2-core machine OpenMP's busy-waiting makes two threads

@@ -8,6 +8,7 @@ import yaml
 
 from extraction.store import TraceStore
 from graphs.cli import main
+from tests.conftest import assert_one_line_errors
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +63,4 @@ def test_errors_are_one_line_with_status_2(tiny_store, tmp_path, capsys):
         f"inspect {tmp_path}",
         f"draw --traces {tiny_store} --question-id nope --layer 0 --out {tmp_path / 'x.png'}",
     ]
-    for args in cases:
-        assert main(args.split()) == 2, args
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
+    assert_one_line_errors(main, cases, capsys)
