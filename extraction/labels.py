@@ -275,16 +275,21 @@ def _minilm():
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
 
 
-def embedding_similarities(answer: str, refs: list[str]) -> list[float]:
-    """Cosine similarity of MiniLM sentence embeddings (mean pooling over real tokens)."""
+def sentence_embeddings(texts: list[str]):
+    """``[len(texts), 384]`` L2-normalised MiniLM embeddings (mean pooling over real tokens)."""
     import torch
 
     tokenizer, model = _minilm()
-    batch = tokenizer([answer, *refs], padding=True, truncation=True, return_tensors="pt")
+    batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     with torch.inference_mode():
         hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+
+
+def embedding_similarities(answer: str, refs: list[str]) -> list[float]:
+    """Cosine similarity of MiniLM sentence embeddings of the answer and each reference."""
+    emb = sentence_embeddings([answer, *refs])
     return (emb[1:] @ emb[0]).tolist()
 
 

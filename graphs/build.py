@@ -22,13 +22,20 @@ from torch_geometric.data import Batch, Data
 
 from extraction.errors import UserError
 
-HEAD_MODES = ("mean", "max", "heads")
+HEAD_MODES = ("mean", "max", "heads", "any")
 _EMPTY_BATCH = Batch(_base_cls=Data)  # the DataBatch that Batch.from_data_list makes
 NODE_MODES = ("all", "answer")
+NODE_FEATURES = ("hidden", "attention_diagonal", "both")
 
 
 def validate_options(
-    threshold: float, top_k: int | None, head_mode: str, self_loops: bool, nodes: str
+    threshold: float,
+    top_k: int | None,
+    head_mode: str,
+    self_loops: bool,
+    nodes: str,
+    prompt_edges: bool = True,
+    node_features: str = "hidden",
 ) -> None:
     """Raise :class:`UserError` on a graph option that cannot work."""
     if not 0 < threshold <= 1:
@@ -41,11 +48,17 @@ def validate_options(
         raise UserError(f"unknown nodes {nodes!r}; choose one of {', '.join(NODE_MODES)}")
     if not isinstance(self_loops, bool):
         raise UserError(f"self_loops must be true or false, got {self_loops!r}")
+    if not isinstance(prompt_edges, bool):
+        raise UserError(f"prompt_edges must be true or false, got {prompt_edges!r}")
+    if node_features not in NODE_FEATURES:
+        raise UserError(
+            f"unknown node_features {node_features!r}; choose one of {', '.join(NODE_FEATURES)}"
+        )
 
 
 def trace_to_graph(
     attention: Tensor,
-    hidden: Tensor,
+    hidden: Tensor | None,
     n_prompt_tokens: int,
     *,
     threshold: float = 0.01,
@@ -53,6 +66,8 @@ def trace_to_graph(
     head_mode: str = "mean",
     self_loops: bool = True,
     nodes: str = "all",
+    prompt_edges: bool = True,
+    node_features: str = "hidden",
 ) -> Data:
     """The graph of one layer: tokens are nodes, attention weights are edges.
 
@@ -60,7 +75,7 @@ def trace_to_graph(
         attention: ``[heads, T, T]`` of block ``l``; ``attention[h, i, j]`` is how much token
             ``i`` attends to token ``j``.
         hidden: ``[T, hidden]`` node features, the output of the same block (hidden state
-            ``l + 1``).
+            ``l + 1``); may be None with ``node_features="attention_diagonal"``.
         n_prompt_tokens: Positions ``0 .. n_prompt_tokens - 1`` are the prompt.
         threshold: Keep an edge when its head-aggregated weight is ``>= threshold``.
         top_k: Then keep at most the ``k`` strongest incoming edges of each token (ties: the
@@ -69,11 +84,19 @@ def trace_to_graph(
             ``heads`` keeps every head in ``edge_attr [E, heads]`` and applies the threshold and
             top-k to the mean. The mean is float32, summed head by head in order, like the
             seed's ``numpy`` ``attention.mean(axis=0)`` (bit for bit, whatever the head count).
+            ``any`` keeps an edge when any head passes: ``attn[h, i, j] >= threshold`` and,
+            with ``top_k``, ``j`` is among the ``k`` strongest of row ``i`` of that head; every
+            head's exact value goes to ``edge_attr [E, heads]`` in the attention's own dtype
+            (half precision from a store), also where it is below the threshold.
         self_loops: Keep the ``i → i`` edges.
         nodes: ``all`` tokens (prompt + answer) or only the ``answer`` tokens, renumbered from 0.
+        prompt_edges: Keep the edges between two prompt tokens (``False`` drops them: they carry
+            nothing of the answer and are most of a graph's edges).
+        node_features: ``x`` is the ``hidden`` state, the ``attention_diagonal`` (each head's
+            ``attn[h, i, i]``, ``[N, heads]``) or ``both`` concatenated (hidden first).
 
     Returns:
-        ``Data`` with ``x [N, hidden]`` float32, ``edge_index [2, E]`` (row 0 the attended token
+        ``Data`` with ``x [N, features]`` float32, ``edge_index [2, E]`` (row 0 the attended token
         ``j``, row 1 the attending token ``i``: the seed's ``G.add_edge(j, i)``; sorted by ``i``,
         then ``j``), ``edge_weight`` or ``edge_attr``, ``is_answer`` bool ``[N]`` and
         ``position`` float ``[N]`` (token index over ``T - 1``, so in ``[0, 1]`` and measured in
@@ -88,12 +111,14 @@ def trace_to_graph(
         head_mode=head_mode,
         self_loops=self_loops,
         nodes=nodes,
+        prompt_edges=prompt_edges,
+        node_features=node_features,
     )[0]
 
 
 def traces_to_graphs(
     attentions: Sequence[Tensor],
-    hiddens: Sequence[Tensor],
+    hiddens: Sequence[Tensor | None],
     n_prompt_tokens: Sequence[int],
     *,
     threshold: float = 0.01,
@@ -101,6 +126,8 @@ def traces_to_graphs(
     head_mode: str = "mean",
     self_loops: bool = True,
     nodes: str = "all",
+    prompt_edges: bool = True,
+    node_features: str = "hidden",
 ) -> list[Data]:
     """:func:`trace_to_graph` of each trace (the same layer of several traces, any lengths, the
     same number of heads), built in one pass: a few dozen array ops for the whole list instead of
@@ -109,15 +136,14 @@ def traces_to_graphs(
     own ``Batch.to_data_list`` gives them): ``clone()`` a graph before saving it on its own, or
     ``torch.save`` writes the whole shared storage.
     """
-    graphs = _build(
-        attentions, hiddens, n_prompt_tokens, threshold, top_k, head_mode, self_loops, nodes
-    )
+    rule = (threshold, top_k, head_mode, self_loops, nodes, prompt_edges, node_features)
+    graphs = _build(attentions, hiddens, n_prompt_tokens, *rule)
     if graphs is None:
         return []
     local_target = graphs.target - graphs.source_shift
     edge_index = torch.stack([graphs.source, local_target])
     columns = {
-        "x": [hidden.float() for hidden in graphs.hiddens],
+        "x": [features.float() for features in graphs.features],
         "edge_index": edge_index.split(graphs.num_edges, dim=1),
         "is_answer": graphs.is_answer.split(graphs.num_nodes),
         "position": graphs.position.split(graphs.num_nodes),
@@ -130,7 +156,7 @@ def traces_to_graphs(
 
 def traces_to_batch(
     attentions: Sequence[Tensor],
-    hiddens: Sequence[Tensor],
+    hiddens: Sequence[Tensor | None],
     n_prompt_tokens: Sequence[int],
     *,
     threshold: float = 0.01,
@@ -138,20 +164,21 @@ def traces_to_batch(
     head_mode: str = "mean",
     self_loops: bool = True,
     nodes: str = "all",
+    prompt_edges: bool = True,
+    node_features: str = "hidden",
 ) -> Batch:
     """The graphs of :func:`traces_to_graphs` as one PyG ``Batch`` (what a GNN consumes), built
     from the concatenated tensors directly, with no per-graph ``Data``: equal to
     ``Batch.from_data_list(traces_to_graphs(...))``, ``batch``/``ptr``, ``to_data_list()`` and
     indexing included.
     """
-    graphs = _build(
-        attentions, hiddens, n_prompt_tokens, threshold, top_k, head_mode, self_loops, nodes
-    )
+    rule = (threshold, top_k, head_mode, self_loops, nodes, prompt_edges, node_features)
+    graphs = _build(attentions, hiddens, n_prompt_tokens, *rule)
     if graphs is None:
         raise ValueError("no traces to batch")
     edge_index = torch.stack([graphs.source + graphs.source_shift, graphs.target])
-    x = torch.empty((len(graphs.node_graph), *graphs.hiddens[0].shape[1:]))
-    torch.cat(graphs.hiddens, out=x)  # converts to float32 as it copies
+    x = torch.empty((len(graphs.node_graph), *graphs.features[0].shape[1:]))
+    torch.cat(graphs.features, out=x)  # converts to float32 as it copies
     node_slices = torch.tensor([0, *accumulate(graphs.num_nodes)])
     edge_slices = torch.tensor([0, *accumulate(graphs.num_edges)])
     zeros = torch.zeros(len(graphs.num_nodes), dtype=torch.long)
@@ -178,7 +205,7 @@ class _Graphs:
     """Graphs laid end to end: nodes graph by graph, then edges graph by graph, each graph's
     edges sorted by (target, source)."""
 
-    hiddens: list[Tensor]  # each graph's node features, as given (sliced to its nodes)
+    features: list[Tensor]  # each graph's node features (hidden states as given), its nodes
     is_answer: Tensor  # [sum N] bool
     position: Tensor  # [sum N] float32
     node_graph: Tensor  # [sum N] each node's graph (the Batch's `batch`)
@@ -193,13 +220,15 @@ class _Graphs:
 
 def _build(
     attentions: Sequence[Tensor],
-    hiddens: Sequence[Tensor],
+    hiddens: Sequence[Tensor | None],
     n_prompt_tokens: Sequence[int],
     threshold: float,
     top_k: int | None,
     head_mode: str,
     self_loops: bool,
     nodes: str,
+    prompt_edges: bool,
+    node_features: str,
 ) -> _Graphs | None:
     """The one implementation behind :func:`trace_to_graph`, :func:`traces_to_graphs` and
     :func:`traces_to_batch` (None for no traces).
@@ -214,7 +243,7 @@ def _build(
     target; the source is the offset in the row. The bookkeeping is numpy: its small ops cost a
     third of torch's.
     """
-    validate_options(threshold, top_k, head_mode, self_loops, nodes)
+    validate_options(threshold, top_k, head_mode, self_loops, nodes, prompt_edges, node_features)
     if not len(attentions) == len(hiddens) == len(n_prompt_tokens):
         raise ValueError(
             f"{len(attentions)} attentions, {len(hiddens)} hidden states and "
@@ -223,7 +252,7 @@ def _build(
     if not attentions:
         return None
     n_heads = attentions[0].shape[0]
-    squares, rows, num_nodes, starts, denominators = [], [], [], [], []
+    selected, features, num_nodes, starts, denominators = [], [], [], [], []
     for attention, hidden, n_prompt in zip(attentions, hiddens, n_prompt_tokens, strict=True):
         seq_len = attention.shape[-1]
         if attention.shape != (n_heads, seq_len, seq_len):
@@ -231,22 +260,23 @@ def _build(
                 f"attention of shape {tuple(attention.shape)}; expected [{n_heads}, T, T] like "
                 "the first trace's"
             )
-        if hidden.shape[0] != seq_len:
+        if hidden is not None and hidden.shape[0] != seq_len:
             raise ValueError(
                 f"{hidden.shape[0]} hidden-state rows for {seq_len} attention positions"
             )
         start = min(n_prompt, seq_len) if nodes == "answer" else 0
         if start:
-            attention, hidden = attention[:, start:, start:], hidden[start:]
-        squares.append(attention.reshape(n_heads, -1))
-        rows.append(hidden)
+            attention = attention[:, start:, start:]
+            hidden = None if hidden is None else hidden[start:]
+        selected.append(attention)
+        features.append(_node_features(attention, hidden, node_features))
         starts.append(start)
         num_nodes.append(seq_len - start)
         denominators.append(max(seq_len - 1, 1))
-    score = _aggregate_heads(squares, head_mode)  # [sum N * N] float32, numpy
+    squares = [attention.reshape(n_heads, -1) for attention in selected]
 
     # Per node of the batch (= per matrix row): its graph, the graph's first node, the row's
-    # width and where the row starts in the concatenation.
+    # width, where the row starts in the concatenation, and its token in the full sequence.
     counts = np.array(num_nodes)
     total_nodes = sum(num_nodes)
     node_graph = np.repeat(np.arange(len(counts)), counts)
@@ -254,13 +284,23 @@ def _build(
     graph_start = first_node[:-1].take(node_graph)
     width = counts.take(node_graph)
     row_start = np.cumsum(width) - width
+    token = np.arange(total_nodes) - graph_start + np.repeat(starts, counts)
+    is_answer = token >= np.repeat(n_prompt_tokens, counts)
 
-    keep = score >= np.float32(threshold)  # in float32, like the seed's numpy comparison
-    if not self_loops:
-        keep[row_start + np.arange(total_nodes) - graph_start] = False
+    if head_mode == "any" and top_k is not None:
+        score, keep = None, _any_head_top_k(selected, threshold, top_k, self_loops)
+    else:
+        score = _aggregate_heads(squares, "max" if head_mode == "any" else head_mode)
+        keep = score >= np.float32(threshold)  # in float32, like the seed's numpy comparison
+        if not self_loops:
+            keep[row_start + np.arange(total_nodes) - graph_start] = False
     flat = np.flatnonzero(keep)
     target = np.repeat(np.arange(total_nodes), width).take(flat)
-    if top_k is not None:
+    if not prompt_edges:
+        source_node = flat - row_start.take(target) + graph_start.take(target)
+        touches_answer = is_answer.take(target) | is_answer.take(source_node)
+        flat, target = flat[touches_answer], target[touches_answer]
+    if top_k is not None and score is not None:
         # Rank each edge among its target's edges, strongest first, ties to the earlier source:
         # a stable sort by (target, -weight); targets already ascend in `flat`.
         order = np.lexsort((-score.take(flat), target))
@@ -270,19 +310,18 @@ def _build(
     source = flat - row_start.take(target)
     source_shift = graph_start.take(target)
     num_edges = np.diff(np.searchsorted(target, first_node)).tolist()
-    if head_mode == "heads":
+    if head_mode in ("heads", "any"):
         weight_key = "edge_attr"
         heads = squares[0] if len(squares) == 1 else torch.cat(squares, dim=1)
-        weight = heads.index_select(1, torch.from_numpy(flat)).float().T.contiguous()
+        weight = heads.index_select(1, torch.from_numpy(flat)).T.contiguous()
+        if head_mode == "heads":
+            weight = weight.float()
     else:
         weight_key, weight = "edge_weight", torch.from_numpy(score.take(flat))
 
-    # Nodes: token index in the full sequence, whether it is an answer token, its position.
-    token = np.arange(total_nodes) - graph_start + np.repeat(starts, counts)
-    is_answer = token >= np.repeat(n_prompt_tokens, counts)
     position = token.astype(np.float32) / np.repeat(np.float32(denominators), counts)
     return _Graphs(
-        rows,
+        features,
         torch.from_numpy(is_answer),
         torch.from_numpy(position),
         torch.from_numpy(node_graph),
@@ -294,6 +333,36 @@ def _build(
         num_nodes,
         num_edges,
     )
+
+
+def _node_features(attention: Tensor, hidden: Tensor | None, node_features: str) -> Tensor:
+    """``[N, features]``: the hidden state (as given), each head's self-attention
+    ``attn[h, i, i]`` (float32), or both concatenated."""
+    if node_features == "attention_diagonal":
+        return attention.diagonal(dim1=1, dim2=2).T.float()
+    if hidden is None:
+        raise ValueError(f"node_features={node_features!r} needs the hidden states")
+    if node_features == "hidden":
+        return hidden
+    return torch.cat([hidden.float(), attention.diagonal(dim1=1, dim2=2).T.float()], dim=1)
+
+
+def _any_head_top_k(
+    attentions: list[Tensor], threshold: float, top_k: int, self_loops: bool
+) -> np.ndarray:
+    """``[sum N * N]`` bool: ``(i, j)`` is kept by at least one head ``h``, i.e.
+    ``attn[h, i, j] >= threshold`` and ``j`` is among the ``top_k`` strongest of row ``i`` of
+    that head (ties: the earlier source wins, by a stable sort). Trace by trace: the rows of a
+    trace have the same width, so the ranking is one sort over ``[heads, N, N]``."""
+    masks = []
+    for attention in attentions:
+        values = attention.to(torch.float32, copy=True)  # the diagonal may be overwritten
+        if not self_loops:
+            values.diagonal(dim1=1, dim2=2).fill_(-1.0)
+        order = values.argsort(dim=-1, descending=True, stable=True)[..., :top_k]
+        ranked = torch.zeros(values.shape, dtype=torch.bool).scatter_(-1, order, True)
+        masks.append(((values >= threshold) & ranked).any(dim=0).reshape(-1))
+    return torch.cat(masks).numpy()
 
 
 # Up to this many elements an elementwise torch op runs on the calling thread (torch's parallel

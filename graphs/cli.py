@@ -42,6 +42,8 @@ def _build(argv: list[str]) -> None:
         cfg.traces,
         layer=cfg.layer,
         layers=cfg.layers,
+        combine=cfg.combine,
+        hidden_layer=cfg.hidden_layer,
         topology=cfg.topology,
         labels=cfg.labels,
         split_seed=cfg.split_seed,
@@ -71,7 +73,10 @@ def describe(processed_dir: Path) -> str:
         f"without answer tokens, {skipped.get('filtered', 0)} by pre_filter",
         f"  {'layer':>6} {'nodes/graph':>12} {'edges/graph':>12} {'mean degree':>12}",
     ]
-    for position, layer in enumerate(record["layers"]):
+    scopes = record["layers"]
+    if record.get("combine") == "union":
+        scopes = [f"union of {len(scopes)}"]
+    for position, layer in enumerate(scopes):
         nodes = [entry["num_nodes"][position] for entry in graphs]
         edges = [entry["num_edges"][position] for entry in graphs]
         degree = [e / n for n, e in zip(nodes, edges, strict=True)]

@@ -16,8 +16,12 @@ class GraphOptions:
         threshold: Keep an edge when the head-aggregated attention is >= this (the seed's 0.01).
         top_k: Keep at most this many incoming edges per token (null: all).
         head_mode: ``mean`` (the seed's) or ``max`` over heads, or ``heads`` (one edge feature
-            per head; threshold and top-k apply to the mean).
+            per head; threshold and top-k apply to the mean), or ``any`` (an edge when any head
+            passes the threshold and top-k; every head's value, half precision, in edge_attr).
         self_loops: Keep each token's attention to itself.
+        prompt_edges: Keep the edges between two prompt tokens (false drops them).
+        node_features: ``hidden`` (the block's output), ``attention_diagonal`` (each head's
+            attention of a token to itself) or ``both``.
     """
 
     nodes: str = "all"
@@ -25,6 +29,8 @@ class GraphOptions:
     top_k: int | None = None
     head_mode: str = "mean"
     self_loops: bool = True
+    prompt_edges: bool = True
+    node_features: str = "hidden"
 
     def graph_options(self) -> dict:
         """The keyword arguments of :func:`graphs.build.trace_to_graph` and the dataset."""
@@ -34,6 +40,8 @@ class GraphOptions:
             "top_k": self.top_k,
             "head_mode": self.head_mode,
             "self_loops": self.self_loops,
+            "prompt_edges": self.prompt_edges,
+            "node_features": self.node_features,
         }
 
 
@@ -45,8 +53,13 @@ class GraphBuildConfig(GraphOptions):
         traces: Trace store directory written by ``python -m extraction``.
         root: Dataset folder: processed graphs and ``splits.json`` go here.
         layer: The block whose graph to build (attention of block l, hidden state l + 1).
-        layers: Several blocks instead of ``layer``: one union graph per trace. A ``--layer``
-            or ``--layers`` flag replaces both keys of the config file.
+        layers: Several blocks instead of ``layer``, or ``all`` stored blocks: one graph per
+            trace. A ``--layer`` or ``--layers`` flag replaces both keys of the config file.
+        combine: How several ``layers`` make one graph: ``stack`` (the disjoint union of the
+            per-layer graphs) or ``union`` (one token graph; the heads of every layer side by
+            side: ``edge_attr`` column = layer position * heads + head).
+        hidden_layer: With combine union: the block whose output is the hidden-state node
+            feature (null: the middle one of layers).
         topology: Attach graph-level topology features (PageRank, clustering, betweenness,
             answer-to-prompt attention mass); betweenness makes building slower.
         labels: ``index`` (the store's labels), ``judged`` (the packaged judgements of the
@@ -59,12 +72,21 @@ class GraphBuildConfig(GraphOptions):
     traces: str = "traces_data/smollm2_135M_demo"
     root: str = "graphs_data/smollm2_135M_demo"
     layer: int | None = 15
-    layers: list[int] | None = None
+    layers: list[str] | None = None
+    combine: str = "stack"
+    hidden_layer: int | None = None
     topology: bool = False
     labels: str = "index"
     split_seed: int = 0
     split_ratios: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     force_reload: bool = False
+
+    def __post_init__(self) -> None:
+        # ``--layers 0 15`` arrives as strings, ``layers: all`` from YAML as one string.
+        if isinstance(self.layers, list):
+            self.layers = [int(x) if str(x).lstrip("-").isdigit() else x for x in self.layers]
+            if self.layers == ["all"]:
+                self.layers = "all"
 
 
 @dataclass

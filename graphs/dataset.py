@@ -19,7 +19,7 @@ from extraction.files import atomic_open, atomic_write_text, read_json
 from extraction.judgements import label_source
 from extraction.store import TraceStore
 from graphs.build import stack_layers, traces_to_graphs, validate_options
-from graphs.source import check_layers
+from graphs.source import check_layers, resolve_layers
 from graphs.splits import SPLITS, check_ratios, load_or_make_splits
 from graphs.topology import FEATURES, graph_features
 
@@ -37,6 +37,22 @@ UNLABELLED = -1
 # at most this many attention and hidden-state elements, over the chosen layers, at once.
 CHUNK_TRACES = 64
 CHUNK_ELEMENTS = 2**24
+COMBINE_MODES = ("stack", "union")
+
+
+def graph_widths(
+    hidden_size: int,
+    num_heads: int,
+    num_layers: int,
+    combine: str = "stack",
+    head_mode: str = "mean",
+    node_features: str = "hidden",
+) -> tuple[int, int | None]:
+    """``(x width, edge_attr width or None for edge_weight)`` of the graphs these options build
+    from a model with these sizes (``num_layers``: how many blocks are chosen)."""
+    pairs = num_heads * (num_layers if combine == "union" else 1)
+    node = {"hidden": hidden_size, "attention_diagonal": pairs, "both": hidden_size + pairs}
+    return node[node_features], pairs if head_mode in ("heads", "any") else None
 
 
 def _stable_repr(obj: object) -> str:
@@ -57,9 +73,19 @@ class HallucinationGraphDataset(Dataset):
     and ``layer``; with ``topology=True``, ``topo`` float ``[1, F]`` (see
     :data:`graphs.topology.FEATURES`).
 
-    With ``layers=[l1, ..., lL]`` a trace is one graph: the disjoint union of its L per-layer
-    graphs, with ``node_layer`` long ``[N_total]`` (index into ``layers``), ``num_graph_layers``
-    = L and ``layers`` instead of ``layer`` (``topo`` is then ``[1, L, F]``). After batching,
+    With ``layers=[l1, ..., lL]`` (or ``"all"``) and ``combine="union"``, a trace is one token
+    graph over the attention of every chosen ``(layer, head)`` pair: the heads of the L blocks
+    are laid side by side as ``L * H`` heads (column ``k = position of the layer * H + h``), so
+    ``head_mode="any"`` keeps ``j → i`` when any pair has ``attn[h, i, j] >= threshold`` and
+    stores all ``L * H`` values in ``edge_attr`` (half precision), and
+    ``node_features="attention_diagonal"`` gives each token its ``L * H`` self-attention
+    values (CHARM, Frasca et al., ICLR 2026). Hidden-state node features then come from one
+    block, ``hidden_layer``. Such a graph has ``layers`` (no ``layer``, no ``node_layer``).
+
+    With ``layers=[l1, ..., lL]`` and ``combine="stack"`` a trace is one graph: the disjoint
+    union of its L per-layer graphs, with ``node_layer`` long ``[N_total]`` (index into
+    ``layers``), ``num_graph_layers`` = L and ``layers`` instead of ``layer`` (``topo`` is then
+    ``[1, L, F]``). After batching,
     ``global_mean_pool(h, batch.batch * L + batch.node_layer)`` gives ``[B * L, d]``, which
     ``.view(B, L, d)`` turns into the per-layer sequence a sequence model reads.
 
@@ -79,13 +105,21 @@ class HallucinationGraphDataset(Dataset):
         root: Folder for processed graphs and ``splits.json``.
         traces: A trace store directory (``python -m extraction`` output).
         layer: The block whose graph to build.
-        layers: Several blocks instead, one union graph per trace (exactly one of the two).
+        layers: Several blocks instead (exactly one of the two), or ``"all"`` stored blocks.
+        combine: How the graphs of several ``layers`` make one graph: ``stack`` (their disjoint
+            union) or ``union`` (one token graph with the heads of every layer).
+        hidden_layer: The block whose output gives the hidden-state node features of a
+            ``union`` graph (default: the middle one of ``layers``).
         nodes: ``all`` (prompt + answer) or ``answer`` (answer tokens, renumbered from 0).
         threshold: Keep attention ``>= threshold`` (the seed's 0.01).
         top_k: Keep at most this many incoming edges per token (None: all).
         head_mode: ``mean`` (the seed's) or ``max`` over heads, or ``heads`` (all, in
-            ``edge_attr``; threshold and top-k then apply to the mean).
+            ``edge_attr``; threshold and top-k then apply to the mean), or ``any`` (an edge
+            when any head passes; all heads, half precision, in ``edge_attr``).
         self_loops: Keep each token's attention to itself.
+        prompt_edges: Keep the edges between two prompt tokens.
+        node_features: ``hidden``, ``attention_diagonal`` (``attn[h, i, i]`` of every head) or
+            ``both`` concatenated.
         topology: Attach graph-level topology features as ``topo``.
         keep_unlabelled: Keep traces without a label (``y = -1``), for ``predict``.
         labels: Where the labels come from: None or ``index`` (the store's index), ``judged``
@@ -126,12 +160,16 @@ class HallucinationGraphDataset(Dataset):
         root: str | Path,
         traces: str | Path,
         layer: int | None = None,
-        layers: Sequence[int] | None = None,
+        layers: Sequence[int] | str | None = None,
         nodes: str = "all",
         threshold: float = 0.01,
         top_k: int | None = None,
         head_mode: str = "mean",
         self_loops: bool = True,
+        prompt_edges: bool = True,
+        node_features: str = "hidden",
+        combine: str = "stack",
+        hidden_layer: int | None = None,
         topology: bool = False,
         keep_unlabelled: bool = False,
         labels: str | None = None,
@@ -155,13 +193,21 @@ class HallucinationGraphDataset(Dataset):
             head_mode=head_mode,
             self_loops=self_loops,
             nodes=nodes,
+            prompt_edges=prompt_edges,
+            node_features=node_features,
         )
         validate_options(**self.graph_options)
         check_ratios(split_ratios)
+        if combine not in COMBINE_MODES:
+            raise UserError(f"unknown combine {combine!r}; choose one of stack, union")
         store = TraceStore(traces)
-        self.layers = [layer] if layer is not None else list(layers)
+        self.layers = [layer] if layer is not None else resolve_layers(store, layers)
         check_layers(store, self.layers)
         self.multi_layer = layers is not None
+        self.combine = combine if self.multi_layer else "stack"
+        self.hidden_layer = self._hidden_layer(store, hidden_layer)
+        if topology and self.combine == "union":
+            raise UserError("topology features are per layer; use combine: stack with them")
         self.topology = topology
         self.traces = str(store.root.resolve())
         self.label_source = label_source(store, labels)
@@ -195,6 +241,19 @@ class HallucinationGraphDataset(Dataset):
             entries = [entry for entry in entries if entry["question_id"] in selected]
         self.entries = entries
 
+    def _hidden_layer(self, store: TraceStore, hidden_layer: int | None) -> int | None:
+        """The block of a union graph's hidden-state features (None when none are used)."""
+        if self.combine != "union":
+            if hidden_layer is not None:
+                raise UserError("hidden_layer is for combine: union; drop it or set combine")
+            return None
+        if self.graph_options["node_features"] == "attention_diagonal":
+            return None
+        if hidden_layer is None:
+            return self.layers[len(self.layers) // 2]
+        check_layers(store, [hidden_layer])
+        return hidden_layer
+
     def _cache_name(self, store: TraceStore, pre_transform, pre_filter) -> str:
         identity = {
             "format": GRAPH_FORMAT,
@@ -203,6 +262,8 @@ class HallucinationGraphDataset(Dataset):
             "labels": list(self.candidates.items()),
             "layers": self.layers,
             "multi_layer": self.multi_layer,
+            "combine": self.combine,
+            "hidden_layer": self.hidden_layer,
             "options": self.graph_options,
             "topology": self.topology,
             "pre_transform": _stable_repr(pre_transform),
@@ -211,7 +272,9 @@ class HallucinationGraphDataset(Dataset):
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         if self.multi_layer:
             layers = (
-                "layers" + "-".join(map(str, self.layers[:4])) + "-etc" * (len(self.layers) > 4)
+                ("union" if self.combine == "union" else "layers")
+                + "-".join(map(str, self.layers[:4]))
+                + "-etc" * (len(self.layers) > 4)
             )
         else:
             layers = f"layer{self.layers[0]}"
@@ -258,10 +321,28 @@ class HallucinationGraphDataset(Dataset):
         if chunk:
             yield chunk
 
-    def _build(self, store: TraceStore, question_ids: list[str]) -> list[Data | None]:
-        """The graphs of some traces, None for one without nodes (answer-only, empty answer)."""
-        rows = [store.rows[question_id] for question_id in question_ids]
-        per_layer = [
+    def _union_graphs(
+        self, store: TraceStore, question_ids: list[str], rows: list[dict]
+    ) -> list[Data]:
+        """One token graph per trace over the heads of every chosen layer, side by side."""
+        hiddens = [None] * len(question_ids)
+        if self.hidden_layer is not None:
+            hiddens = [store.hidden_state(qid, self.hidden_layer + 1) for qid in question_ids]
+        return traces_to_graphs(
+            [
+                torch.cat([store.attention(qid, layer) for layer in self.layers])
+                for qid in question_ids
+            ],
+            hiddens,
+            [row["n_prompt_tokens"] for row in rows],
+            **self.graph_options,
+        )
+
+    def _layer_graphs(
+        self, store: TraceStore, question_ids: list[str], rows: list[dict]
+    ) -> list[list[Data]]:
+        """Each chosen layer's graphs of the traces."""
+        return [
             traces_to_graphs(
                 [store.attention(question_id, layer) for question_id in question_ids],
                 [store.hidden_state(question_id, layer + 1) for question_id in question_ids],
@@ -270,6 +351,14 @@ class HallucinationGraphDataset(Dataset):
             )
             for layer in self.layers
         ]
+
+    def _build(self, store: TraceStore, question_ids: list[str]) -> list[Data | None]:
+        """The graphs of some traces, None for one without nodes (answer-only, empty answer)."""
+        rows = [store.rows[question_id] for question_id in question_ids]
+        if self.combine == "union":
+            per_layer = [self._union_graphs(store, question_ids, rows)]
+        else:
+            per_layer = self._layer_graphs(store, question_ids, rows)
         built = []
         by_trace = zip(*per_layer, strict=True)  # each trace's graph of each layer
         for question_id, graphs in zip(question_ids, by_trace, strict=True):
@@ -279,7 +368,10 @@ class HallucinationGraphDataset(Dataset):
             if self.topology:
                 for graph in graphs:
                     graph.topo = torch.tensor([list(graph_features(graph).values())])
-            if self.multi_layer:
+            if self.combine == "union":
+                (data,) = graphs
+                data.layers = self.layers
+            elif self.multi_layer:
                 data = stack_layers(list(graphs))
                 data.layers = self.layers
                 if self.topology:
@@ -326,6 +418,8 @@ class HallucinationGraphDataset(Dataset):
             "traces": self.traces,
             "layers": self.layers,
             "options": self.graph_options,
+            "combine": self.combine,
+            "hidden_layer": self.hidden_layer,
             "topology": self.topology,
             "features": list(FEATURES) if self.topology else [],
             "labels": self.label_source.describe(),
@@ -345,7 +439,7 @@ class HallucinationGraphDataset(Dataset):
 
     def _layer_sizes(self, data: Data) -> dict[str, list[int]]:
         """Nodes and edges of each layer's graph, for ``python -m graphs inspect``."""
-        if not self.multi_layer:
+        if self.combine == "union" or not self.multi_layer:
             return {"num_nodes": [data.num_nodes], "num_edges": [data.num_edges]}
         n_layers = len(self.layers)
         return {

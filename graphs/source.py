@@ -6,6 +6,7 @@ block) as node features: the project's one index convention (``extraction.trace.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,21 @@ def check_layers(source: TraceStore | Trace, layers: list[int]) -> None:
     for layer in layers:
         if layer not in available:
             raise UserError(f"layer {layer} is not stored; choose a block in {stored}")
+
+
+def resolve_layers(source: TraceStore | Trace, layers: str | Sequence[int | str]) -> list[int]:
+    """``"all"`` (or ``["all"]``, as a flag gives it) is every stored block in order; a list of
+    blocks is checked against the store."""
+    if isinstance(layers, str):
+        layers = [layers]
+    if list(layers) == ["all"]:
+        return stored_layers(source)
+    try:
+        blocks = [int(layer) for layer in layers]
+    except ValueError:
+        raise UserError(f"layers must be block numbers or all, got {list(layers)}") from None
+    check_layers(source, blocks)
+    return blocks
 
 
 def read_layer(source: TraceStore | Trace, question_id: str | None, layer: int) -> LayerInputs:

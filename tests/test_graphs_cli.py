@@ -36,6 +36,16 @@ def test_build_then_inspect(tiny_store, tmp_path, capsys):
     assert "mean degree" in summary and "splits.json" in summary and "train 4" in summary
 
 
+def test_build_all_layer_union_graphs(tiny_store, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_store)
+    flags = "--layers all --combine union --head-mode any --no-prompt-edges --node-features both"
+    assert main(["build", "--config", str(config), *flags.split()]) == 0
+    built = capsys.readouterr().out
+    assert "layers [0, 1]" in built and "prompt_edges=False" in built and "union of 2" in built
+    assert main(["build", "--config", str(config), "--layers", "al", "--combine", "union"]) == 2
+    assert "error: layers must be block numbers or all" in capsys.readouterr().err
+
+
 def test_print_config(tiny_store, tmp_path, capsys):
     config = write_config(tmp_path, tiny_store)
     assert main(["build", "--config", str(config), "--layers", "3", "4", "--print-config"]) == 0

@@ -114,6 +114,34 @@ def test_multilayer_gat_edge_attr(labelled_store, tmp_path):
     assert best_checkpoint(tmp_path).exists()
 
 
+def test_charm_config_fits_and_tests_on_all_layer_graphs(labelled_store, tmp_path, capsys):
+    args = run_args(labelled_store, tmp_path, "--data.node_features", "both")
+    args[1] = REPO / "configs" / "training" / "charm.yaml"  # instead of gcn.yaml
+    args[args.index("--data.layer") + 1] = "null"
+    assert main(strs(["fit", *args])) == 0
+    assert main(strs(["test", *args, "--ckpt_path", best_checkpoint(tmp_path)])) == 0
+    report_line = next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("test report:")
+    )
+    report = check_report(Path(report_line.split(": ", 1)[1]))
+    options = report["data"]["graph_options"]
+    assert options["layers"] == [0, 1] and options["combine"] == "union"
+    hparams = torch.load(best_checkpoint(tmp_path), weights_only=False)["hyper_parameters"]
+    assert hparams["in_channels"] == 32 + 2 * 4 and hparams["edge_dim"] == 2 * 4
+
+
+def test_custom_detector_example_trains_and_scores_its_own_model(labelled_store, tmp_path):
+    command = [
+        sys.executable, REPO / "examples" / "custom_detector.py", "--traces", labelled_store,
+        "--root", tmp_path / "graphs", "--epochs", 2, "--split-ratios", 0.34, 0.33, 0.33,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(strs(command), capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("2/2/2 train/val/test graphs; best val AUROC ")
+    assert 0.0 <= float(done.stdout.rsplit("test AUROC ", 1)[1]) <= 1.0
+
+
 def test_sweep_layers_and_baselines(labelled_store, tmp_path):
     args = run_args(labelled_store, tmp_path, "--trainer.max_epochs", 1)
     assert main(strs(["sweep-layers", "--output", tmp_path / "sweep", *args])) == 0

@@ -155,6 +155,8 @@ def _detector_reports(paths: list[str], split_hash: str) -> dict[str, dict]:
         options = report["data"]["graph_options"]
         if options["layer"] is not None:
             scope = f"layer {options['layer']}"
+        elif options.get("combine") == "union":
+            scope = f"union of {len(options['layers'])} layers"
         else:
             scope = "layers " + ",".join(str(layer) for layer in options["layers"])
         named.append((f"{report['detector']} ({scope}, {options['head_mode']})", path, report))

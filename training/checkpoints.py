@@ -20,6 +20,7 @@ LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")
 # Model arguments that do not change what a trained model computes, and those the data decides.
 NOT_THE_MODEL = ("lr", "weight_decay", "pos_weight", "threshold_rule", "in_channels", "edge_dim")
 GRAPH_KEYS = ("layer", "layers", "nodes", "threshold", "top_k", "head_mode", "self_loops")
+GRAPH_KEYS += ("combine", "prompt_edges", "node_features", "hidden_layer")
 
 
 def load_checkpoint(ckpt_path: str) -> dict:

@@ -1,8 +1,9 @@
 """``python -m training fit|validate|test|predict --config configs/training/gcn.yaml``.
 
 Lightning's CLI wires YAML and flags to the model, data module and trainer constructors, so every
-constructor argument is a config key. Two more commands are ours: ``sweep-layers`` (one detector
-per layer, AUROC against layer) and ``baselines`` (trace-only detectors on the same test split).
+constructor argument is a config key. More commands are ours: ``sweep-layers`` (one detector
+per layer, AUROC against layer), ``baselines`` (trace-only detectors on the same test split) and
+``benchmark`` (every detector over several split seeds, :mod:`training.benchmark`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ PROG = "python -m training"
 MONITOR = "val/auroc"
 DESCRIPTION = (
     "Train and evaluate hallucination detectors on attention graphs. More commands: "
-    f"`{PROG} sweep-layers --help` (AUROC per layer), `{PROG} baselines --help`."
+    f"`{PROG} sweep-layers --help` (AUROC per layer), `{PROG} baselines --help`, "
+    f"`{PROG} benchmark --help` (every detector over several split seeds)."
 )
 
 
@@ -123,7 +125,8 @@ class HallugraphCLI(LightningCLI):
 
 
 MODEL_CLASSES = ", ".join(
-    f"training.models.{name}Classifier" for name in ("GCN", "GAT", "GIN", "SAGE", "MultiLayer")
+    f"training.models.{name}Classifier"
+    for name in ("GCN", "GAT", "GIN", "SAGE", "MultiLayer", "MPNN")
 )
 
 
@@ -182,9 +185,16 @@ def _baselines(argv: list[str]) -> None:
     baselines_main(argv)
 
 
+def _benchmark(argv: list[str]) -> None:
+    from training.benchmark import main as benchmark_main
+
+    benchmark_main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "sweep-layers": _sweep,
     "baselines": _baselines,
+    "benchmark": _benchmark,
 }
 
 

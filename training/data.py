@@ -20,7 +20,8 @@ from torch_geometric.loader import DataLoader
 from extraction.errors import UserError
 from extraction.store import TraceStore
 from graphs import HallucinationGraphDataset
-from graphs.source import check_layers
+from graphs.dataset import graph_widths
+from graphs.source import check_layers, resolve_layers
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,20 @@ class HallucinationGraphDataModule(LightningDataModule):
         traces: trace store directory written by ``python -m extraction``.
         root: graph dataset directory (processed graphs and ``splits.json``).
         layer: the transformer block whose graph is used; exactly one of ``layer``/``layers``.
-        layers: several blocks, one multi-layer graph per trace (for ``MultiLayerClassifier``).
+        layers: several blocks (or ``all``): one graph per trace, combined by ``combine``.
+        combine: ``stack`` (disjoint union of the per-layer graphs, for
+            ``MultiLayerClassifier``) or ``union`` (one token graph with every layer's heads as
+            edge features, for ``MPNNClassifier``).
         nodes: ``all`` tokens or ``answer`` tokens only as nodes.
         threshold: keep attention edges with weight >= threshold.
         top_k: keep at most this many strongest edges per attending token.
-        head_mode: ``mean``/``max`` over heads (``edge_weight``) or ``heads`` (``edge_attr``).
+        head_mode: ``mean``/``max`` over heads (``edge_weight``), ``heads`` (``edge_attr``) or
+            ``any`` (an edge when any head passes; every head in ``edge_attr``).
         self_loops: keep each token's attention to itself.
+        prompt_edges: keep the edges between two prompt tokens.
+        node_features: ``hidden``, ``attention_diagonal`` or ``both``.
+        hidden_layer: the block of a ``union`` graph's hidden-state features (default: the
+            middle of ``layers``).
         split_seed: seed of the stratified split.
         split_ratios: train/val/test fractions.
         batch_size: graphs per batch.
@@ -58,12 +67,16 @@ class HallucinationGraphDataModule(LightningDataModule):
         traces: str,
         root: str,
         layer: int | None = None,
-        layers: list[int] | None = None,
+        layers: list[int] | Literal["all"] | None = None,
+        combine: Literal["stack", "union"] = "stack",
         nodes: Literal["all", "answer"] = "all",
         threshold: float = 0.01,
         top_k: int | None = None,
-        head_mode: Literal["mean", "max", "heads"] = "mean",
+        head_mode: Literal["mean", "max", "heads", "any"] = "mean",
         self_loops: bool = True,
+        prompt_edges: bool = True,
+        node_features: Literal["hidden", "attention_diagonal", "both"] = "hidden",
+        hidden_layer: int | None = None,
         split_seed: int = 0,
         split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
         batch_size: int = 32,
@@ -77,19 +90,33 @@ class HallucinationGraphDataModule(LightningDataModule):
         if (layer is None) == (layers is None):
             raise UserError("set exactly one of --data.layer and --data.layers")
         self.store = TraceStore(traces)  # UserError when it is not a store
-        check_layers(self.store, [layer] if layer is not None else layers)
+        # "all" stays "all" in the hyperparameters (and the checkpoint); the blocks it means here:
+        self.layers = [layer] if layer is not None else resolve_layers(self.store, layers)
+        check_layers(self.store, self.layers)
         model = self.store.manifest["model"]
-        self.num_node_features: int = model["hidden_size"]
-        self.num_edge_features: int | None = model["num_heads"] if head_mode == "heads" else None
+        self.num_node_features: int
+        self.num_edge_features: int | None
+        self.num_node_features, self.num_edge_features = graph_widths(
+            model["hidden_size"],
+            model["num_heads"],
+            len(self.layers),
+            combine if layers is not None else "stack",
+            head_mode,
+            node_features,
+        )
         self.datasets: dict = {}
         self.pos_weight: float | None = None
 
     @property
     def graph_options(self) -> dict:
         """The dataset arguments that decide what a graph is (no paths, no loader settings)."""
-        keys = ("layer", "layers", "nodes", "threshold", "top_k", "head_mode", "self_loops")
+        keys = ("layer", "layers", "combine", "nodes", "threshold", "top_k", "head_mode")
+        keys += ("self_loops", "prompt_edges", "node_features", "hidden_layer")
         keys += ("split_seed", "split_ratios")
-        return {key: self.hparams[key] for key in keys}
+        options = {key: self.hparams[key] for key in keys}
+        if options["layers"] is not None:
+            options["layers"] = self.layers
+        return options
 
     def _dataset(
         self, split: str | None, root: str | None = None, traces: str | None = None
@@ -140,7 +167,7 @@ class HallucinationGraphDataModule(LightningDataModule):
         width = self.datasets["train"].num_node_features
         if width != self.num_node_features:
             raise UserError(
-                f"graphs have {width} node features but the store's hidden size is "
+                f"graphs have {width} node features but the options and the store give "
                 f"{self.num_node_features}; the graph dataset and the store disagree"
             )
         if stage == "fit":

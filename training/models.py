@@ -1,8 +1,10 @@
-"""Graph classifiers over attention graphs: GCN, GAT, GIN, GraphSAGE, and a multi-layer model.
+"""Graph classifiers over attention graphs: GCN, GAT, GIN, GraphSAGE, a multi-layer model and an
+edge-conditioned MPNN for all-layer graphs.
 
-Every detector is: per-node LayerNorm → a PyG ``BasicGNN`` stack → pooling over tokens (all, or
-answer tokens only) → MLP → one logit. They differ only in the message-passing family, i.e. in
-which edge information the layer can use (``FAMILIES``). Loss, metrics and threshold live in
+Every detector is: per-node LayerNorm → message passing → pooling over tokens (all, or answer
+tokens only) → MLP → one logit. The ``BasicGNN`` ones differ only in the message-passing family,
+i.e. in which edge information the layer can use (``FAMILIES``); :class:`MPNNClassifier` makes
+every message an MLP of the sender and the edge's features. Loss, metrics and threshold live in
 :class:`~training.module.GraphClassifier`.
 """
 
@@ -11,8 +13,10 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Batch
+from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.aggr import (
     Aggregation,
     AttentionalAggregation,
@@ -73,8 +77,15 @@ class GraphEncoder(nn.Module):
         if self.edges == "weight":
             kwargs["edge_weight"] = edge_weight if edge_attr is None else edge_attr.mean(-1)
         elif self.edges == "attr":
-            kwargs["edge_attr"] = edge_attr if edge_attr is not None else edge_weight[:, None]
+            kwargs["edge_attr"] = edge_features(batch)
         return self.gnn(self.input_norm(batch.x), batch.edge_index, **kwargs)
+
+
+def edge_features(batch: Batch) -> torch.Tensor:
+    """``[E, d]`` float32 edge features: ``edge_attr`` (stored in half precision by
+    ``head_mode: any``), or the scalar ``edge_weight`` as a column."""
+    edge_attr = getattr(batch, "edge_attr", None)
+    return edge_attr.float() if edge_attr is not None else batch.edge_weight[:, None]
 
 
 def make_pooling(pooling: Pooling, channels: int) -> Aggregation:
@@ -260,3 +271,102 @@ class MultiLayerClassifier(GraphClassifier):
             positions = torch.arange(n_layers, device=per_layer.device)
             summary = self.sequence(per_layer + self.layer_embedding(positions)).mean(1)
         return self.head(summary).squeeze(-1)
+
+
+class EdgeConditionedConv(MessagePassing):
+    """``h_i ← LayerNorm(h_i + Dropout(ReLU(U [h_i, ⊕_j m_ij])))`` with the message
+    ``m_ij = W_2 ReLU(W_1 [h_j, e_ij] + b_1)``, an MLP of the sender's state and the edge's
+    features (all heads of all layers on an all-layer graph), and a residual update.
+
+    Computed as ``W_2 ⊕_j ReLU(W_x h_j + W_e e_ij + b_1)``: ``W_1 = [W_x, W_e]`` is split so that
+    ``W_x h`` is one product per token instead of one per edge, and since ``W_2`` is linear
+    (no bias) and ``⊕`` a sum or mean, it goes after the aggregation: the same value with a
+    per-edge cost of one addition (tokens receive tens to hundreds of edges here). None of
+    PyG's edge-feature layers fits: ``GINEConv`` adds a projection of ``e_ij`` to ``h_j`` before
+    one nonlinearity, ``NNConv`` makes a ``d × d`` matrix per edge, ``GeneralConv`` adds
+    ``e_ij`` linearly.
+    """
+
+    def __init__(self, channels: int, edge_channels: int, dropout: float, aggr: str) -> None:
+        super().__init__(aggr=aggr)
+        self.sender = nn.Linear(channels, channels)
+        self.edge = nn.Linear(edge_channels, channels, bias=False)
+        self.message_out = nn.Linear(channels, channels, bias=False)
+        self.update_lin = nn.Linear(2 * channels, channels)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(
+        self, h: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
+    ) -> torch.Tensor:
+        hidden = self.propagate(edge_index, x=self.sender(h), edge_attr=self.edge(edge_attr))
+        update = F.relu(self.update_lin(torch.cat([h, self.message_out(hidden)], dim=-1)))
+        return self.norm(h + self.dropout(update))
+
+    def message(self, x_j: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+        return F.relu(x_j + edge_attr)
+
+
+class MPNNClassifier(GraphClassifier):
+    """Edge-conditioned message passing over all-layer attention graphs (CHARM, Frasca et al.,
+    ICLR 2026): node features (the attention diagonal of every head and layer, a hidden state,
+    or both) plus the answer flag and relative position are embedded, edge features (``L * H``
+    attention values) are embedded, ``num_layers`` :class:`EdgeConditionedConv` update the
+    tokens, and the answer tokens are pooled into one logit.
+
+    Expects the dataset's ``combine: union, head_mode: any`` graphs; any graph works (a scalar
+    ``edge_weight`` is a one-wide edge feature).
+
+    Args:
+        in_channels: node feature width (linked from the data module).
+        edge_dim: ``edge_attr`` width (linked); ``None`` for graphs with ``edge_weight``.
+        hidden_channels: width of node and edge embeddings and messages.
+        num_layers: message-passing layers.
+        dropout: dropout of the updates, the embeddings and the MLP head.
+        aggr: how messages are combined: ``mean`` or ``sum``.
+        pooling: ``mean``, ``max`` or ``attention`` over the pooled tokens.
+        answer_only: pool over the answer tokens only (the prompt still sends messages).
+        edge_norm: standardise each edge feature over the batch (``BatchNorm1d``) before the
+            edge embedding: attention values are mostly near 0 with a few near 1.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        edge_dim: int | None = None,
+        hidden_channels: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        aggr: Literal["mean", "sum"] = "mean",
+        pooling: Pooling = "mean",
+        answer_only: bool = True,
+        edge_norm: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.input_norm = nn.LayerNorm(in_channels)
+        self.node_encoder = nn.Sequential(
+            nn.Linear(in_channels + 2, hidden_channels), nn.ReLU(), nn.Dropout(dropout)
+        )
+        edge_width = edge_dim or 1
+        self.edge_encoder = nn.Sequential(
+            nn.BatchNorm1d(edge_width) if edge_norm else nn.Identity(),
+            nn.Linear(edge_width, hidden_channels),
+            nn.ReLU(),
+        )
+        self.convs = nn.ModuleList(
+            EdgeConditionedConv(hidden_channels, hidden_channels, dropout, aggr)
+            for _ in range(num_layers)
+        )
+        self.pooling = make_pooling(pooling, hidden_channels)
+        self.head = mlp_head(hidden_channels, dropout)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        flags = torch.stack([batch.is_answer.float(), batch.position.float()], dim=-1)
+        h = self.node_encoder(torch.cat([self.input_norm(batch.x), flags], dim=-1))
+        edges = self.edge_encoder(edge_features(batch))
+        for conv in self.convs:
+            h = conv(h, batch.edge_index, edges)
+        mask = batch.is_answer if self.hparams.answer_only else None
+        pooled = pool(self.pooling, h, batch.batch, batch.num_graphs, mask)
+        return self.head(pooled).squeeze(-1)

@@ -133,6 +133,14 @@ class TraceStore:
         seq_len = self._row(question_id)["seq_len"]
         return unpack_causal(self._tensor(question_id, "attentions", block), seq_len)
 
+    def token_logprobs(self, question_id: str) -> torch.Tensor:
+        """``[n_answer]`` log-probability of each chosen answer token (no layer is read)."""
+        return self._tensor(question_id, "token_logprobs")
+
+    def token_entropy(self, question_id: str) -> torch.Tensor:
+        """``[n_answer]`` entropy (nats) of the distribution each answer token was chosen from."""
+        return self._tensor(question_id, "token_entropy")
+
     def __getitem__(self, question_id: str) -> Trace:
         record = self.record(question_id)
         return Trace(
@@ -146,8 +154,8 @@ class TraceStore:
                 i: self.hidden_state(question_id, i) for i in record["hidden_state_indices"]
             },
             attentions={b: self.attention(question_id, b) for b in record["attention_indices"]},
-            token_logprobs=self._tensor(question_id, "token_logprobs"),
-            token_entropy=self._tensor(question_id, "token_entropy"),
+            token_logprobs=self.token_logprobs(question_id),
+            token_entropy=self.token_entropy(question_id),
             answer_end=record["answer_end"],
             gold=record["gold"],
             label=record["label"],

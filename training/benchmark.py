@@ -1,0 +1,307 @@
+"""``python -m training benchmark --config configs/benchmark/demo.yaml [--data.* ...]``.
+
+Every detector on the same store, labels and splits: for each split seed (the data module's
+stratified split, ``--data.split_seed`` = seed) every detector is fitted with that seed and
+scored on that seed's test questions. Trace-feature detectors read one cached feature file
+(:mod:`training.detectors.features`); graph detectors are trained from their own training config
+through the same data module, with the benchmark's data options (store, root, split, labels)
+and their own graph shape (layer or layers, head mode, nodes, ...). Each (detector, seed) result
+is saved under ``OUTPUT/cache`` as soon as it exists, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from jsonargparse import ActionConfigFile, ArgumentParser
+from tqdm import tqdm
+
+from extraction.errors import UserError
+from extraction.files import atomic_write_text, read_json
+from training.benchmark_report import write_outputs
+from training.benchmark_stats import seed_metrics
+from training.data import SPLITS, HallucinationGraphDataModule
+from training.detectors.features import load_or_compute, manifest_sha256
+from training.detectors.fitting import Split
+from training.detectors.registry import DETECTORS, Detector
+
+log = logging.getLogger(__name__)
+
+# Data options a graph detector keeps from its own training config: they decide what its graphs
+# are. Everything else (store, root, split, labels, loaders) comes from the benchmark.
+GRAPH_SHAPE = ("layer", "layers", "nodes", "threshold", "top_k", "head_mode", "self_loops")
+GRAPH_SHAPE += ("batch_size",)
+
+
+@dataclass
+class GraphDetector:
+    name: str
+    config: Path
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=prog,
+        description="Every detector side by side on one store: AUROC/AUPRC over split seeds, "
+        "paired bootstrap against the best trace baseline. --data.* as in `fit`.",
+        exit_on_error=False,
+    )
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_class_arguments(HallucinationGraphDataModule, "data")
+    parser.add_argument("--seeds", type=int, default=5, help="split seeds 0 .. seeds-1")
+    parser.add_argument(
+        "--detectors", type=list[str] | None, default=None, help="trace detectors (default: all)"
+    )
+    parser.add_argument(
+        "--graph.detectors",
+        type=dict[str, str],
+        default={},
+        help="graph detector name -> its training config (configs/training/*.yaml)",
+    )
+    parser.add_argument("--graph.max_epochs", type=int, default=30)
+    parser.add_argument("--graph.patience", type=int, default=5, help="early stopping, epochs")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
+    parser.add_argument("--laplacian_k", type=int, default=10, help="LapEigvals eigenvalues")
+    parser.add_argument("--output", type=str, default="runs/benchmark")
+    parser.add_argument(
+        "--report_only",
+        type=bool,
+        default=False,
+        help="write the outputs from the cached results only: a detector with a seed not yet "
+        "computed is listed as unfinished (for a run stopped early)",
+    )
+    return parser
+
+
+def _sha(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _datamodule(options: dict, seed: int) -> HallucinationGraphDataModule:
+    datamodule = HallucinationGraphDataModule(**{**options, "split_seed": seed})
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    return datamodule
+
+
+def _split(datamodule: HallucinationGraphDataModule, features) -> tuple[Split, list[str]]:
+    datasets = datamodule.datasets
+    split = Split(
+        rows={s: features.rows(datasets[s].question_ids) for s in SPLITS},
+        labels={s: np.array(datasets[s].labels) for s in SPLITS},
+    )
+    return split, datasets["test"].question_ids
+
+
+def _graph_scores(
+    detector: GraphDetector, options: dict, seed: int, output: Path, graph: dict
+) -> tuple[list[str], np.ndarray, dict]:
+    """Fit (early stopping on val AUROC), test the best checkpoint; test question ids, scores."""
+    from training.cli import HallugraphCLI
+
+    args = ["--config", str(detector.config)]
+    for key, value in options.items():
+        if key not in GRAPH_SHAPE:
+            args += [f"--data.{key}", value if isinstance(value, str) else json.dumps(value)]
+    args += ["--data.split_seed", str(seed), "--seed_everything", str(seed)]
+    args += ["--trainer.default_root_dir", str(output / "graph" / detector.name / f"seed{seed}")]
+    args += ["--trainer.max_epochs", str(graph["max_epochs"])]
+    args += ["--early_stopping.patience", str(graph["patience"])]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    cli = HallugraphCLI(args=args, run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
+    results = cli.model.test_results
+    settings = {
+        "model": type(cli.model).__name__,
+        "epochs": cli.trainer.current_epoch,
+        "best_val_auroc": float(cli.trainer.checkpoint_callback.best_model_score),
+        "graph": {key: cli.datamodule.hparams[key] for key in GRAPH_SHAPE},
+    }
+    return cli.datamodule.datasets["test"].question_ids, results["probs"].numpy(), settings
+
+
+def _graph_skip_reason(detector: GraphDetector) -> str | None:
+    if not detector.config.exists():
+        return f"{detector.config} not found"
+    import yaml
+
+    class_path = yaml.safe_load(detector.config.read_text())["model"]["class_path"]
+    module, _, name = class_path.rpartition(".")
+    if not hasattr(__import__(module, fromlist=[name]), name):
+        return f"{class_path} is not in this checkout"
+    return None
+
+
+def _detector_code_sha256() -> str:
+    """A cached result is stale once the detectors' code changed."""
+    package = Path(__file__).parent / "detectors"
+    sources = sorted(package.glob("*.py"))
+    return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+
+
+def _cached(path: Path, key: str) -> dict | None:
+    if not path.exists():
+        return None
+    result = read_json(path)
+    return result if result.get("key") == key else None
+
+
+def run(cfg) -> Path:
+    options = cfg.data.as_dict()
+    output = Path(cfg.output)
+    graph = {"max_epochs": cfg.graph.max_epochs, "patience": cfg.graph.patience}
+    trace_detectors = _select(cfg.detectors)
+    graph_detectors = [GraphDetector(n, Path(c)) for n, c in cfg.graph.detectors.items()]
+    if cfg.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {cfg.seeds}")
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    datamodules = [_datamodule(options, seed) for seed in range(cfg.seeds)]
+    timings["splits_and_graph_cache_s"] = time.perf_counter() - start
+    store = datamodules[0].store
+    features, timings["features_s"] = load_or_compute(
+        store, Path(options["root"]) / "detector_features", cfg.laplacian_k
+    )
+    splits = [_split(dm, features) for dm in datamodules]
+
+    skipped = {
+        d.name: features.sampling_skip
+        for d in trace_detectors
+        if d.needs_sampling and features.sampling_skip
+    }
+    skipped |= {d.name: r for d in graph_detectors if (r := _graph_skip_reason(d)) is not None}
+    jobs = [(d, s) for d in trace_detectors + graph_detectors for s in range(cfg.seeds)]
+    jobs = [(d, s) for d, s in jobs if d.name not in skipped]
+    base_key = {
+        "store": manifest_sha256(store),
+        "data": options,
+        "k": cfg.laplacian_k,
+        "code": _detector_code_sha256(),
+    }
+    results: dict[str, list[dict]] = {}
+    missing: dict[str, list[int]] = {}
+    for detector, seed in (bar := tqdm(jobs, desc="benchmark", unit="run")):
+        bar.set_postfix_str(f"{detector.name} seed {seed}")
+        result = _run_one(
+            detector, seed, splits[seed], features, options, output, graph, base_key,
+            compute=not cfg.report_only,
+        )  # fmt: skip
+        if result is None:
+            missing.setdefault(detector.name, []).append(seed)
+        else:
+            results.setdefault(detector.name, []).append(result)
+    for name, seeds in missing.items():
+        results.pop(name, None)
+        skipped[name] = f"unfinished: seeds {seeds} of {cfg.seeds} not computed (run stopped)"
+    if not results:
+        raise UserError(f"no finished results under {output / 'cache'}; run without --report_only")
+    return write_outputs(
+        output,
+        results,
+        skipped,
+        families={d.name: d.family for d in trace_detectors}
+        | {d.name: "graph" for d in graph_detectors},
+        methods={d.name: d.method for d in trace_detectors}
+        | {d.name: f"trained from {d.config}" for d in graph_detectors},
+        context={
+            "config": _plain_config(cfg, options),
+            "store": str(store.root.resolve()),
+            "model": store.manifest["settings"]["model"],
+            "manifest_sha256": manifest_sha256(store),
+            "label_methods": _label_methods(store, datamodules[0]),
+            "n_traces": len(features.question_ids),
+            "timings_s": timings,
+        },
+        resamples=cfg.bootstrap,
+    )
+
+
+def _run_one(
+    detector, seed, split_and_qids, features, options, output, graph, base_key, compute=True
+) -> dict | None:
+    """The (detector, seed) result: from the cache, else computed and cached (None when it is
+    not cached and ``compute`` is off)."""
+    split, test_qids = split_and_qids
+    is_graph = isinstance(detector, GraphDetector)
+    identity = {**base_key, "detector": detector.name, "seed": seed}
+    if is_graph:
+        identity |= {"config": detector.config.read_text(), "graph": graph}
+    else:
+        identity |= {"method": detector.method}
+    key = _sha(identity)
+    path = output / "cache" / detector.name / f"seed{seed}.json"
+    cached = _cached(path, key)
+    if cached is not None or not compute:
+        return cached
+    start = time.perf_counter()
+    labels = split.labels["test"]
+    if is_graph:
+        qids, scores, settings = _graph_scores(detector, options, seed, output, graph)
+        if qids != test_qids:
+            raise UserError(
+                f"{detector.name} was tested on other questions than the benchmark's split "
+                f"(seed {seed}); its config must use nodes: all or the same graphs"
+            )
+    else:
+        outcome = detector.run(features, split, seed)
+        scores, settings = outcome.test_scores, outcome.settings
+    result = {
+        "key": key,
+        "seed": seed,
+        **seed_metrics(np.asarray(scores, dtype=float), labels),
+        "settings": settings,
+        "seconds": time.perf_counter() - start,
+        "test_question_ids": test_qids,
+        "test_labels": labels.tolist(),
+        "scores": np.asarray(scores, dtype=float).tolist(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result))
+    return result
+
+
+def _plain_config(cfg, options: dict) -> dict:
+    """The resolved configuration as JSON (the config files it was read from as paths)."""
+    config = cfg.as_dict()
+    config["config"] = [str(path) for path in config.get("config") or []]
+    return {**config, "data": options}
+
+
+def _label_methods(store, datamodule: HallucinationGraphDataModule) -> dict:
+    """How the labels in use were made: the store index's label methods over the benchmarked
+    questions, and the data module's label options."""
+    used = {qid for split in SPLITS for qid in datamodule.datasets[split].question_ids}
+    methods = Counter(store.rows[qid].get("label_method") for qid in used)
+    label_options = {k: v for k, v in datamodule.hparams.items() if "label" in k}
+    return {"index": dict(methods), "data_options": label_options}
+
+
+def _select(names: list[str] | None) -> list[Detector]:
+    if names is None:
+        return list(DETECTORS)
+    known = {d.name: d for d in DETECTORS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UserError(f"unknown detector(s) {unknown}; choose from {', '.join(known)}")
+    return [known[name] for name in names]
+
+
+def main(argv: list[str]) -> None:
+    from training.cli import PROG
+
+    parser = build_parser(f"{PROG} benchmark")
+    cfg = parser.parse_args(argv)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    path = run(cfg)
+    print(path.read_text(encoding="utf-8"), end="")
+    print(f"written: {path}, {path.with_suffix('.json')}, {path.with_suffix('.png')}")
