@@ -282,7 +282,8 @@ def _label_methods(store, datamodule: HallucinationGraphDataModule) -> dict:
     used = {qid for split in SPLITS for qid in datamodule.datasets[split].question_ids}
     methods = Counter(store.rows[qid].get("label_method") for qid in used)
     label_options = {k: v for k, v in datamodule.hparams.items() if "label" in k}
-    return {"index": dict(methods), "data_options": label_options}
+    source = datamodule.datasets["test"].label_source.describe()
+    return {"index": dict(methods), "data_options": label_options, "source": source}
 
 
 def _select(names: list[str] | None) -> list[Detector]:
