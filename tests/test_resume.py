@@ -25,10 +25,8 @@ def indexed_ok(store_dir) -> int:
     return sum('"status": "ok"' in line for line in index.read_text().splitlines())
 
 
-def test_sigkill_then_rerun_resumes(tiny_model_dir, tmp_path):
-    out = tmp_path / "store"
-    args = [*tiny_args(tiny_model_dir, out, n=N_QUESTIONS), "--batch-size", 2, "--shard-size", 2]
-    args = [str(arg) for arg in args]
+def kill_once_indexed(args: list[str], out, at_least: int) -> None:
+    """Run ``python -m extraction ARGS`` and SIGKILL it once ``at_least`` traces are indexed."""
     process = subprocess.Popen(
         [sys.executable, "-m", "extraction", *args],
         cwd=REPO,
@@ -37,11 +35,18 @@ def test_sigkill_then_rerun_resumes(tiny_model_dir, tmp_path):
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     deadline = time.monotonic() + 120
-    while indexed_ok(out) < 4 and process.poll() is None and time.monotonic() < deadline:
+    while indexed_ok(out) < at_least and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+def test_sigkill_then_rerun_resumes(tiny_model_dir, tmp_path):
+    out = tmp_path / "store"
+    args = [*tiny_args(tiny_model_dir, out, n=N_QUESTIONS), "--batch-size", 2, "--shard-size", 2]
+    args = [str(arg) for arg in args]
+    kill_once_indexed(args, out, at_least=4)
     killed_at = indexed_ok(out)
     assert 4 <= killed_at < N_QUESTIONS
 
@@ -67,19 +72,7 @@ def test_sigkill_with_the_default_shard_size_loses_at_most_a_batch(tiny_model_di
     out = tmp_path / "store"
     args = [*tiny_args(tiny_model_dir, out, n=N_QUESTIONS), "--batch-size", 2, "--shard-size", 500]
     args = [str(arg) for arg in args]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "extraction", *args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    deadline = time.monotonic() + 120
-    while indexed_ok(out) < 4 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_once_indexed(args, out, at_least=4)
     kept = TraceStore(out)
     assert 4 <= len(kept) < N_QUESTIONS
     assert all(".part" in path.name for path in kept.shard_files)  # no shard was full yet
