@@ -29,8 +29,8 @@ from sklearn.preprocessing import StandardScaler
 
 from extraction.errors import UserError
 from extraction.files import atomic_write_text, read_json
-from extraction.trace import Trace
 from training.data import SPLITS, HallucinationGraphDataModule
+from training.detectors.scores import sequence_uncertainty
 from training.metrics import (
     ThresholdRule,
     auroc_interval,
@@ -46,20 +46,18 @@ log = logging.getLogger(__name__)
 PROBE_C = (1e-3, 1e-2, 1e-1, 1.0)
 
 
-def _answer_features(trace: Trace) -> list[float]:
-    logprobs, entropy = trace.token_logprobs.float(), trace.token_entropy.float()
-    if logprobs.numel() == 0:
-        # An empty answer is never right; rank it as least confident.
-        return [-1e3, 1e3]
-    return [float(logprobs.mean()), float(entropy.max())]
-
-
 def trace_features(datamodule: HallucinationGraphDataModule) -> dict[str, dict[str, np.ndarray]]:
-    """``{"mean_logprob": {split: [n, 1]}, "max_entropy": {split: [n, 1]}}`` from the store."""
+    """``{"mean_logprob": {split: [n, 1]}, "max_entropy": {split: [n, 1]}}`` from the store's
+    per-token scores (no layer is loaded); an empty answer ranks as least confident."""
+    store = datamodule.store
+
+    def scores(qid: str) -> list[float]:
+        uncertainty = sequence_uncertainty(store.token_logprobs(qid), store.token_entropy(qid))
+        return [float(uncertainty[0]), float(uncertainty[3])]  # mean log-prob, max entropy
+
     out: dict[str, dict[str, np.ndarray]] = {"mean_logprob": {}, "max_entropy": {}}
     for split in SPLITS:
-        qids = datamodule.datasets[split].question_ids
-        rows = np.array([_answer_features(datamodule.store[qid]) for qid in qids])
+        rows = np.array([scores(qid) for qid in datamodule.datasets[split].question_ids])
         out["mean_logprob"][split], out["max_entropy"][split] = rows[:, :1], rows[:, 1:]
     return out
 
