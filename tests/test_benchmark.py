@@ -18,6 +18,7 @@ from training.detectors.registry import DETECTORS
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "benchmark" / "demo.yaml"
 GCN = REPO / "configs" / "training" / "gcn.yaml"
+CHARM = REPO / "configs" / "training" / "charm.yaml"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -57,28 +58,43 @@ def test_benchmark_end_to_end_and_resume(store12, tmp_path, capsys):
     gcn["data"]["layer"] = 1  # a graph detector keeps its own graph shape: the tiny model's block
     gcn_config = tmp_path / "gcn.yaml"
     gcn_config.write_text(yaml.safe_dump(gcn))
+    graph_detectors = {
+        "gcn": str(gcn_config),
+        "gcn_threshold": f"{gcn_config} --data.threshold 0.2",  # an ablation: config + overrides
+        "mpnn": str(CHARM),  # its own all-layer graph shape, not the benchmark's data defaults
+        "missing": "configs/none.yaml",
+    }
     args = [
         "benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path / "g",
         "--data.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 2,
-        "--graph.detectors", json.dumps({"gcn": str(gcn_config), "mpnn": "configs/none.yaml"}),
+        "--graph.detectors", json.dumps(graph_detectors),
         "--graph.max_epochs", 2, "--bootstrap", 50, "--output", out,
     ]  # fmt: skip
     assert main([str(a) for a in args]) == 0
     report = json.loads((out / "benchmark.json").read_text())
-    ran = {d.name for d in DETECTORS if d.family != "sampling"} | {"gcn"}
+    ran = {d.name for d in DETECTORS if d.family != "sampling"} | {"gcn", "gcn_threshold", "mpnn"}
     assert set(report["detectors"]) == ran
     assert set(report["skipped"]) == {
         "eigenscore",
         "semantic_entropy",
         "lexical_similarity",
-        "mpnn",
+        "missing",
     }
-    assert "not found" in report["skipped"]["mpnn"]["reason"]
+    assert "not found" in report["skipped"]["missing"]["reason"]
+    graph = {
+        name: json.loads((out / "cache" / name / "seed0.json").read_text())["settings"]["graph"]
+        for name in ("gcn", "gcn_threshold", "mpnn")
+    }
+    assert graph["gcn"]["threshold"] == 0.01 and graph["gcn_threshold"]["threshold"] == 0.2
+    assert graph["mpnn"]["combine"] == "union" and not graph["mpnn"]["prompt_edges"]
+    assert graph["mpnn"]["node_features"] == "attention_diagonal"
     for name, summary in report["detectors"].items():
         assert len(summary["auroc"]) == 2 and summary["n_test"] == [2, 2], name
         assert summary["auroc_mean"] is None or 0 <= summary["auroc_mean"] <= 1
     assert report["label_methods"]["index"] == {"planted": 12}
-    assert len(report["manifest_sha256"]) == 64 and report["reference"] in ran - {"gcn"}
+    assert len(report["manifest_sha256"]) == 64 and report["reference"] in {
+        d.name for d in DETECTORS
+    }
     table = (out / "benchmark.md").read_text()
     assert "| 1 |" in table and "skipped: single-generation store" in table
     assert (out / "benchmark.png").read_bytes()[:4] == b"\x89PNG"

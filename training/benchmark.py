@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shlex
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from extraction.errors import UserError
 from extraction.files import atomic_write_text, read_json
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
-from training.data import SPLITS, HallucinationGraphDataModule
+from training.data import GRAPH_SHAPE, SPLITS, HallucinationGraphDataModule
 from training.detectors.features import load_or_compute, manifest_sha256
 from training.detectors.fitting import Split
 from training.detectors.registry import DETECTORS, Detector
@@ -36,14 +37,28 @@ log = logging.getLogger(__name__)
 
 # Data options a graph detector keeps from its own training config: they decide what its graphs
 # are. Everything else (store, root, split, labels, loaders) comes from the benchmark.
-GRAPH_SHAPE = ("layer", "layers", "nodes", "threshold", "top_k", "head_mode", "self_loops")
-GRAPH_SHAPE += ("batch_size",)
+OWN_OPTIONS = (*GRAPH_SHAPE, "batch_size")
 
 
 @dataclass
 class GraphDetector:
+    """A graph detector: its training config and training-CLI overrides of it (an ablation)."""
+
     name: str
     config: Path
+    overrides: list[str]
+
+    @classmethod
+    def parse(cls, name: str, spec: str) -> GraphDetector:
+        """``"configs/training/charm.yaml --data.node_features hidden"``: config, then overrides."""
+        config, *overrides = shlex.split(spec)
+        return cls(name, Path(config), overrides)
+
+    family = "graph"
+
+    @property
+    def method(self) -> str:
+        return " ".join(["trained from", str(self.config), *self.overrides])
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -63,7 +78,9 @@ def build_parser(prog: str) -> ArgumentParser:
         "--graph.detectors",
         type=dict[str, str],
         default={},
-        help="graph detector name -> its training config (configs/training/*.yaml)",
+        help="graph detector name -> its training config (configs/training/*.yaml), optionally "
+        "followed by training-CLI overrides of it: 'configs/training/charm.yaml --data.threshold "
+        "0.1'",
     )
     parser.add_argument("--graph.max_epochs", type=int, default=30)
     parser.add_argument("--graph.patience", type=int, default=5, help="early stopping, epochs")
@@ -108,9 +125,9 @@ def _graph_scores(
 
     args = ["--config", str(detector.config)]
     for key, value in options.items():
-        if key not in GRAPH_SHAPE:
+        if key not in OWN_OPTIONS:
             args += [f"--data.{key}", value if isinstance(value, str) else json.dumps(value)]
-    args += ["--data.split_seed", str(seed), "--seed_everything", str(seed)]
+    args += [*detector.overrides, "--data.split_seed", str(seed), "--seed_everything", str(seed)]
     args += ["--trainer.default_root_dir", str(output / "graph" / detector.name / f"seed{seed}")]
     args += ["--trainer.max_epochs", str(graph["max_epochs"])]
     args += ["--early_stopping.patience", str(graph["patience"])]
@@ -123,7 +140,7 @@ def _graph_scores(
         "model": type(cli.model).__name__,
         "epochs": cli.trainer.current_epoch,
         "best_val_auroc": float(cli.trainer.checkpoint_callback.best_model_score),
-        "graph": {key: cli.datamodule.hparams[key] for key in GRAPH_SHAPE},
+        "graph": {key: cli.datamodule.hparams[key] for key in OWN_OPTIONS},
     }
     return cli.datamodule.datasets["test"].question_ids, results["probs"].numpy(), settings
 
@@ -159,7 +176,7 @@ def run(cfg) -> Path:
     output = Path(cfg.output)
     graph = {"max_epochs": cfg.graph.max_epochs, "patience": cfg.graph.patience}
     trace_detectors = _select(cfg.detectors)
-    graph_detectors = [GraphDetector(n, Path(c)) for n, c in cfg.graph.detectors.items()]
+    graph_detectors = [GraphDetector.parse(n, spec) for n, spec in cfg.graph.detectors.items()]
     if cfg.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {cfg.seeds}")
 
@@ -208,10 +225,8 @@ def run(cfg) -> Path:
         output,
         results,
         skipped,
-        families={d.name: d.family for d in trace_detectors}
-        | {d.name: "graph" for d in graph_detectors},
-        methods={d.name: d.method for d in trace_detectors}
-        | {d.name: f"trained from {d.config}" for d in graph_detectors},
+        families={d.name: d.family for d in trace_detectors + graph_detectors},
+        methods={d.name: d.method for d in trace_detectors + graph_detectors},
         context={
             "config": _plain_config(cfg, options),
             "store": str(store.root.resolve()),
@@ -235,6 +250,7 @@ def _run_one(
     identity = {**base_key, "detector": detector.name, "seed": seed}
     if is_graph:
         identity |= {"config": detector.config.read_text(), "graph": graph}
+        identity |= {"overrides": detector.overrides} if detector.overrides else {}
     else:
         identity |= {"method": detector.method}
     key = _sha(identity)

@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+# The data options that decide what one graph is (not which store, split or loader).
+GRAPH_SHAPE = ("layer", "layers", "combine", "nodes", "threshold", "top_k", "head_mode")
+GRAPH_SHAPE += ("self_loops", "prompt_edges", "node_features", "hidden_layer")
+
+
 class HallucinationGraphDataModule(LightningDataModule):
     """Attention graphs of one trace store, split by question id (the same split for every
     detector, see ``graphs.HallucinationGraphDataset``).
@@ -110,9 +115,7 @@ class HallucinationGraphDataModule(LightningDataModule):
     @property
     def graph_options(self) -> dict:
         """The dataset arguments that decide what a graph is (no paths, no loader settings)."""
-        keys = ("layer", "layers", "combine", "nodes", "threshold", "top_k", "head_mode")
-        keys += ("self_loops", "prompt_edges", "node_features", "hidden_layer")
-        keys += ("split_seed", "split_ratios")
+        keys = (*GRAPH_SHAPE, "split_seed", "split_ratios")
         options = {key: self.hparams[key] for key in keys}
         if options["layers"] is not None:
             options["layers"] = self.layers
