@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from extraction.errors import UserError
-from extraction.offline_model import converted_checkpoint
+from extraction.offline_model import PACKAGED_MODELS, converted_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,7 @@ HF_NAMES: dict[str, str] = {
     "qwen_2.5_7B": "Qwen/Qwen2.5-7B-Instruct",
     "llama3.1_8B_4bit": "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit",
     OFFLINE_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct (packaged GGUF, offline)",
+    "gemma3_270M": "google/gemma-3-270m (base; packaged GGUF, offline)",
 }
 
 QUANTIZATION_CHOICES = ("auto", "4bit", "8bit", "none")
@@ -51,8 +52,8 @@ class LoadedModel:
 
 def resolve_source(model: str) -> str:
     """Short id → hub id or folder; an existing folder or an ``org/name`` id passes through."""
-    if model == OFFLINE_MODEL:
-        return str(converted_checkpoint())
+    if model in PACKAGED_MODELS:
+        return str(converted_checkpoint(model))
     if model in HF_NAMES:
         return HF_NAMES[model]
     if Path(model).is_dir() or model.count("/") == 1:

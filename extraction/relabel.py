@@ -9,7 +9,8 @@ from extraction.errors import UserError
 from extraction.judgements import MatchResult, match_judgements, read_judgements
 from extraction.labels import METHODS, Label, label_answer, strip_prompt_echo
 from extraction.llm_judge import METHOD as LLM_JUDGE
-from extraction.models import OFFLINE_MODEL, resolve_source
+from extraction.models import resolve_source
+from extraction.offline_model import PACKAGED_MODELS
 from extraction.store import TraceStore
 
 
@@ -25,7 +26,7 @@ def check_options(method: str | None, from_file: str | None, judge_model: str | 
             if judge_model
             else "--method llm_judge needs --judge-model NAME (e.g. smollm2_135M or a hub id)"
         )
-    if judge_model and judge_model != OFFLINE_MODEL:
+    if judge_model and judge_model not in PACKAGED_MODELS:
         resolve_source(judge_model)  # a name that cannot be a model: one line, nothing loaded
 
 

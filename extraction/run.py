@@ -29,6 +29,7 @@ from extraction.labels import label_answer
 from extraction.models import LoadedModel, load_model
 from extraction.prompts import build_prompt, encode_prompt
 from extraction.questions import Question, dataset_name, load_questions
+from extraction.storage_range import check_storable
 from extraction.store import TraceWriter
 from extraction.trace import Trace
 
@@ -185,6 +186,8 @@ def _process_batch(batch: list[Question], loaded: LoadedModel, cfg: ExtractionCo
         return
     try:
         yield from _traces(runnable, prompts, loaded, cfg, blocks)
+    except UserError:
+        raise
     except Exception as exc:
         if len(runnable) == 1:
             yield runnable[0], _describe(exc)
@@ -206,6 +209,7 @@ def _traces(questions, prompts, loaded: LoadedModel, cfg: ExtractionConfig, bloc
     states = final_state_pass(
         loaded.model, sequences, [len(p) for p in prompts], tokenizer.pad_token_id, blocks
     )
+    check_storable(states, cfg.dtype)
     traces = []
     for question, ids, answer, seq, state in zip(
         questions, prompts, answers, sequences, states, strict=True

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random-weight Llama (fast tests) and real SmolLM2 stores (slow)."""
+"""Shared fixtures: a tiny random-weight Llama (fast tests) and real SmolLM2 and Gemma-3 stores
+(slow)."""
 
 from __future__ import annotations
 
@@ -110,14 +111,16 @@ def tiny_store(tiny_model_dir, tmp_path_factory) -> Path:
     return out
 
 
-def smollm2_store(tmp_path_factory, dataset: str, path: Path, **flags) -> Path:
-    """The real model, seed settings, on the first 20 real rows of ``path`` (slow)."""
+def real_store(
+    tmp_path_factory, dataset: str, path: Path, model: str = "smollm2_135M", **flags
+) -> Path:
+    """A packaged real model, seed settings, on the first 20 real rows of ``path`` (slow)."""
     require_shared_data()
-    out = tmp_path_factory.mktemp(f"smollm2_{dataset}") / "store"
+    out = tmp_path_factory.mktemp(f"{model}_{dataset}") / "store"
     extra = [str(value) for flag, value in flags.items() for value in (f"--{flag}", value)]
     status = run_extraction(
-        "--dataset", dataset, "--dataset-file", path, "--num-samples", 20, "--output-dir", out,
-        *extra,
+        "--model", model, "--dataset", dataset, "--dataset-file", path, "--num-samples", 20,
+        "--output-dir", out, *extra,
     )  # fmt: skip
     assert status == 0
     return out
@@ -125,9 +128,14 @@ def smollm2_store(tmp_path_factory, dataset: str, path: Path, **flags) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_triviaqa_store(tmp_path_factory) -> Path:
-    return smollm2_store(tmp_path_factory, "triviaqa", TRIVIAQA, **{"shard-size": 8})
+    return real_store(tmp_path_factory, "triviaqa", TRIVIAQA, **{"shard-size": 8})
 
 
 @pytest.fixture(scope="session")
 def smollm2_truthfulqa_store(tmp_path_factory) -> Path:
-    return smollm2_store(tmp_path_factory, "truthfulqa", TRUTHFULQA)
+    return real_store(tmp_path_factory, "truthfulqa", TRUTHFULQA)
+
+
+@pytest.fixture(scope="session")
+def gemma3_triviaqa_store(tmp_path_factory) -> Path:
+    return real_store(tmp_path_factory, "triviaqa", TRIVIAQA, "gemma3_270M", **{"shard-size": 8})
