@@ -31,21 +31,26 @@ def test_attention_shape_causal_and_rows_sum_to_one(tiny_store):
     check_attention_is_causal_softmax(TraceStore(tiny_store))
 
 
-def test_store_equals_an_independent_eager_forward_pass(tiny_store, tiny_model_dir):
-    store = TraceStore(tiny_store)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
+def check_store_equals_eager_pass(store: TraceStore, model, tolerance: float) -> None:
+    """Every stored trace against ``model(tokens)`` alone (unbatched, eager), to ``tolerance``:
+    the storage dtype's precision."""
     for qid in store.question_ids:
         tokens = store.tokens(qid)
         with torch.no_grad():
             out = model(tokens[None], output_attentions=True, output_hidden_states=True)
         for block, reference in enumerate(out.attentions):
             torch.testing.assert_close(
-                store.attention(qid, block).float(), reference[0], atol=FP16_TOL, rtol=0
+                store.attention(qid, block).float(), reference[0], atol=tolerance, rtol=0
             )
         for index, reference in enumerate(out.hidden_states):
             torch.testing.assert_close(
-                store.hidden_state(qid, index).float(), reference[0], atol=FP16_TOL, rtol=FP16_TOL
+                store.hidden_state(qid, index).float(), reference[0], atol=tolerance, rtol=tolerance
             )
+
+
+def test_store_equals_an_independent_eager_forward_pass(tiny_store, tiny_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
+    check_store_equals_eager_pass(TraceStore(tiny_store), model, FP16_TOL)
 
 
 def test_batched_pass_equals_unbatched(tiny_model_dir):
@@ -82,20 +87,26 @@ def test_tokens_decoded_and_answer_line_up(tiny_store, tiny_model_dir):
         assert bool((trace.token_logprobs <= 0).all()) and bool((trace.token_entropy >= 0).all())
 
 
+def check_real_store(store: TraceStore, n: int, sizes: dict) -> None:
+    """``n`` traces, no errors, the model's sizes in the manifest, causal softmax attention, each
+    answer cut before a line break or "Question:", a label each, every layer stored."""
+    assert len(store) == n and not store.errors
+    assert store.manifest["model"] | {"device": "cpu"} == sizes | {"device": "cpu"}
+    check_attention_is_causal_softmax(store)
+    for trace in store:
+        assert "Question:" not in trace.generated_answer_clean
+        assert "\n" not in trace.generated_answer_clean
+        assert trace.label in (0, 1)
+        assert len(trace.hidden_states) == sizes["num_layers"] + 1
+        assert len(trace.attentions) == sizes["num_layers"]
+
+
 @pytest.mark.slow
 def test_real_model_traces(smollm2_triviaqa_store, smollm2_truthfulqa_store):
+    sizes = {"num_layers": 30, "num_heads": 9, "hidden_size": 576, "vocab_size": 49152}
     for path in (smollm2_triviaqa_store, smollm2_truthfulqa_store):
         store = TraceStore(path)
-        assert len(store) == 20 and not store.errors
-        assert store.manifest["model"] | {"device": "cpu"} == {
-            "num_layers": 30, "num_heads": 9, "hidden_size": 576, "vocab_size": 49152,
-            "architecture": "LlamaForCausalLM", "device": "cpu",
-        }  # fmt: skip
-        check_attention_is_causal_softmax(store)
+        check_real_store(store, 20, sizes | {"architecture": "LlamaForCausalLM"})
         for trace in store:
             if not trace.generated_answer_clean:  # SmolLM2 sometimes answers with EOS alone
                 assert trace.answer_end == "eos" and trace.n_answer_tokens == 1
-            assert "Question:" not in trace.generated_answer_clean
-            assert "\n" not in trace.generated_answer_clean
-            assert trace.label in (0, 1)
-            assert len(trace.hidden_states) == 31 and len(trace.attentions) == 30
