@@ -24,8 +24,7 @@ import numpy as np
 from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
-from extraction.errors import UserError
-from extraction.files import atomic_write_text, read_json
+from extraction import UserError, atomic_write_text, read_json
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
 from training.data import GRAPH_SHAPE, SPLITS, HallucinationGraphDataModule

@@ -22,8 +22,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from extraction.cli_config import run_command
-from extraction.errors import UserError
+from extraction import UserError, run_command
 from training.callbacks import ConfigAndReport, ScoresWriter
 from training.checkpoints import LIGHTNING_CKPT_ALIASES, check_checkpoint_matches
 from training.data import HallucinationGraphDataModule

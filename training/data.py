@@ -17,7 +17,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.trainer.states import TrainerFn
 from torch_geometric.loader import DataLoader
 
-from extraction.errors import UserError
+from extraction import UserError
 from extraction.store import TraceStore
 from graphs import HallucinationGraphDataset
 from graphs.dataset import graph_widths

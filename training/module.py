@@ -15,7 +15,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch_geometric.data import Batch
 
-from extraction.errors import UserError
+from extraction import UserError
 from training.metrics import ScoreCollector, ThresholdRule, choose_threshold, evaluate
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from extraction.errors import UserError
-from extraction.files import read_json
+from extraction import UserError, read_json
 from graphs.source import stored_layers
 from training.baselines import PROBE_C, fit_logistic, mean_answer_state
 from training.data import SPLITS
