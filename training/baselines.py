@@ -28,7 +28,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from extraction import UserError, atomic_write_text, read_json
-from training.data import SPLITS, HallucinationGraphDataModule
+from graphs import SPLITS
+from training.data import HallucinationGraphDataModule
 from training.detectors.scores import sequence_uncertainty
 from training.metrics import (
     ThresholdRule,

@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 
 from extraction import UserError, read_json
+from graphs import SPLITS
 from graphs.source import stored_layers
 from training.baselines import PROBE_C, fit_logistic, mean_answer_state
-from training.data import SPLITS
 from training.report import REPORT, environment, plot_layer_sweep, write_json
 
 log = logging.getLogger(__name__)
