@@ -175,7 +175,7 @@ def _process_batch(batch: list[Question], loaded: LoadedModel, cfg: ExtractionCo
                 question,
                 (
                     f"too long: {len(ids)} prompt tokens + {cfg.max_new_tokens} new tokens > "
-                    f"--max-total-tokens {cfg.max_total_tokens}"
+                    f"--max_total_tokens {cfg.max_total_tokens}"
                 ),
             )
             continue

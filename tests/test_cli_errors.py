@@ -48,7 +48,7 @@ def test_empty_question(capsys, tmp_path):
         (["--dataset", "squad"], "unknown dataset 'squad'"),
         (["--dataset-file", "missing.jsonl"], "does not exist"),
         (["--dataset-file", "questions.txt"], "does not exist"),
-        (["--num-samples", "0"], "--num-samples must be at least 1"),
+        (["--num-samples", "0"], "--num_samples must be at least 1"),
         (["--config", "missing.yaml"], f"config file {Path('missing.yaml').resolve()} does not"),
     ],
 )
