@@ -5,7 +5,7 @@ not pull in ``transformers``. The pieces every stage shares are exported here: t
 error and the CLI runner that prints it, the command-line dialect, and atomic file writes.
 """
 
-from extraction.cli_config import call_with_arguments, parse_config, to_yaml
+from extraction.cli_config import call_with_arguments, parse_config, parse_error_line, to_yaml
 from extraction.cli_runner import run_command, run_commands
 from extraction.errors import UserError
 from extraction.files import atomic_open, atomic_path, atomic_write_text, read_json, save_figure
@@ -17,6 +17,7 @@ __all__ = [
     "atomic_write_text",
     "call_with_arguments",
     "parse_config",
+    "parse_error_line",
     "read_json",
     "run_command",
     "run_commands",

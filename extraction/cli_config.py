@@ -85,7 +85,7 @@ class CommandLine:
         try:
             namespace = self.parser.parse_args(self._underscored(argv))
         except ArgumentError as exc:
-            raise UserError(one_line(str(exc))) from None
+            raise UserError(parse_error_line(str(exc))) from None
         values = namespace.as_dict()
         values.pop("config", None)
         return values, values.pop("print_config")
@@ -127,7 +127,7 @@ def to_yaml(settings) -> str:
     return yaml.safe_dump(settings, sort_keys=False, allow_unicode=True)
 
 
-def one_line(message: str) -> str:
+def parse_error_line(message: str) -> str:
     """jsonargparse explains a bad value over many lines (every member of a Union it tried):
     keep what was wrong, where, and what it should be."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
