@@ -8,7 +8,8 @@ flags, in command-line order.
 
 The seed's spellings keep working: a flag may be written with hyphens (``--num-samples``,
 ``--no-prompt-edges``), a boolean is a bare flag (``--overwrite``; also ``--overwrite false`` and
-``--no_overwrite``), and a list takes its items one after another (``--layers 10 20``).
+``--no_overwrite``), and a list takes its items one after another (``--layers 10 20``) or as
+one YAML list (``--layers [10,20]``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class CommandLine:
             help="print the resolved settings as YAML and exit",
         )
         self.flags = {"--config", "--print_config", "--help"}
+        self.lists: set[str] = set()
         helps = {param.arg_name: param.description for param in doc.params}
         hints = typing.get_type_hints(target)
         for name, default in _parameters(target):
@@ -74,7 +76,8 @@ class CommandLine:
                 self.flags.add(f"--no_{name}")
             elif typing.get_origin(kind) is list:
                 (item,) = typing.get_args(kind)
-                options.update(type=item, nargs="+")
+                options.update(type=_items_of(item), nargs="+")
+                self.lists.add(name)
             else:
                 options["type"] = hint
             self.parser.add_argument(f"--{name}", *SHORT_FLAGS.get(name, ()), **options)
@@ -88,6 +91,9 @@ class CommandLine:
             raise UserError(parse_error_line(str(exc))) from None
         values = namespace.as_dict()
         values.pop("config", None)
+        for name in self.lists:
+            if isinstance(values[name], list):  # one list per item or per [a, b] given
+                values[name] = [x for got in values[name] for x in _as_list(got)]
         return values, values.pop("print_config")
 
     def _underscored(self, argv: list[str]) -> list[str]:
@@ -157,6 +163,25 @@ def _expected(text: str) -> str:
     names = re.findall(r"<class '(\w+)'>", text)
     names = ["null" if name == "NoneType" else name for name in dict.fromkeys(names)]
     return "a valid " + " or ".join(names) if names else "valid"
+
+
+def _items_of(kind: type) -> Callable[[Any], list]:
+    """A list option's item type: ``10`` or, as in the rest of jsonargparse, ``[10, 20]``."""
+
+    def parse(token):
+        if isinstance(token, str) and token.startswith("["):
+            try:
+                token = yaml.safe_load(token)
+            except yaml.YAMLError:
+                raise ValueError(token) from None  # argparse: "invalid int value: '[1,'"
+        return [kind(item) for item in _as_list(token)]
+
+    parse.__name__ = kind.__name__  # what argparse names in "invalid int value: 'x'"
+    return parse
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 def _parameters(target: Callable) -> list[tuple[str, Any]]:
