@@ -103,7 +103,8 @@ class CommandLine:
         for arg in argv:
             name, sep, value = arg.partition("=")
             underscored = "--" + name[2:].replace("-", "_")
-            out.append(underscored + sep + value if underscored in self.flags else arg)
+            known = arg.startswith("--") and underscored in self.flags
+            out.append(underscored + sep + value if known else arg)
         return out
 
 
