@@ -61,8 +61,11 @@ def run_command(package: str, command: Command, argv: list[str]) -> int:
             raise
         print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
+    except SystemExit as exc:  # --help; or a library that exits with a message
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(f"error: {exc.code}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 
 import docstring_parser
 import pytest
 import yaml
 
-from extraction import cli
+from extraction import cli, run_command
 from extraction.cli import main
 from extraction.config import ExtractionConfig
 from graphs.cli import main as graphs_main
@@ -145,3 +146,13 @@ def test_a_stage_without_a_default_command_names_its_commands(capsys):
     assert graphs_main(["bogus"]) == 2
     err = capsys.readouterr().err
     assert "unknown command 'bogus'" in err and "build, inspect, draw, compare" in err
+
+
+def test_the_runner_turns_exits_into_statuses(capsys):
+    def exits(code):
+        return lambda argv: sys.exit(code)
+
+    assert run_command("extraction", exits(None), []) == 0
+    assert run_command("extraction", exits(3), []) == 3
+    assert run_command("extraction", exits("a library gave up"), []) == 2
+    assert capsys.readouterr().err == "error: a library gave up\n"
