@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from extraction.errors import UserError
+from extraction import UserError
 
 HEAD_MODES = ("mean", "max", "heads", "any")
 NODE_MODES = ("all", "answer")
