@@ -17,15 +17,13 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.trainer.states import TrainerFn
 from torch_geometric.loader import DataLoader
 
-from extraction.errors import UserError
+from extraction import UserError
 from extraction.store import TraceStore
-from graphs import HallucinationGraphDataset
+from graphs import SPLITS, HallucinationGraphDataset
 from graphs.dataset import graph_widths
 from graphs.source import check_layers, resolve_layers
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 # The data options that decide what one graph is (not which store, split or loader).
