@@ -33,14 +33,13 @@ def test_the_range_of_each_storage_dtype():
 
 @pytest.fixture(scope="module")
 def loud_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model with embeddings scaled to ~1e5, Gemma-3's magnitude."""
+    """The tiny model with every embedding entry at +-1e5, Gemma-3's magnitude."""
     path = tmp_path_factory.mktemp("loud_model")
     shutil.copytree(tiny_model_dir, path, dirs_exist_ok=True)
     model = AutoModelForCausalLM.from_pretrained(path)
+    weight = model.get_input_embeddings().weight
     with torch.no_grad():
-        model.get_input_embeddings().weight.mul_(
-            1e5 / model.get_input_embeddings().weight.abs().max()
-        )
+        weight.copy_(torch.where(weight >= 0, 1e5, -1e5))
     model.save_pretrained(path)
     return path
 
