@@ -74,7 +74,7 @@ def resolved_default(gold: dict) -> str | None:
 
 def load_store_rows(store_dir: str) -> list[dict]:
     store = TraceStore(store_dir)
-    return [store.rows[qid] for qid in store.question_ids]
+    return [store.rows[qid].to_json() for qid in store.question_ids]
 
 
 def method_table(rows: list[dict]) -> list[dict]:

@@ -30,7 +30,7 @@ from extraction.models import LoadedModel, load_model
 from extraction.prompts import build_prompt, encode_prompt
 from extraction.questions import Question, dataset_name, load_questions
 from extraction.store import TraceWriter
-from extraction.trace import Trace
+from extraction.trace import Trace, hidden_state_indices
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def _manifest(
             "dataset": dataset,
             "dataset_file": cfg.dataset_file and str(Path(cfg.dataset_file).resolve()),
             "attention_layers": blocks,
-            "hidden_state_layers": [0, *(b + 1 for b in blocks)],
+            "hidden_state_layers": hidden_state_indices(blocks),
         },
         "model": {
             "num_layers": loaded.num_layers,

@@ -55,13 +55,6 @@ class Measurements:
     skipped: dict[str, int]
 
 
-def question_unit(row: dict) -> str:
-    """The question a trace answers: its ``source_question_id`` when a store holds several
-    generations per question (each trace then has its own ``question_id``), else its
-    ``question_id``."""
-    return str(row.get("source_question_id") or row["question_id"])
-
-
 def attention_map(attention, n_prompt_tokens: int) -> np.ndarray:
     """``[ANSWER_BINS, MAP_COLUMNS]`` where the answer tokens' attention goes (head mean, before
     any threshold).
@@ -98,8 +91,8 @@ def measure(
 ) -> Measurements:
     """Statistics and attention maps of every labelled trace with answer tokens."""
     rows = store.rows
-    labelled = [qid for qid in store.question_ids if rows[qid]["label"] is not None]
-    kept = [qid for qid in labelled if rows[qid]["n_answer_tokens"] > 0]
+    labelled = [qid for qid in store.question_ids if rows[qid].label is not None]
+    kept = [qid for qid in labelled if rows[qid].n_answer_tokens > 0]
     skipped = {"unlabelled": len(store) - len(labelled), "empty": len(labelled) - len(kept)}
     values = np.full((len(kept), len(layers), len(STATISTICS)), np.nan)
     maps = np.full((len(kept), len(layers), ANSWER_BINS, MAP_COLUMNS), np.nan)
@@ -107,10 +100,10 @@ def measure(
     with bar:
         start = 0
         for chunk in _chunks(kept, CHUNK_TRACES):
-            prompts = [rows[qid]["n_prompt_tokens"] for qid in chunk]
+            prompts = [rows[qid].n_prompt_tokens for qid in chunk]
             for position, layer in enumerate(layers):
                 attentions = [store.attention(qid, layer) for qid in chunk]
-                hiddens = [store.hidden_state(qid, layer + 1) for qid in chunk]
+                hiddens = [store.resid_post(qid, layer) for qid in chunk]
                 graphs = traces_to_graphs(attentions, hiddens, prompts, **graph_options)
                 for offset, graph in enumerate(graphs):
                     trace = start + offset
@@ -120,8 +113,8 @@ def measure(
             start += len(chunk)
     return Measurements(
         question_ids=kept,
-        units=[question_unit(rows[qid]) for qid in kept],
-        is_hallucinated=np.array([rows[qid]["label"] == 1 for qid in kept], dtype=bool),
+        units=[rows[qid].unit for qid in kept],
+        is_hallucinated=np.array([rows[qid].label == 1 for qid in kept], dtype=bool),
         layers=list(layers),
         values=values,
         maps=maps,
@@ -353,7 +346,7 @@ def run_compare(cfg: GraphCompareConfig, progress: bool = True) -> Path:
 
     store = TraceStore(cfg.traces)
     layers = check_config(cfg, store)
-    labels = [row["label"] for row in store.rows.values() if row["status"] == "ok"]
+    labels = [store.rows[qid].label for qid in store.question_ids]
     if 0 not in labels or 1 not in labels:
         raise UserError(
             f"{cfg.traces} needs both hallucinated and correct traces to compare; it has "
@@ -373,8 +366,8 @@ def run_compare(cfg: GraphCompareConfig, progress: bool = True) -> Path:
     }
     summary = {
         "traces": str(store.root),
-        "model": store.manifest.get("settings", {}).get("model", "unknown"),
-        "dataset": store.manifest.get("settings", {}).get("dataset", "unknown"),
+        "model": store.manifest.settings.model,
+        "dataset": store.manifest.settings.dataset,
         "layers": layers,
         "graph_options": cfg.graph_options(),
         "n_traces": len(measurements.question_ids),

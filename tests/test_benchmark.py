@@ -4,12 +4,13 @@ outputs, skips, and a rerun served from the per-(detector, seed) cache."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
-from extraction.store import TraceStore
+from extraction.store import TraceRecord, TraceStore
 from tests.conftest import run_extraction, tiny_args
 from training.cli import main
 from training.detectors.features import load_or_compute
@@ -120,10 +121,10 @@ def test_unknown_detector_is_a_one_line_error(store12, tmp_path, capsys):
 class SampledStore(TraceStore):
     """A store whose records carry several sampled answers (no extraction writes them yet)."""
 
-    def record(self, question_id: str) -> dict:
+    def record(self, question_id: str) -> TraceRecord:
         disagree = self.question_ids.index(question_id) % 2
-        answers = ["Paris.", "Paris.", "Lyon."] if disagree else ["Paris."] * 3
-        return {**super().record(question_id), "sampled_answers": answers}
+        answers = ("Paris.", "Paris.", "Lyon.") if disagree else ("Paris.",) * 3
+        return replace(super().record(question_id), sampled_answers=answers)
 
 
 def test_multi_generation_records_get_sampling_scores(store12, tmp_path):
@@ -142,6 +143,7 @@ def test_reader_gives_token_scores_without_layers(store12):
     store = TraceStore(store12)
     qid = store.question_ids[0]
     trace = store[qid]
-    assert store.token_logprobs(qid).equal(trace.token_logprobs)
-    assert store.token_entropy(qid).equal(trace.token_entropy)
+    stats = store.answer_stats(qid)
+    assert stats.logprobs.equal(trace.token_logprobs)
+    assert stats.entropy.equal(trace.token_entropy)
     assert len(trace.token_logprobs) == trace.n_answer_tokens

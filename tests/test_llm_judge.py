@@ -76,10 +76,10 @@ def test_smollm2_judges_a_real_store(smollm2_truthfulqa_store, tmp_path, capsys,
     assert run_extraction(*args) == 0
     assert "relabelled 20 traces" in capsys.readouterr().out
     rows = TraceStore(copy).rows
-    scores = [row["label_score"] for row in rows.values()]
-    assert {row["label_method"] for row in rows.values()} == {METHOD}
+    scores = [row.label_score for row in rows.values()]
+    assert {row.label_method for row in rows.values()} == {METHOD}
     assert all(0.0 < p < 1.0 for p in scores)
-    assert all(row["label"] == int(row["label_score"] >= 0.5) for row in rows.values())
+    assert all(row.label == int(row.label_score >= 0.5) for row in rows.values())
     assert len({round(p, 4) for p in scores}) > 1  # the answers change the verdict
 
     from extraction.llm_judge import LLMJudge

@@ -52,7 +52,8 @@ def trace_features(datamodule: HallucinationGraphDataModule) -> dict[str, dict[s
     store = datamodule.store
 
     def scores(qid: str) -> list[float]:
-        uncertainty = sequence_uncertainty(store.token_logprobs(qid), store.token_entropy(qid))
+        stats = store.answer_stats(qid)
+        uncertainty = sequence_uncertainty(stats.logprobs, stats.entropy)
         return [float(uncertainty[0]), float(uncertainty[3])]  # mean log-prob, max entropy
 
     out: dict[str, dict[str, np.ndarray]] = {"mean_logprob": {}, "max_entropy": {}}

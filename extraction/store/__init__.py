@@ -1,10 +1,33 @@
 """The trace store: a directory per run with a manifest, an index and safetensors shards.
 
 ``TraceStore`` is the public reader every later stage uses; ``TraceWriter`` is used by the
-extraction run only.
+extraction run only. What a store holds is typed (:mod:`extraction.store.contract`): the
+:class:`Manifest`, an :class:`IndexRow` per question, a :class:`TraceRecord` per trace and its
+:class:`AnswerStats`.
 """
 
+from extraction.store.contract import (
+    AnswerStats,
+    Decoding,
+    IndexRow,
+    Manifest,
+    ModelInfo,
+    Requested,
+    RunSettings,
+    TraceRecord,
+)
 from extraction.store.reader import TraceStore
 from extraction.store.writer import TraceWriter
 
-__all__ = ["TraceStore", "TraceWriter"]
+__all__ = [
+    "AnswerStats",
+    "Decoding",
+    "IndexRow",
+    "Manifest",
+    "ModelInfo",
+    "Requested",
+    "RunSettings",
+    "TraceRecord",
+    "TraceStore",
+    "TraceWriter",
+]
