@@ -41,11 +41,11 @@ from extraction.judgements import (  # noqa: E402
     packaged_judgements,
     read_judgements,
 )
+from extraction.label_methods import label_answer  # noqa: E402
 from extraction.labels import (  # noqa: E402
     NO_COMMENT,
     correct_references,
     gold_strings,
-    label_answer,
     strip_prompt_echo,
 )
 from extraction.store import TraceStore  # noqa: E402

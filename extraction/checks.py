@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extraction.config import STORAGE_DTYPES, ExtractionConfig
 from extraction.errors import UserError
-from extraction.labels import METHODS, default_method
+from extraction.label_methods import METHODS, default_method
 from extraction.models import QUANTIZATION_CHOICES, TORCH_DTYPES
 from extraction.questions import Question, check_name
-from extraction.store import IndexRow
+
+if TYPE_CHECKING:
+    from extraction.store import IndexRow
 
 
 def check_options(cfg: ExtractionConfig) -> None:

@@ -99,7 +99,7 @@ def _verify(argv: list[str]) -> None:
 
 
 def _label(argv: list[str]) -> None:
-    from extraction.labels import METHODS
+    from extraction.label_methods import METHODS
 
     parser = argparse.ArgumentParser(
         prog=f"{PROG} label", description="Recompute the label fields of a store's index."

@@ -21,10 +21,13 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extraction.errors import UserError
 from extraction.labels import Label
-from extraction.store import IndexRow
+
+if TYPE_CHECKING:
+    from extraction.store import IndexRow
 
 JUDGEMENT_FIELDS = ("question_id", "model", "answer_sha256", "label", "reason", "judge")
 PACKAGED_DIR = Path(__file__).resolve().parent / "data" / "judgements"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from extraction.errors import UserError
 from extraction.judgements import MatchResult, match_judgements, read_judgements
-from extraction.labels import METHODS, Label, label_answer, strip_prompt_echo
+from extraction.label_methods import METHODS, label_answer
+from extraction.labels import Label, strip_prompt_echo
 from extraction.llm_judge import METHOD as LLM_JUDGE
 from extraction.models import OFFLINE_MODEL, resolve_source
 from extraction.store import TraceStore

@@ -25,7 +25,7 @@ from extraction.distributed import Rank, current_rank
 from extraction.errors import UserError
 from extraction.final_state import final_state_pass
 from extraction.generation import generate_answers
-from extraction.labels import label_answer
+from extraction.label_methods import label_answer
 from extraction.models import LoadedModel, load_model
 from extraction.prompts import build_prompt, encode_prompt
 from extraction.questions import Question, dataset_name, load_questions

@@ -29,7 +29,7 @@ from extraction.store import TraceStore
 from graphs.build import traces_to_graphs, validate_options
 from graphs.config import GraphCompareConfig
 from graphs.effects import benjamini_hochberg, compare_classes, unit_resample_weights
-from graphs.source import check_layers, stored_layers
+from graphs.source import check_layers
 from graphs.statistics import CONTROLS, STATISTICS, describe, graph_statistics
 
 log = logging.getLogger(__name__)
@@ -316,7 +316,7 @@ def report_markdown(summary: dict, results: list[dict], pictures: dict[str, str]
 def check_config(cfg: GraphCompareConfig, store: TraceStore) -> list[int]:
     """Raise :class:`UserError` on a setting that cannot work; the blocks to compare."""
     validate_options(**cfg.graph_options())
-    layers = stored_layers(store) if cfg.layers is None else list(cfg.layers)
+    layers = store.stored_blocks if cfg.layers is None else list(cfg.layers)
     if not layers:
         raise UserError("no blocks to compare; give --layers or a store with attention stored")
     check_layers(store, layers)
@@ -361,7 +361,9 @@ def run_compare(cfg: GraphCompareConfig, progress: bool = True) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     pictures = {
         "effect size by block": plot_effects_by_layer(results, layers, output),
-        "distributions": plot_distributions(measurements, results, cfg.top, output),
+        "distributions": plot_distributions(
+            measurements, strongest_per_statistic(results)[: cfg.top], output
+        ),
         "attention by class": plot_attention_by_class(maps, attention_layer, output),
     }
     summary = {

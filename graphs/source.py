@@ -14,8 +14,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from extraction.errors import UserError
-from extraction.store import TraceStore
-from extraction.trace import Trace
+from extraction.store import Trace, TraceStore
 from graphs.build import trace_to_graph
 
 Source = TraceStore | Trace | str | Path
@@ -40,13 +39,8 @@ def open_source(source: Source) -> TraceStore | Trace:
     return TraceStore(source) if isinstance(source, str | Path) else source
 
 
-def stored_layers(source: TraceStore | Trace) -> list[int]:
-    """Blocks whose attention and output hidden state are both stored."""
-    return source.stored_blocks
-
-
 def check_layers(source: TraceStore | Trace, layers: list[int]) -> None:
-    available = stored_layers(source)
+    available = source.stored_blocks
     contiguous = bool(available) and available == list(range(available[0], available[-1] + 1))
     stored = f"{available[0]}..{available[-1]}" if contiguous else str(available)
     for layer in layers:
@@ -60,7 +54,7 @@ def resolve_layers(source: TraceStore | Trace, layers: str | Sequence[int | str]
     if isinstance(layers, str):
         layers = [layers]
     if list(layers) == ["all"]:
-        return stored_layers(source)
+        return source.stored_blocks
     try:
         blocks = [int(layer) for layer in layers]
     except ValueError:

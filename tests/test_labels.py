@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from extraction.labels import (
-    F1_THRESHOLD,
-    METHODS,
-    Label,
-    LabelError,
-    default_method,
-    label_answer,
-    normalize_tokens,
-    strip_prompt_echo,
-)
+from extraction.label_methods import METHODS, default_method, label_answer
+from extraction.labels import F1_THRESHOLD, Label, LabelError, normalize_tokens, strip_prompt_echo
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TRUTHFULQA = DATA / "truthfulqa" / "TruthfulQA.csv"

@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from extraction.errors import UserError
-from extraction.labels import LabelError, label_answer
+from extraction.label_methods import label_answer
+from extraction.labels import LabelError
 from extraction.llm_judge import JUDGE_PROMPT, MAX_REFERENCES, METHOD, judge_prompt
 from extraction.store import TraceStore
 from tests.conftest import run_extraction

@@ -31,6 +31,7 @@ from extraction.errors import UserError
 from extraction.files import atomic_write_text, read_json
 from training.data import SPLITS, HallucinationGraphDataModule
 from training.detectors.scores import sequence_uncertainty
+from training.lightning_cli import PROG, parse_run_config
 from training.metrics import (
     ThresholdRule,
     auroc_interval,
@@ -171,8 +172,6 @@ def _detector_reports(paths: list[str], split_hash: str) -> dict[str, dict]:
 
 
 def main(argv: list[str]) -> None:
-    from training.cli import PROG, HallugraphCLI
-
     parser = argparse.ArgumentParser(
         prog=f"{PROG} baselines",
         description="Trace-only baselines on the test split of a training config, side by side "
@@ -187,8 +186,9 @@ def main(argv: list[str]) -> None:
         help="folder for baselines.md, baselines.json, roc_baselines.png (default: %(default)s)",
     )
     args, rest = parser.parse_known_args(argv)
-    cli = HallugraphCLI(args=rest, run=False)
-    datamodule, rule = cli.datamodule, cli.model.hparams.threshold_rule
+    config = parse_run_config(rest)
+    datamodule = HallucinationGraphDataModule(**config.data.as_dict())
+    rule = config.model.init_args.threshold_rule
     datamodule.prepare_data()
     datamodule.setup("test")
     fingerprint = datamodule.fingerprint("test")

@@ -32,6 +32,7 @@ from training.data import GRAPH_SHAPE, SPLITS, HallucinationGraphDataModule
 from training.detectors.features import load_or_compute
 from training.detectors.fitting import Split
 from training.detectors.registry import DETECTORS, Detector
+from training.lightning_cli import PROG, HallugraphCLI
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,6 @@ def _graph_scores(
     detector: GraphDetector, options: dict, seed: int, output: Path, graph: dict
 ) -> tuple[list[str], np.ndarray, dict]:
     """Fit (early stopping on val AUROC), test the best checkpoint; test question ids, scores."""
-    from training.cli import HallugraphCLI
-
     args = ["--config", str(detector.config)]
     for key, value in options.items():
         if key not in OWN_OPTIONS:
@@ -313,8 +312,6 @@ def _select(names: list[str] | None) -> list[Detector]:
 
 
 def main(argv: list[str]) -> None:
-    from training.cli import PROG
-
     parser = build_parser(f"{PROG} benchmark")
     cfg = parser.parse_args(argv)
     for name in ("lightning.pytorch", "lightning.fabric"):

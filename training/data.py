@@ -19,9 +19,7 @@ from torch_geometric.loader import DataLoader
 
 from extraction.errors import UserError
 from extraction.store import TraceStore
-from graphs import HallucinationGraphDataset
-from graphs.dataset import graph_widths
-from graphs.source import check_layers, resolve_layers
+from graphs import HallucinationGraphDataset, check_layers, graph_widths, resolve_layers
 
 log = logging.getLogger(__name__)
 

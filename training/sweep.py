@@ -13,17 +13,16 @@ from pathlib import Path
 
 from extraction.errors import UserError
 from extraction.files import read_json
-from graphs.source import stored_layers
+from extraction.store import TraceStore
 from training.baselines import PROBE_C, fit_logistic, mean_answer_state
 from training.data import SPLITS
+from training.lightning_cli import PROG, HallugraphCLI, parse_run_config
 from training.report import REPORT, environment, plot_layer_sweep, write_json
 
 log = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> None:
-    from training.cli import PROG, HallugraphCLI
-
     parser = argparse.ArgumentParser(
         prog=f"{PROG} sweep-layers",
         description="Train and test one detector per layer; plot test AUROC against layer. "
@@ -41,7 +40,7 @@ def main(argv: list[str]) -> None:
         raise UserError(f"`{PROG} sweep-layers` runs fit and test itself; drop `fit`")
 
     # Without --layers, the config's own data section names the store: sweep all it holds.
-    layers = args.layers or stored_layers(HallugraphCLI(args=rest, run=False).datamodule.store)
+    layers = args.layers or TraceStore(parse_run_config(rest).data.traces).stored_blocks
     results = []
     for layer in layers:
         cli = HallugraphCLI(

@@ -1,9 +1,9 @@
 """The trace store: a directory per run with a manifest, an index and safetensors shards.
 
-``TraceStore`` is the public reader every later stage uses; ``TraceWriter`` is used by the
-extraction run only. What a store holds is typed (:mod:`extraction.store.contract`): the
-:class:`Manifest`, an :class:`IndexRow` per question, a :class:`TraceRecord` per trace and its
-:class:`AnswerStats`.
+``TraceStore`` is the public reader every later stage uses (it yields :class:`Trace` records);
+``TraceWriter`` is used by the extraction run only. What a store holds is typed
+(:mod:`extraction.store.contract`): the :class:`Manifest`, an :class:`IndexRow` per question, a
+:class:`TraceRecord` per trace and its :class:`AnswerStats`.
 """
 
 from extraction.store.contract import (
@@ -18,6 +18,7 @@ from extraction.store.contract import (
 )
 from extraction.store.reader import TraceStore
 from extraction.store.writer import TraceWriter
+from extraction.trace import Trace
 
 __all__ = [
     "AnswerStats",
@@ -27,6 +28,7 @@ __all__ = [
     "ModelInfo",
     "Requested",
     "RunSettings",
+    "Trace",
     "TraceRecord",
     "TraceStore",
     "TraceWriter",

@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 from extraction.files import atomic_path
 from extraction.store import TraceStore
-from graphs.source import stored_layers
 from training.detectors import sampling, scores
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ def load_or_compute(
 ) -> tuple[StoreFeatures, float]:
     """The store's features (from the cache when present) and the seconds spent computing them
     (0 when read from the cache)."""
-    layers = stored_layers(store)
+    layers = store.stored_blocks
     path = Path(cache_dir) / f"features-{_cache_key(store, layers, k)}.safetensors"
     records = [store.record(qid) for qid in store.question_ids]
     skip = sampling.skip_reason(records, store.manifest.settings.decoding)

@@ -18,7 +18,7 @@ from itertools import combinations
 
 import torch
 
-from extraction.labels import embedding_similarities, rougeL_similarities, sentence_embeddings
+from extraction import embedding_similarities, rougeL_similarities, sentence_embeddings
 from extraction.store import Decoding, TraceRecord
 from training.detectors.scores import mean_log_eigenvalue
 
