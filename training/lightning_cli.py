@@ -6,6 +6,7 @@ so every constructor argument is a config key. The commands built on it (``sweep
 from __future__ import annotations
 
 import warnings
+from argparse import ArgumentParser
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -119,6 +120,19 @@ class _ParsedOnly(HallugraphCLI):
 
     def instantiate_classes(self) -> None:
         pass
+
+
+def command_parser(command: str, description: str, output: str, writes: str) -> ArgumentParser:
+    """The parser of a command built on ``fit``'s configuration: its own flags (``--output`` and
+    what the caller adds); ``parse_known_args`` leaves the rest for :func:`parse_run_config`."""
+    parser = ArgumentParser(prog=f"{PROG} {command}", description=description)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path(output),
+        help=f"folder for {writes} (default: %(default)s)",
+    )
+    return parser
 
 
 def parse_run_config(args: list[str]) -> Namespace:

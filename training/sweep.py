@@ -7,7 +7,6 @@ is drawn alongside: it separates "the graph helps" from "this layer's states alr
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -16,25 +15,21 @@ from extraction.files import read_json
 from extraction.store import TraceStore
 from training.baselines import PROBE_C, fit_logistic, mean_answer_state
 from training.data import SPLITS
-from training.lightning_cli import PROG, HallugraphCLI, parse_run_config
+from training.lightning_cli import PROG, HallugraphCLI, command_parser, parse_run_config
 from training.report import REPORT, environment, plot_layer_sweep, write_json
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = (
+    "Train and test one detector per layer; plot test AUROC against layer. Other flags "
+    f"(--config, --data.*, --model.*, --trainer.*) are read as by `{PROG} fit`."
+)
+
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} sweep-layers",
-        description="Train and test one detector per layer; plot test AUROC against layer. "
-        f"Other flags (--config, --data.*, --model.*, --trainer.*) are read as by `{PROG} fit`.",
-    )
+    writes = "the per-layer runs, sweep.json and sweep_auroc.png"
+    parser = command_parser("sweep-layers", DESCRIPTION, "runs/sweep", writes)
     parser.add_argument("--layers", type=int, nargs="+", help="default: every stored layer")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=Path("runs/sweep"),
-        help="folder for the per-layer runs, sweep.json and sweep_auroc.png (default: %(default)s)",
-    )
     args, rest = parser.parse_known_args(argv)
     if "fit" in rest[:1]:
         raise UserError(f"`{PROG} sweep-layers` runs fit and test itself; drop `fit`")
