@@ -117,18 +117,20 @@ class TraceStore:
         except (SafetensorError, OSError) as exc:
             raise self._damaged(name, f"not a readable safetensors file ({exc})") from None
 
-    def _read_records(self, name: str) -> dict:
+    def _read_records(self, name: str) -> dict[str, TraceRecord]:
+        """A shard's trace records, parsed once (every tensor read asks which layers exist)."""
         try:
-            return json.loads(self._open(name).metadata()["records"])
+            records = json.loads(self._open(name).metadata()["records"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise self._damaged(name, f"damaged trace records ({type(exc).__name__})") from None
+        if not isinstance(records, dict):
+            raise self._damaged(name, "damaged trace records (not a JSON object)")
+        where = f"{self.root / name} record"
+        return {qid: TraceRecord.from_json(raw, f"{where} {qid!r}") for qid, raw in records.items()}
 
     def record(self, question_id: str) -> TraceRecord:
         """The trace's metadata in its shard's header (``tokens_decoded``, stored layers)."""
-        shard = self.row(question_id).shard
-        return TraceRecord.from_json(
-            self._records(shard)[question_id], f"{self.root / shard} record {question_id!r}"
-        )
+        return self._records(self.row(question_id).shard)[question_id]
 
     def _tensor(self, question_id: str, kind: str, index: int | None = None) -> torch.Tensor:
         shard = self.row(question_id).shard
