@@ -87,6 +87,6 @@ def test_smollm2_judges_a_real_store(smollm2_truthfulqa_store, tmp_path, capsys,
 
     judge = LLMJudge("smollm2_135M")
     first = next(iter(rows.values()))
-    prompt = judge_prompt(first["question"], first["gold"], first["generated_answer_clean"])
+    prompt = judge_prompt(first.question, first.gold, first.generated_answer_clean)
     (again,) = judge.p_hallucinated([prompt])
-    assert again == pytest.approx(first["label_score"], abs=1e-4)  # batch padding changes nothing
+    assert again == pytest.approx(first.label_score, abs=1e-4)  # batch padding changes nothing
