@@ -13,7 +13,7 @@ from torch import nn
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import GINEConv, global_mean_pool
 
-from graphs import HallucinationGraphDataset
+from graphs import SPLITS, HallucinationGraphDataset
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--traces", default="traces_data/smollm2_135M_demo")
@@ -27,8 +27,7 @@ args = parser.parse_args()
 options = dict(layers="all", combine="union", head_mode="any", prompt_edges=False,
                node_features="attention_diagonal", split_ratios=args.split_ratios)  # fmt: skip
 train, val, test = (
-    HallucinationGraphDataset(args.root, args.traces, split=split, **options)
-    for split in ("train", "val", "test")
+    HallucinationGraphDataset(args.root, args.traces, split=split, **options) for split in SPLITS
 )
 
 

@@ -25,7 +25,7 @@ from extraction.truthfulqa_combined import truthfulqa_combined
 def _llm_judge(answer: str, gold: dict) -> Label:
     raise LabelError(
         "llm_judge needs a judge model: label a finished store with "
-        "`python -m extraction label DIR --method llm_judge --judge-model NAME`"
+        "`python -m extraction label DIR --method llm_judge --judge_model NAME`"
     )
 
 

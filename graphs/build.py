@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from extraction.errors import UserError
+from extraction import UserError
 
 HEAD_MODES = ("mean", "max", "heads", "any")
 _EMPTY_BATCH = Batch(_base_cls=Data)  # the DataBatch that Batch.from_data_list makes

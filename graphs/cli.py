@@ -10,20 +10,17 @@ python -m graphs compare --traces DIR --layers 0 5 10 --output DIR
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from statistics import fmean
 
-from extraction.cli_config import run_command
-from extraction.errors import UserError
-from extraction.files import read_json
+from extraction import UserError, read_json, run_commands
 
 PROG = "python -m graphs"
 
 
 def _build(argv: list[str]) -> None:
-    from extraction.cli_config import parse_config, to_yaml
+    from extraction import parse_config, to_yaml
     from graphs.config import GraphBuildConfig
 
     cfg, print_config = parse_config(GraphBuildConfig, argv, f"{PROG} build")
@@ -146,7 +143,7 @@ def _draw(argv: list[str]) -> None:
 
 
 def _compare(argv: list[str]) -> None:
-    from extraction.cli_config import parse_config, to_yaml
+    from extraction import parse_config, to_yaml
     from graphs.config import GraphCompareConfig
 
     cfg, print_config = parse_config(GraphCompareConfig, argv, f"{PROG} compare")
@@ -167,8 +164,4 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
-        print(f"usage: {PROG} {{{','.join(COMMANDS)}}} ... (see --help of each)", file=sys.stderr)
-        return 2
-    return run_command("graphs", COMMANDS[argv[0]], argv[1:])
+    return run_commands("graphs", COMMANDS, argv, default=None)

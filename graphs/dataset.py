@@ -14,9 +14,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data, Dataset
 
-from extraction import label_source
-from extraction.errors import UserError
-from extraction.files import atomic_open, atomic_write_text, read_json
+from extraction import UserError, atomic_open, atomic_write_text, label_source, read_json
 from extraction.store import IndexRow, TraceStore
 from graphs.build import stack_layers, traces_to_graphs, validate_options
 from graphs.source import check_layers, resolve_layers

@@ -8,9 +8,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("extraction", "graphs", "training")
-# The shared pieces (user error, atomic writes, the CLI runner) move behind ``extraction``'s
-# exports in issue 8c, merged separately; until then their old modules are allowed here.
-PENDING_EXPORTS = {"extraction.errors", "extraction.files", "extraction.cli_config"}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -65,7 +62,7 @@ def export_violations(known: dict[str, Path]) -> list[str]:
     wrong = []
     for name, path in known.items():
         for module, names in imports(path):
-            if module.split(".")[0] == name.split(".")[0] or module in PENDING_EXPORTS:
+            if module.split(".")[0] == name.split(".")[0]:
                 continue  # inside one package, any module may be used
             target = known.get(module)
             if target is None or target.name != "__init__.py":

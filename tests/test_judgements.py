@@ -145,9 +145,9 @@ def test_label_from_file_imports_matched_judgements(store_copy, tmp_path, capsys
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--from-file", "x.jsonl", "--method", "alias_match"], "either --method or --from-file"),
-        (["--method", "llm_judge"], "--method llm_judge needs --judge-model"),
-        (["--judge-model", "smollm2_135M"], "--judge-model goes with --method llm_judge"),
+        (["--from-file", "x.jsonl", "--method", "alias_match"], "either --method or --from_file"),
+        (["--method", "llm_judge"], "--method llm_judge needs --judge_model"),
+        (["--judge-model", "smollm2_135M"], "--judge_model goes with --method llm_judge"),
         (["--from-file", "missing.jsonl"], "judgement file missing.jsonl not found"),
         (["--method", "llm_judge", "--judge-model", "no-such-model"], "unknown model"),
     ],

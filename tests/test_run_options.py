@@ -31,5 +31,5 @@ def test_too_long_questions_are_recorded_and_the_run_goes_on(tiny_model_dir, tmp
     assert len(store) + len(store.errors) == 6
     assert store.errors and len(store) > 0
     for row in store.errors:
-        assert row.error.startswith("too long:") and "--max-total-tokens 37" in row.error
+        assert row.error.startswith("too long:") and "--max_total_tokens 37" in row.error
     assert f"Total errors: {len(store.errors)}" in capsys.readouterr().out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from extraction.errors import UserError
+from extraction import UserError
 
 # Set by Lightning on the live trainer (``"best"`` after a fit in the same process, ...).
 LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")

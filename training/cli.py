@@ -17,8 +17,7 @@ from argparse import ArgumentError
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from extraction.cli_config import run_command
-from extraction.errors import UserError
+from extraction import UserError, parse_error_line, run_command
 from training.lightning_cli import HallugraphCLI
 
 MODEL_CLASSES = ", ".join(
@@ -45,7 +44,7 @@ def one_line(message: str) -> str:
         if "has no attribute" in text or "No module named" in text:
             text += f" (model classes: {MODEL_CLASSES})"
         return text
-    return " ".join(lines)
+    return parse_error_line(message)
 
 
 def _not_an_advertisement(record: logging.LogRecord) -> bool:

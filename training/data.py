@@ -17,13 +17,11 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.trainer.states import TrainerFn
 from torch_geometric.loader import DataLoader
 
-from extraction.errors import UserError
+from extraction import UserError
 from extraction.store import TraceStore
-from graphs import HallucinationGraphDataset, check_layers, graph_widths, resolve_layers
+from graphs import SPLITS, HallucinationGraphDataset, check_layers, graph_widths, resolve_layers
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 # The data options that decide what one graph is (not which store, split or loader).

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from extraction.errors import UserError
-from extraction.files import read_json
+from extraction import UserError, read_json
 from extraction.store import TraceStore
+from graphs import SPLITS
 from training.baselines import PROBE_C, fit_logistic, mean_answer_state
-from training.data import SPLITS
 from training.lightning_cli import PROG, HallugraphCLI, command_parser, parse_run_config
 from training.report import REPORT, environment, plot_layer_sweep, write_json
 
