@@ -37,12 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import extraction.labels as labels_module  # noqa: E402
-from extraction.label_methods import (  # noqa: E402
-    METHODS,
-    _missing_fields,
-    default_method,
-    label_answer,
-)
+from extraction.label_methods import METHODS, _missing_fields, default_method, label_answer  # noqa: E402
 from extraction.labels import LabelError  # noqa: E402
 from extraction.store import TraceStore  # noqa: E402
 
