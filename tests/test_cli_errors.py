@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TRIVIAQA, require_shared_data, run_extraction
+from tests.conftest import run_extraction
 
 
 def one_line_error(capsys, *args) -> str:
@@ -63,9 +63,8 @@ def test_unknown_config_key(capsys, tmp_path):
 
 
 def test_4bit_on_cpu_is_a_clear_error(capsys, tiny_model_dir, tmp_path):
-    require_shared_data()
     err = one_line_error(
-        capsys, "--model", tiny_model_dir, "--quantization", "4bit", "--dataset-file", TRIVIAQA,
+        capsys, "--model", tiny_model_dir, "--quantization", "4bit", "--dataset", "demo",
         "--output-dir", tmp_path / "s",
     )  # fmt: skip
     assert "needs a CUDA GPU" in err

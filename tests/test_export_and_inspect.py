@@ -15,8 +15,8 @@ from tests.conftest import run_extraction
 def test_export_writes_the_seed_batches(tiny_store, tmp_path):
     paths = export_pickle(tiny_store, tmp_path, batch_size=4)
     assert [p.name for p in paths] == [
-        "tiny_llama0_triviaqa_batch_0000.pkl",
-        "tiny_llama0_triviaqa_batch_0001.pkl",
+        "tiny_llama0_demo_batch_0000.pkl",
+        "tiny_llama0_demo_batch_0001.pkl",
     ]
     with pytest.raises(UserError, match="--trust_pickle"):
         load_pickle_batch(paths[0])

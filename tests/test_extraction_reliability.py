@@ -14,7 +14,7 @@ import pytest
 
 from extraction.config import ExtractionConfig
 from extraction.store import TraceStore
-from tests.conftest import TRUTHFULQA, require_shared_data, run_extraction, tiny_args
+from tests.conftest import TRUTHFULQA, run_extraction, tiny_args
 from tests.test_cli_errors import one_line_error
 
 
@@ -168,10 +168,10 @@ def test_inspect_of_an_interrupted_store_counts_the_missing_questions(capsys, ti
     assert "Label method: alias_match (2)" in out
 
 
-def test_expected_files_count_the_byte_cap(tiny_model_dir):
+@pytest.mark.slow  # reads ../shared/data
+def test_expected_files_count_the_byte_cap(shared_data, tiny_model_dir):
     """All 817 TruthfulQA questions with SmolLM2's sizes (30 blocks, 9 heads, hidden 576): the
     500-trace count says 2 files, the 1 GiB cap several more."""
-    require_shared_data()
     from transformers import AutoTokenizer
 
     from extraction.questions import load_questions

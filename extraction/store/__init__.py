@@ -1,7 +1,8 @@
 """The trace store: a directory per run with a manifest, an index and safetensors shards.
 
 ``TraceStore`` is the public reader every later stage uses (it yields :class:`Trace` records);
-``TraceWriter`` is used by the extraction run only. What a store holds is typed
+``TraceWriter`` is used by the extraction run only; ``write_synthetic_store`` writes a small
+random store through it (tests, benchmarks). What a store holds is typed
 (:mod:`extraction.store.contract`): the :class:`Manifest`, an :class:`IndexRow` per question, a
 :class:`TraceRecord` per trace and its :class:`AnswerStats`.
 """
@@ -17,6 +18,7 @@ from extraction.store.contract import (
     TraceRecord,
 )
 from extraction.store.reader import TraceStore
+from extraction.store.synthetic import SyntheticShape, synthetic_trace, write_synthetic_store
 from extraction.store.writer import TraceWriter
 from extraction.trace import Trace
 
@@ -28,8 +30,11 @@ __all__ = [
     "ModelInfo",
     "Requested",
     "RunSettings",
+    "SyntheticShape",
     "Trace",
     "TraceRecord",
     "TraceStore",
     "TraceWriter",
+    "synthetic_trace",
+    "write_synthetic_store",
 ]
