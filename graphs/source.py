@@ -1,7 +1,7 @@
 """Reading one layer of one trace from a trace store (lazily) or from an in-memory ``Trace``.
 
-Layer ``l`` is always block ``l``'s attention with hidden state ``l + 1`` (the output of that
-block) as node features: the project's one index convention (``extraction.trace.Trace``).
+Layer ``l`` is always block ``l``'s attention with that block's output hidden state
+(``resid_post``) as node features: the project's one index convention (``extraction.trace``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from extraction import UserError
-from extraction.store import TraceStore
-from extraction.trace import Trace
+from extraction.store import Trace, TraceStore
 from graphs.build import trace_to_graph
 
 Source = TraceStore | Trace | str | Path
@@ -40,18 +39,8 @@ def open_source(source: Source) -> TraceStore | Trace:
     return TraceStore(source) if isinstance(source, str | Path) else source
 
 
-def stored_layers(source: TraceStore | Trace) -> list[int]:
-    """Blocks whose attention and output hidden state are both stored."""
-    if isinstance(source, Trace):
-        attention, hidden = source.attentions, source.hidden_states
-    else:
-        settings = source.manifest["settings"]
-        attention, hidden = settings["attention_layers"], settings["hidden_state_layers"]
-    return sorted(block for block in attention if block + 1 in hidden)
-
-
 def check_layers(source: TraceStore | Trace, layers: list[int]) -> None:
-    available = stored_layers(source)
+    available = source.stored_blocks
     contiguous = bool(available) and available == list(range(available[0], available[-1] + 1))
     stored = f"{available[0]}..{available[-1]}" if contiguous else str(available)
     for layer in layers:
@@ -65,7 +54,7 @@ def resolve_layers(source: TraceStore | Trace, layers: str | Sequence[int | str]
     if isinstance(layers, str):
         layers = [layers]
     if list(layers) == ["all"]:
-        return stored_layers(source)
+        return source.stored_blocks
     try:
         blocks = [int(layer) for layer in layers]
     except ValueError:
@@ -83,8 +72,8 @@ def read_layer(source: TraceStore | Trace, question_id: str | None, layer: int) 
             raise UserError(f"this trace is {source.question_id!r}, not {question_id!r}")
         return LayerInputs(
             question_id=source.question_id,
-            attention=source.attentions[layer],
-            hidden=source.hidden_states[layer + 1],
+            attention=source.attention(layer),
+            hidden=source.resid_post(layer),
             n_prompt_tokens=source.n_prompt_tokens,
             tokens_decoded=source.tokens_decoded,
             label=source.label,
@@ -93,16 +82,16 @@ def read_layer(source: TraceStore | Trace, question_id: str | None, layer: int) 
         )
     if question_id not in source:
         raise UserError(f"no trace for question {question_id!r} in {source.root}")
-    record = source.record(question_id)
+    row, record = source.row(question_id), source.record(question_id)
     return LayerInputs(
         question_id=question_id,
         attention=source.attention(question_id, layer),
-        hidden=source.hidden_state(question_id, layer + 1),
-        n_prompt_tokens=record["n_prompt_tokens"],
-        tokens_decoded=record["tokens_decoded"],
-        label=record["label"],
-        question=record["question"],
-        answer=record["generated_answer_clean"],
+        hidden=source.resid_post(question_id, layer),
+        n_prompt_tokens=record.n_prompt_tokens,
+        tokens_decoded=list(record.tokens_decoded),
+        label=row.label,
+        question=row.question,
+        answer=row.generated_answer_clean,
     )
 
 

@@ -56,6 +56,6 @@ def test_float16_overflow_stops_the_run_and_bfloat16_stores_it(loud_model_dir, t
     store = TraceStore(out)
     assert len(store) == 3
     for qid in store.question_ids:
-        hidden = store.hidden_state(qid, 0)
+        hidden = store.embeddings(qid)
         assert hidden.dtype == torch.bfloat16 and bool(torch.isfinite(hidden).all())
         assert float(hidden.float().abs().max()) > 65504

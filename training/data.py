@@ -19,9 +19,7 @@ from torch_geometric.loader import DataLoader
 
 from extraction import UserError
 from extraction.store import TraceStore
-from graphs import SPLITS, HallucinationGraphDataset
-from graphs.dataset import graph_widths
-from graphs.source import check_layers, resolve_layers
+from graphs import SPLITS, HallucinationGraphDataset, check_layers, graph_widths, resolve_layers
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +94,12 @@ class HallucinationGraphDataModule(LightningDataModule):
         # "all" stays "all" in the hyperparameters (and the checkpoint); the blocks it means here:
         self.layers = [layer] if layer is not None else resolve_layers(self.store, layers)
         check_layers(self.store, self.layers)
-        model = self.store.manifest["model"]
+        model = self.store.manifest.model
         self.num_node_features: int
         self.num_edge_features: int | None
         self.num_node_features, self.num_edge_features = graph_widths(
-            model["hidden_size"],
-            model["num_heads"],
+            model.hidden_size,
+            model.num_heads,
             len(self.layers),
             combine if layers is not None else "stack",
             head_mode,
@@ -220,7 +218,7 @@ class HallucinationGraphDataModule(LightningDataModule):
             "n": len(items),
             "n_hallucinated": sum(label for _, label in items),
             "traces": str(Path(self.hparams.traces).resolve()),
-            "model": self.store.manifest["settings"]["model"],
+            "model": self.store.manifest.settings.model,
             "labels": dataset.label_source.describe(),
             "graph_options": self.graph_options,
         }
