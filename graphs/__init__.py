@@ -6,10 +6,12 @@ Reads trace stores only through ``extraction.store``; never imports ``transforme
 from graphs.build import stack_layers, trace_to_graph, traces_to_batch, traces_to_graphs
 from graphs.dataset import HallucinationGraphDataset
 from graphs.nx_export import to_networkx
+from graphs.spec import GraphSpec
 from graphs.splits import make_splits
 from graphs.topology import graph_features
 
 __all__ = [
+    "GraphSpec",
     "HallucinationGraphDataset",
     "graph_features",
     "make_splits",

@@ -1,55 +1,42 @@
 """``python -m graphs COMMAND``: build a graph dataset, summarise one, draw one graph, compare
-the graphs of hallucinated and correct answers.
+the graphs of hallucinated and correct answers. One jsonargparse dialect: every option is a flag
+and a YAML key (``--config``, ``--print_config``), ``--help`` comes from the signatures below.
 
-python -m graphs build --config configs/graphs/default.yaml [--threshold 0.05 ...]
+python -m graphs build --config configs/graphs/default.yaml [--graph.threshold 0.05 ...]
 python -m graphs inspect ROOT
-python -m graphs draw --traces DIR --question-id Q --layer L --out graph.png
-python -m graphs compare --traces DIR --layers 0 5 10 --output DIR
+python -m graphs draw --traces DIR --question_id Q --graph.layer L --out graph.png
+python -m graphs compare --config configs/graphs/compare.yaml [--graph.layers [0,5,10]]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable
+from argparse import ArgumentError
 from pathlib import Path
 from statistics import fmean
+
+from jsonargparse import ActionConfigFile, ArgumentParser
 
 from extraction.cli_config import run_command
 from extraction.errors import UserError
 from extraction.files import read_json
+from graphs.config import GraphBuildConfig, GraphCompareConfig
+from graphs.spec import GraphSpec
 
 PROG = "python -m graphs"
 
 
-def _build(argv: list[str]) -> None:
-    from extraction.cli_config import parse_config, to_yaml
-    from graphs.config import GraphBuildConfig
-
-    cfg, print_config = parse_config(GraphBuildConfig, argv, f"{PROG} build")
-    flags = {arg.split("=", 1)[0] for arg in argv}
-    if "--layers" in flags and "--layer" not in flags:
-        cfg.layer = None
-    elif "--layer" in flags and "--layers" not in flags:
-        cfg.layers = None
-    if print_config:
-        print(to_yaml(cfg), end="")
-        return
+def build(cfg: GraphBuildConfig) -> None:
     from graphs.dataset import HallucinationGraphDataset
 
     dataset = HallucinationGraphDataset(
         cfg.root,
         cfg.traces,
-        layer=cfg.layer,
-        layers=cfg.layers,
-        combine=cfg.combine,
-        hidden_layer=cfg.hidden_layer,
-        topology=cfg.topology,
+        cfg.graph,
         labels=cfg.labels,
         split_seed=cfg.split_seed,
         split_ratios=cfg.split_ratios,
         force_reload=cfg.force_reload,
-        **cfg.graph_options(),
     )
     print(describe(Path(dataset.processed_dir)))
     print(describe_splits(Path(dataset.root)))
@@ -60,12 +47,19 @@ def describe(processed_dir: Path) -> str:
     record = read_json(processed_dir / "graphs.json")
     graphs = record["graphs"]
     positive = sum(entry["label"] for entry in graphs)
-    options = " ".join(f"{key}={value}" for key, value in record["options"].items())
+    # Records written before the graph spec (issue 8) kept the options in four keys.
+    spec = record.get("graph") or {
+        **record["options"],
+        "combine": record.get("combine", "stack"),
+        "topology": record["topology"],
+    }
+    shape = ("layer", "layers", "combine", "hidden_layer")
+    options = " ".join(f"{key}={value}" for key, value in spec.items() if key not in shape)
     skipped = record["skipped"]
     lines = [
         f"{processed_dir}",
         f"  traces {record['traces']}",
-        f"  layers {record['layers']}  {options}  topology={record['topology']}",
+        f"  layers {record['layers']}  {options}",
         f"  labels {record.get('labels', 'index')}",
         f"  {len(graphs)} graphs: {positive} hallucinated "
         f"({positive / max(len(graphs), 1):.1%}), {len(graphs) - positive} correct",
@@ -74,7 +68,7 @@ def describe(processed_dir: Path) -> str:
         f"  {'layer':>6} {'nodes/graph':>12} {'edges/graph':>12} {'mean degree':>12}",
     ]
     scopes = record["layers"]
-    if record.get("combine") == "union":
+    if spec["combine"] == "union":
         scopes = [f"union of {len(scopes)}"]
     for position, layer in enumerate(scopes):
         nodes = [entry["num_nodes"][position] for entry in graphs]
@@ -100,75 +94,89 @@ def describe_splits(root: Path) -> str:
     return "\n".join(lines)
 
 
-def _inspect(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} inspect", description="Summarise the graph datasets built under ROOT."
-    )
-    parser.add_argument("root", help="the dataset root given to `build`")
-    args = parser.parse_args(argv)
-    root = Path(args.root)
-    built = sorted(root.glob("processed/*/graphs.json"))
+def inspect(root: str) -> None:
+    """Summarise the graph datasets built under a root: counts, labels, sizes, splits.
+
+    Args:
+        root: The dataset root given to ``build``.
+    """
+    built = sorted(Path(root).glob("processed/*/graphs.json"))
     if not built:
         raise UserError(f"{root} holds no built graphs; run `{PROG} build --root {root}` first")
     for record in built:
         print(describe(record.parent))
-    print(describe_splits(root))
+    print(describe_splits(Path(root)))
 
 
-def _draw(argv: list[str]) -> None:
-    from graphs.build import HEAD_MODES, NODE_MODES
+def draw(traces: str, question_id: str, out: str, graph: GraphSpec) -> None:
+    """Save a PNG of one block's graph of one trace (an arc diagram in token order).
 
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} draw", description="Save a PNG of one layer's graph of one trace."
-    )
-    parser.add_argument("--traces", required=True, help="trace store directory")
-    parser.add_argument("--question-id", required=True, help="the trace to draw")
-    parser.add_argument("--layer", type=int, required=True, help="block index")
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--threshold", type=float, default=0.01, help="smallest edge weight")
-    parser.add_argument("--top-k", type=int, help="most incoming edges per token")
-    parser.add_argument("--head-mode", choices=HEAD_MODES, default="mean")
-    parser.add_argument("--nodes", choices=NODE_MODES, default="all")
-    args = parser.parse_args(argv)
+    Args:
+        traces: Trace store directory.
+        question_id: The trace to draw.
+        out: PNG file to write.
+        graph: The graph: ``layer`` is the block, the other options the edge rule.
+    """
     from graphs.draw import draw_graph
 
-    out = draw_graph(
-        args.traces,
-        args.question_id,
-        args.layer,
-        args.out,
-        threshold=args.threshold,
-        top_k=args.top_k,
-        head_mode=args.head_mode,
-        nodes=args.nodes,
-    )
-    print(f"saved {out}")
+    print(f"saved {draw_graph(traces, question_id, graph, out)}")
 
 
-def _compare(argv: list[str]) -> None:
-    from extraction.cli_config import parse_config, to_yaml
-    from graphs.config import GraphCompareConfig
-
-    cfg, print_config = parse_config(GraphCompareConfig, argv, f"{PROG} compare")
-    if print_config:
-        print(to_yaml(cfg), end="")
-        return
+def compare(cfg: GraphCompareConfig) -> None:
     from graphs.compare import run_compare
 
     print(f"saved {run_compare(cfg)} (compare.json, graph_statistics.csv and the PNGs beside it)")
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {
-    "build": _build,
-    "inspect": _inspect,
-    "draw": _draw,
-    "compare": _compare,
-}
+def _config_parser(config_class: type) -> ArgumentParser:
+    parser = ArgumentParser(exit_on_error=False, description=config_class.__doc__.split("\n")[0])
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
+    parser.add_class_arguments(config_class, None, as_group=False)
+    return parser
+
+
+def _function_parser(function, positional: bool = False) -> ArgumentParser:
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
+    parser.add_function_arguments(function, None, as_positional=positional)
+    return parser
+
+
+def make_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, exit_on_error=False, description=__doc__.split("\n")[0])
+    commands = parser.add_subcommands()
+    for name, command in (
+        ("build", _config_parser(GraphBuildConfig)),
+        ("inspect", _function_parser(inspect, positional=True)),
+        ("draw", _function_parser(draw)),
+        ("compare", _config_parser(GraphCompareConfig)),
+    ):
+        commands.add_subcommand(name, command, help=command.description)
+    return parser
+
+
+def _run(argv: list[str]) -> None:
+    parser = make_parser()
+    try:
+        cfg = parser.instantiate(parser.parse_args(argv))
+    except ArgumentError as exc:
+        raise UserError(" ".join(line.strip() for line in str(exc).splitlines())) from None
+    except SystemExit as exc:  # --help and --print_config print, then exit 0
+        if exc.code:
+            raise
+        return
+    name = cfg.subcommand
+    values = {key: value for key, value in vars(cfg[name]).items() if key != "config"}
+    if name == "build":
+        build(GraphBuildConfig(**values))
+    elif name == "compare":
+        compare(GraphCompareConfig(**values))
+    elif name == "inspect":
+        inspect(**values)
+    else:
+        draw(**values)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
-        print(f"usage: {PROG} {{{','.join(COMMANDS)}}} ... (see --help of each)", file=sys.stderr)
-        return 2
-    return run_command("graphs", COMMANDS[argv[0]], argv[1:])
+    return run_command("graphs", _run, argv)

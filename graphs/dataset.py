@@ -18,8 +18,9 @@ from extraction.errors import UserError
 from extraction.files import atomic_open, atomic_write_text, read_json
 from extraction.judgements import label_source
 from extraction.store import TraceStore
-from graphs.build import stack_layers, traces_to_graphs, validate_options
-from graphs.source import check_layers, resolve_layers
+from graphs.build import stack_layers, traces_to_graphs
+from graphs.source import stored_layers
+from graphs.spec import GraphSpec
 from graphs.splits import SPLITS, check_ratios, load_or_make_splits
 from graphs.topology import FEATURES, graph_features
 
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 # Bump when the content of a processed graph changes, so old caches are never served.
 # 2: the head mean is numpy's sequential float32 mean in every case (torch's blocked sum differed
-# from it in the last bit on some shapes).
+# from it in the last bit on some shapes). The cache key is the resolved GraphSpec since issue 8:
+# caches built before it are not found again and are rebuilt.
 GRAPH_FORMAT = 2
 RECORD = "graphs.json"
 # ``y`` of a trace kept with ``keep_unlabelled`` (no gold answer): scored by ``predict``, never
@@ -37,22 +39,6 @@ UNLABELLED = -1
 # at most this many attention and hidden-state elements, over the chosen layers, at once.
 CHUNK_TRACES = 64
 CHUNK_ELEMENTS = 2**24
-COMBINE_MODES = ("stack", "union")
-
-
-def graph_widths(
-    hidden_size: int,
-    num_heads: int,
-    num_layers: int,
-    combine: str = "stack",
-    head_mode: str = "mean",
-    node_features: str = "hidden",
-) -> tuple[int, int | None]:
-    """``(x width, edge_attr width or None for edge_weight)`` of the graphs these options build
-    from a model with these sizes (``num_layers``: how many blocks are chosen)."""
-    pairs = num_heads * (num_layers if combine == "union" else 1)
-    node = {"hidden": hidden_size, "attention_diagonal": pairs, "both": hidden_size + pairs}
-    return node[node_features], pairs if head_mode in ("heads", "any") else None
 
 
 def _stable_repr(obj: object) -> str:
@@ -104,23 +90,8 @@ class HallucinationGraphDataset(Dataset):
     Args:
         root: Folder for processed graphs and ``splits.json``.
         traces: A trace store directory (``python -m extraction`` output).
-        layer: The block whose graph to build.
-        layers: Several blocks instead (exactly one of the two), or ``"all"`` stored blocks.
-        combine: How the graphs of several ``layers`` make one graph: ``stack`` (their disjoint
-            union) or ``union`` (one token graph with the heads of every layer).
-        hidden_layer: The block whose output gives the hidden-state node features of a
-            ``union`` graph (default: the middle one of ``layers``).
-        nodes: ``all`` (prompt + answer) or ``answer`` (answer tokens, renumbered from 0).
-        threshold: Keep attention ``>= threshold`` (the seed's 0.01).
-        top_k: Keep at most this many incoming edges per token (None: all).
-        head_mode: ``mean`` (the seed's) or ``max`` over heads, or ``heads`` (all, in
-            ``edge_attr``; threshold and top-k then apply to the mean), or ``any`` (an edge
-            when any head passes; all heads, half precision, in ``edge_attr``).
-        self_loops: Keep each token's attention to itself.
-        prompt_edges: Keep the edges between two prompt tokens.
-        node_features: ``hidden``, ``attention_diagonal`` (``attn[h, i, i]`` of every head) or
-            ``both`` concatenated.
-        topology: Attach graph-level topology features as ``topo``.
+        spec: Which graphs (:class:`graphs.GraphSpec`: the block or blocks, the tokens, the
+            edge rule, the node features, topology); it must name ``layer`` or ``layers``.
         keep_unlabelled: Keep traces without a label (``y = -1``), for ``predict``.
         labels: Where the labels come from: None or ``index`` (the store's index), ``judged``
             (the packaged judgements of the store's model and dataset) or a judgement file
@@ -159,18 +130,7 @@ class HallucinationGraphDataset(Dataset):
         self,
         root: str | Path,
         traces: str | Path,
-        layer: int | None = None,
-        layers: Sequence[int] | str | None = None,
-        nodes: str = "all",
-        threshold: float = 0.01,
-        top_k: int | None = None,
-        head_mode: str = "mean",
-        self_loops: bool = True,
-        prompt_edges: bool = True,
-        node_features: str = "hidden",
-        combine: str = "stack",
-        hidden_layer: int | None = None,
-        topology: bool = False,
+        spec: GraphSpec,
         keep_unlabelled: bool = False,
         labels: str | None = None,
         split: str | None = None,
@@ -181,34 +141,13 @@ class HallucinationGraphDataset(Dataset):
         pre_filter: Callable[[Data], bool] | None = None,
         force_reload: bool = False,
     ) -> None:
-        if (layer is None) == (layers is None):
-            raise UserError("pass exactly one of layer (one block) or layers (a list of blocks)")
-        if layers is not None and not layers:
-            raise UserError("layers is empty; give at least one block")
+        if not isinstance(spec, GraphSpec):
+            raise TypeError(f"spec must be a graphs.GraphSpec, got {type(spec).__name__}")
         if split not in (None, *SPLITS):
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-        self.graph_options = dict(
-            threshold=threshold,
-            top_k=top_k,
-            head_mode=head_mode,
-            self_loops=self_loops,
-            nodes=nodes,
-            prompt_edges=prompt_edges,
-            node_features=node_features,
-        )
-        validate_options(**self.graph_options)
         check_ratios(split_ratios)
-        if combine not in COMBINE_MODES:
-            raise UserError(f"unknown combine {combine!r}; choose one of stack, union")
         store = TraceStore(traces)
-        self.layers = [layer] if layer is not None else resolve_layers(store, layers)
-        check_layers(store, self.layers)
-        self.multi_layer = layers is not None
-        self.combine = combine if self.multi_layer else "stack"
-        self.hidden_layer = self._hidden_layer(store, hidden_layer)
-        if topology and self.combine == "union":
-            raise UserError("topology features are per layer; use combine: stack with them")
-        self.topology = topology
+        self.spec = spec.resolve(stored_layers(store))
         self.traces = str(store.root.resolve())
         self.label_source = label_source(store, labels)
         self.candidates = {
@@ -241,44 +180,27 @@ class HallucinationGraphDataset(Dataset):
             entries = [entry for entry in entries if entry["question_id"] in selected]
         self.entries = entries
 
-    def _hidden_layer(self, store: TraceStore, hidden_layer: int | None) -> int | None:
-        """The block of a union graph's hidden-state features (None when none are used)."""
-        if self.combine != "union":
-            if hidden_layer is not None:
-                raise UserError("hidden_layer is for combine: union; drop it or set combine")
-            return None
-        if self.graph_options["node_features"] == "attention_diagonal":
-            return None
-        if hidden_layer is None:
-            return self.layers[len(self.layers) // 2]
-        check_layers(store, [hidden_layer])
-        return hidden_layer
-
     def _cache_name(self, store: TraceStore, pre_transform, pre_filter) -> str:
         identity = {
             "format": GRAPH_FORMAT,
             "traces": self.traces,
             "created": store.manifest.get("created"),
             "labels": list(self.candidates.items()),
-            "layers": self.layers,
-            "multi_layer": self.multi_layer,
-            "combine": self.combine,
-            "hidden_layer": self.hidden_layer,
-            "options": self.graph_options,
-            "topology": self.topology,
+            "graph": self.spec.as_dict(),
             "pre_transform": _stable_repr(pre_transform),
             "pre_filter": _stable_repr(pre_filter),
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        if self.multi_layer:
+        blocks = self.spec.blocks
+        if self.spec.multi_layer:
             layers = (
-                ("union" if self.combine == "union" else "layers")
-                + "-".join(map(str, self.layers[:4]))
-                + "-etc" * (len(self.layers) > 4)
+                ("union" if self.spec.combine == "union" else "layers")
+                + "-".join(map(str, blocks[:4]))
+                + "-etc" * (len(blocks) > 4)
             )
         else:
-            layers = f"layer{self.layers[0]}"
-        return f"{layers}-{self.graph_options['nodes']}-{digest[:12]}"
+            layers = f"layer{blocks[0]}"
+        return f"{layers}-{self.spec.nodes}-{digest[:12]}"
 
     @property
     def raw_file_names(self) -> list[str]:
@@ -292,6 +214,11 @@ class HallucinationGraphDataset(Dataset):
     def processed_file_names(self) -> list[str]:
         # Written last, so its presence means every graph file before it is complete.
         return [RECORD]
+
+    @property
+    def layers(self) -> list[int]:
+        """The blocks of each graph, in order."""
+        return self.spec.blocks
 
     @property
     def num_graph_layers(self) -> int:
@@ -326,8 +253,8 @@ class HallucinationGraphDataset(Dataset):
     ) -> list[Data]:
         """One token graph per trace over the heads of every chosen layer, side by side."""
         hiddens = [None] * len(question_ids)
-        if self.hidden_layer is not None:
-            hiddens = [store.hidden_state(qid, self.hidden_layer + 1) for qid in question_ids]
+        if self.spec.hidden_layer is not None:
+            hiddens = [store.hidden_state(qid, self.spec.hidden_layer + 1) for qid in question_ids]
         return traces_to_graphs(
             [
                 torch.cat([store.attention(qid, layer) for layer in self.layers])
@@ -335,7 +262,7 @@ class HallucinationGraphDataset(Dataset):
             ],
             hiddens,
             [row["n_prompt_tokens"] for row in rows],
-            **self.graph_options,
+            self.spec,
         )
 
     def _layer_graphs(
@@ -347,7 +274,7 @@ class HallucinationGraphDataset(Dataset):
                 [store.attention(question_id, layer) for question_id in question_ids],
                 [store.hidden_state(question_id, layer + 1) for question_id in question_ids],
                 [row["n_prompt_tokens"] for row in rows],
-                **self.graph_options,
+                self.spec,
             )
             for layer in self.layers
         ]
@@ -355,7 +282,8 @@ class HallucinationGraphDataset(Dataset):
     def _build(self, store: TraceStore, question_ids: list[str]) -> list[Data | None]:
         """The graphs of some traces, None for one without nodes (answer-only, empty answer)."""
         rows = [store.rows[question_id] for question_id in question_ids]
-        if self.combine == "union":
+        union = self.spec.combine == "union"
+        if union:
             per_layer = [self._union_graphs(store, question_ids, rows)]
         else:
             per_layer = self._layer_graphs(store, question_ids, rows)
@@ -365,16 +293,16 @@ class HallucinationGraphDataset(Dataset):
             if any(graph.num_nodes == 0 for graph in graphs):
                 built.append(None)
                 continue
-            if self.topology:
+            if self.spec.topology:
                 for graph in graphs:
                     graph.topo = torch.tensor([list(graph_features(graph).values())])
-            if self.combine == "union":
+            if union:
                 (data,) = graphs
                 data.layers = self.layers
-            elif self.multi_layer:
+            elif self.spec.multi_layer:
                 data = stack_layers(list(graphs))
                 data.layers = self.layers
-                if self.topology:
+                if self.spec.topology:
                     data.topo = data.topo.unsqueeze(0)  # [L, F] -> [1, L, F]
             else:
                 (data,) = graphs
@@ -417,11 +345,8 @@ class HallucinationGraphDataset(Dataset):
         record = {
             "traces": self.traces,
             "layers": self.layers,
-            "options": self.graph_options,
-            "combine": self.combine,
-            "hidden_layer": self.hidden_layer,
-            "topology": self.topology,
-            "features": list(FEATURES) if self.topology else [],
+            "graph": self.spec.as_dict(),
+            "features": list(FEATURES) if self.spec.topology else [],
             "labels": self.label_source.describe(),
             "skipped": dict(skipped),
             "graphs": entries,
@@ -439,7 +364,7 @@ class HallucinationGraphDataset(Dataset):
 
     def _layer_sizes(self, data: Data) -> dict[str, list[int]]:
         """Nodes and edges of each layer's graph, for ``python -m graphs inspect``."""
-        if self.combine == "union" or not self.multi_layer:
+        if self.spec.combine == "union" or not self.spec.multi_layer:
             return {"num_nodes": [data.num_nodes], "num_edges": [data.num_edges]}
         n_layers = len(self.layers)
         return {
@@ -474,7 +399,7 @@ def load_graph(path: str) -> dict:
         return torch.load(path, weights_only=True)
     except FileNotFoundError:
         raise UserError(
-            f"{path} is missing; rebuild with `python -m graphs build --force-reload`"
+            f"{path} is missing; rebuild with `python -m graphs build --force_reload true`"
         ) from None
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -55,18 +55,19 @@ def test_store_features_shapes(store12, tmp_path):
 def test_benchmark_end_to_end_and_resume(store12, tmp_path, capsys):
     out = tmp_path / "bench"
     gcn = yaml.safe_load(GCN.read_text())
-    gcn["data"]["layer"] = 1  # a graph detector keeps its own graph shape: the tiny model's block
+    gcn["data"]["graph"] = {"layer": 1}  # a graph detector keeps its own spec: a tiny-model block
     gcn_config = tmp_path / "gcn.yaml"
     gcn_config.write_text(yaml.safe_dump(gcn))
     graph_detectors = {
         "gcn": str(gcn_config),
-        "gcn_threshold": f"{gcn_config} --data.threshold 0.2",  # an ablation: config + overrides
+        # an ablation: a config and overrides of it
+        "gcn_threshold": f"{gcn_config} --data.graph.threshold 0.2",
         "mpnn": str(CHARM),  # its own all-layer graph shape, not the benchmark's data defaults
         "missing": "configs/none.yaml",
     }
     args = [
         "benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path / "g",
-        "--data.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 2,
+        "--data.graph.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 2,
         "--graph.detectors", json.dumps(graph_detectors),
         "--graph.max_epochs", 2, "--bootstrap", 50, "--output", out,
     ]  # fmt: skip
@@ -112,7 +113,7 @@ def test_benchmark_end_to_end_and_resume(store12, tmp_path, capsys):
 
 def test_unknown_detector_is_a_one_line_error(store12, tmp_path, capsys):
     args = ["benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path]
-    status = main([str(a) for a in [*args, "--data.layer", 1, "--detectors", "[nope]"]])
+    status = main([str(a) for a in [*args, "--data.graph.layer", 1, "--detectors", "[nope]"]])
     assert status == 2
     assert "unknown detector(s) ['nope']" in capsys.readouterr().err
 

@@ -94,10 +94,10 @@ def test_an_output_path_blocked_by_a_file_is_one_line(tiny_store, tmp_path, caps
 
     blocker = tmp_path / "a_file"
     blocker.write_text("in the way")
-    draw = ["draw", "--traces", str(tiny_store), "--layer", "1", "--question-id"]
+    draw = ["draw", "--traces", str(tiny_store), "--graph.layer", "1", "--question_id"]
     draw += [TraceStore(tiny_store).question_ids[0]]
     for args, expected in [
-        (["build", "--traces", str(tiny_store), "--root", str(blocker), "--layer", "1"],
+        (["build", "--traces", str(tiny_store), "--root", str(blocker), "--graph.layer", "1"],
          f"Not a directory: {blocker / 'processed'}"),
         ([*draw, "--out", str(blocker / "graph.png")], f"File exists: {blocker}"),
     ]:  # fmt: skip

@@ -44,7 +44,8 @@ def labelled_store(tiny_store, tmp_path_factory) -> Path:
 def run_args(store: Path, work: Path, *extra: str, layer: int = 1) -> list[str]:
     return [
         "--config", GCN, "--data.traces", store, "--data.root", work / "graphs",
-        "--data.layer", layer, "--data.split_ratios", "[0.34,0.33,0.33]", "--data.batch_size", 2,
+        "--data.graph.layer", layer, "--data.split_ratios", "[0.34,0.33,0.33]",
+        "--data.batch_size", 2,
         "--trainer.default_root_dir", work / "runs", "--trainer.max_epochs", 3,
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         *extra,
@@ -106,7 +107,8 @@ def test_multilayer_gat_edge_attr(labelled_store, tmp_path):
     """The multi-layer model on two layers, GAT on per-head edge features."""
     args = run_args(
         labelled_store, tmp_path,
-        "--data.layer", "null", "--data.layers", "[0,1]", "--data.head_mode", "heads",
+        "--data.graph.layer", "null", "--data.graph.layers", "[0,1]",
+        "--data.graph.head_mode", "heads",
         "--model", "training.models.MultiLayerClassifier", "--model.conv", "gat",
         "--model.sequence", "transformer", "--trainer.max_epochs", 1,
     )  # fmt: skip
@@ -115,9 +117,9 @@ def test_multilayer_gat_edge_attr(labelled_store, tmp_path):
 
 
 def test_charm_config_fits_and_tests_on_all_layer_graphs(labelled_store, tmp_path, capsys):
-    args = run_args(labelled_store, tmp_path, "--data.node_features", "both")
+    args = run_args(labelled_store, tmp_path, "--data.graph.node_features", "both")
     args[1] = REPO / "configs" / "training" / "charm.yaml"  # instead of gcn.yaml
-    args[args.index("--data.layer") + 1] = "null"
+    args[args.index("--data.graph.layer") + 1] = "null"
     assert main(strs(["fit", *args])) == 0
     assert main(strs(["test", *args, "--ckpt_path", best_checkpoint(tmp_path)])) == 0
     report_line = next(
@@ -189,8 +191,8 @@ def test_baselines_on_labels_from_a_judgement_file(labelled_store, tmp_path):
     [
         (["--model.class_path", "training.models.Nope"], "has no attribute 'Nope'"),
         (["--data.traces", "/nonexistent/store"], "is not a trace store"),
-        (["--data.layers", "[0]"], "exactly one of --data.layer and --data.layers"),
-        (["--data.layer", "7"], "layer 7 is not stored"),
+        (["--data.graph.layers", "[0]"], "set one of layer (1) and layers ([0])"),
+        (["--data.graph.layer", "7"], "layer 7 is not stored"),
         (["--model.init_args.lr", "-0.01"], "--model.init_args.lr must be > 0"),
     ],
     ids=["unknown-model", "missing-store", "layer-and-layers", "missing-layer", "negative-lr"],
@@ -248,8 +250,8 @@ def test_test_refuses_a_spec_that_contradicts_the_checkpoint(labelled_store, tmp
     )
     err = contradiction(capsys, args, checkpoint, "--model.init_args.hidden_channels", 128)
     assert "--model.init_args.hidden_channels 128 (checkpoint: 64)" in err
-    err = contradiction(capsys, args, checkpoint, "--data.layer", 0)
-    assert "--data.layer 0 (checkpoint: 1)" in err and str(checkpoint) in err
+    err = contradiction(capsys, args, checkpoint, "--data.graph.layer", 0)
+    assert "--data.graph.layer 0 (checkpoint: 1)" in err and str(checkpoint) in err
     assert not list((tmp_path / "runs").rglob("report.json"))
 
     err = contradiction(capsys, args, tmp_path / "missing.ckpt")

@@ -103,7 +103,7 @@ def run_baselines(datamodule: HallucinationGraphDataModule, rule: ThresholdRule)
     labels = {split: np.array(datamodule.datasets[split].labels) for split in SPLITS}
     test_labels = torch.tensor(labels["test"])
     candidates = {name: (features, (1.0,)) for name, features in trace_features(datamodule).items()}
-    layer = datamodule.hparams.layer
+    layer = datamodule.spec.layer
     if layer is not None:
         candidates[f"probe_layer{layer}"] = (mean_answer_state(datamodule), PROBE_C)
     results = {}

@@ -47,7 +47,7 @@ def main(argv: list[str]) -> None:
         cli = HallugraphCLI(
             args=[
                 *rest,
-                *("--data.layer", str(layer), "--data.layers", "null"),
+                *("--data.graph.layer", str(layer), "--data.graph.layers", "null"),
                 *("--trainer.default_root_dir", str(args.output / f"layer_{layer:02d}")),
             ],
             run=False,
