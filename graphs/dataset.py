@@ -56,13 +56,13 @@ class HallucinationGraphDataset(Dataset):
     index / (T - 1) in the full sequence). An edge ``j → i`` (``edge_index[:, e] = (j, i)``) carries
     how much token ``i`` attends to token ``j``: head mean or max in ``edge_weight [E]``, or every
     head in ``edge_attr [E, heads]``. Each graph also has ``y`` (long ``[1]``), ``question_id``
-    and ``layer``; with ``topology=True``, ``topo`` float ``[1, F]`` (see
+    and ``layer``; with ``spec.topology``, ``topo`` float ``[1, F]`` (see
     :data:`graphs.topology.FEATURES`).
 
-    With ``layers=[l1, ..., lL]`` (or ``"all"``) and ``combine="union"``, a trace is one token
-    graph over the attention of every chosen ``(layer, head)`` pair: the heads of the L blocks
-    are laid side by side as ``L * H`` heads (column ``k = position of the layer * H + h``), so
-    ``head_mode="any"`` keeps ``j → i`` when any pair has ``attn[h, i, j] >= threshold`` and
+    With ``GraphSpec(layers=[l1, ..., lL])`` (or ``"all"``) and ``combine="union"``, a trace is
+    one token graph over the attention of every chosen ``(layer, head)`` pair: the heads of the
+    L blocks are laid side by side as ``L * H`` heads (column ``k = layer position * H + h``),
+    so ``head_mode="any"`` keeps ``j → i`` when any pair has ``attn[h, i, j] >= threshold`` and
     stores all ``L * H`` values in ``edge_attr`` (half precision), and
     ``node_features="attention_diagonal"`` gives each token its ``L * H`` self-attention
     values (CHARM, Frasca et al., ICLR 2026). Hidden-state node features then come from one
@@ -79,9 +79,9 @@ class HallucinationGraphDataset(Dataset):
     unless ``keep_unlabelled`` (then ``y = -1``, and they belong to no split: for ``predict``),
     as are answer-only graphs of traces with no answer tokens. Graphs are built once, in chunks
     of traces (at most 64, and a bounded number of tensor elements) read lazily from the store,
-    one file per graph under
-    ``root/processed/<name>-<hash>``, where the hash covers every option that changes a graph,
-    the store and its labels: a new threshold builds a new cache, never a stale one.
+    one file per graph under ``root/processed/<name>-<hash>``, where the hash covers the resolved
+    graph spec (``spec.resolve``), the store and its labels: a new threshold builds a new cache,
+    never a stale one.
     ``split`` selects ``train``, ``val`` or ``test`` from ``root/splits.json`` (by question id,
     stratified by label, seeded; the same for every dataset built from the same store and root,
     whatever its graph options). Like PyG, a ``pre_transform`` or ``pre_filter`` is known by its
