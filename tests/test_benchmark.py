@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from extraction.store import TraceStore
-from tests.conftest import run_extraction, tiny_args
+from tests.conftest import judgement, run_extraction, tiny_args
 from training.cli import main
 from training.detectors.features import load_or_compute
 from training.detectors.registry import DETECTORS
@@ -93,6 +93,7 @@ def test_benchmark_end_to_end_and_resume(store12, tmp_path, capsys):
         assert len(summary["auroc"]) == 2 and summary["n_test"] == [2, 2], name
         assert summary["auroc_mean"] is None or 0 <= summary["auroc_mean"] <= 1
     assert report["label_methods"]["index"] == {"planted": 12}
+    assert report["label_methods"]["summary"] == "planted (12)"
     assert len(report["manifest_sha256"]) == 64 and report["reference"] in {
         d.name for d in DETECTORS
     }
@@ -146,3 +147,25 @@ def test_reader_gives_token_scores_without_layers(store12):
     assert store.token_logprobs(qid).equal(trace.token_logprobs)
     assert store.token_entropy(qid).equal(trace.token_entropy)
     assert len(trace.token_logprobs) == trace.n_answer_tokens
+
+
+def test_report_names_the_judgement_file_it_scored_on(store12, tmp_path):
+    store = TraceStore(store12)
+    rows = [
+        judgement(qid, store.rows[qid]["generated_answer_clean"], 1 - store.rows[qid]["label"])
+        for qid in store.question_ids
+    ]
+    path = tmp_path / "flipped.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "bench"
+    args = [
+        "benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path / "g",
+        "--data.graph.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 1,
+        "--data.labels", path, "--detectors", "[mean_logprob]", "--graph.detectors", "{}",
+        "--bootstrap", 10, "--output", out,
+    ]  # fmt: skip
+    assert main([str(a) for a in args]) == 0
+    report = json.loads((out / "benchmark.json").read_text())
+    summary = f"{path}, flipped.jsonl (12 labelled)"
+    assert report["label_methods"]["summary"] == summary
+    assert f"labels: {summary};" in (out / "benchmark.md").read_text()

@@ -301,8 +301,18 @@ def _label_methods(store, datamodule: HallucinationGraphDataModule) -> dict:
     used = {qid for split in SPLITS for qid in datamodule.datasets[split].question_ids}
     methods = Counter(store.rows[qid].get("label_method") for qid in used)
     label_options = {k: v for k, v in datamodule.hparams.items() if "label" in k}
-    source = datamodule.datasets["test"].label_source.describe()
-    return {"index": dict(methods), "data_options": label_options, "source": source}
+    source = datamodule.datasets["test"].label_source
+    if source.name == "index":
+        summary = ", ".join(f"{method} ({n})" for method, n in methods.items())
+    else:
+        labelled = sum(label is not None for label in source.labels.values())
+        summary = f"{label_options['labels']}, {Path(source.name).name} ({labelled} labelled)"
+    return {
+        "index": dict(methods),
+        "data_options": label_options,
+        "source": source.describe(),
+        "summary": summary,
+    }
 
 
 def _select(names: list[str] | None) -> list[Detector]:

@@ -75,8 +75,8 @@ def markdown(summaries: dict, skipped: dict, families: dict, context: dict) -> s
         "",
         f"{context['n_traces']} traces; {len(context['seeds'])} split seeds "
         f"(test: {n_test} answers, {n_hall} hallucinated); labels: "
-        + ", ".join(f"{m} ({n})" for m, n in context["label_methods"]["index"].items())
-        + f"; manifest sha256 {context['manifest_sha256'][:12]}.",
+        f"{context['label_methods']['summary']}; "
+        f"manifest sha256 {context['manifest_sha256'][:12]}.",
         f"Δ AUROC: paired bootstrap (95%) of the difference to the best trace baseline, "
         f"**{reference}**, on the same test questions, averaged over seeds.",
         "",
