@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -99,3 +100,25 @@ def test_errors_are_one_line_with_status_2(tiny_store, tmp_path, capsys):
         "nope",
     ]
     assert_one_line_errors(main, cases, capsys)
+
+
+def test_help_comes_from_the_signatures(capsys):
+    for command in ("build", "draw", "compare", "inspect"):
+        assert main([command, "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--graph.top_k" in shown and "Keep at most this many incoming edges" in shown
+    assert "--split_seed" in shown and "--question_id" in shown and "--attention_layer" in shown
+
+
+def test_inspect_reads_records_written_before_the_graph_spec(tiny_store, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_store, layer=1)
+    assert main(["build", "--config", str(config)]) == 0
+    (record_path,) = (tmp_path / "graphs").glob("processed/*/graphs.json")
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    spec = record.pop("graph")
+    record["options"] = {key: spec[key] for key in ("nodes", "threshold", "top_k", "head_mode")}
+    record |= {"combine": "stack", "hidden_layer": None, "topology": False}
+    record_path.write_text(json.dumps(record), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "graphs")]) == 0
+    assert "threshold=0.01" in capsys.readouterr().out
