@@ -128,17 +128,15 @@ def compare(cfg: GraphCompareConfig) -> None:
     print(f"saved {run_compare(cfg)} (compare.json, graph_statistics.csv and the PNGs beside it)")
 
 
-def _config_parser(config_class: type) -> ArgumentParser:
-    parser = ArgumentParser(exit_on_error=False, description=config_class.__doc__.split("\n")[0])
+def _parser(target, positional: bool = False) -> ArgumentParser:
+    """A command's parser: ``--config``, ``--print_config`` and one option per field of a config
+    dataclass or parameter of a function, with the help text of its docstring."""
+    parser = ArgumentParser(exit_on_error=False, description=target.__doc__.split("\n")[0])
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
-    parser.add_class_arguments(config_class, None, as_group=False)
-    return parser
-
-
-def _function_parser(function, positional: bool = False) -> ArgumentParser:
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
-    parser.add_function_arguments(function, None, as_positional=positional)
+    if isinstance(target, type):
+        parser.add_class_arguments(target, None, as_group=False)
+    else:
+        parser.add_function_arguments(target, None, as_positional=positional)
     return parser
 
 
@@ -146,10 +144,10 @@ def make_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=PROG, exit_on_error=False, description=__doc__.split("\n")[0])
     commands = parser.add_subcommands()
     for name, command in (
-        ("build", _config_parser(GraphBuildConfig)),
-        ("inspect", _function_parser(inspect, positional=True)),
-        ("draw", _function_parser(draw)),
-        ("compare", _config_parser(GraphCompareConfig)),
+        ("build", _parser(GraphBuildConfig)),
+        ("inspect", _parser(inspect, positional=True)),
+        ("draw", _parser(draw)),
+        ("compare", _parser(GraphCompareConfig)),
     ):
         commands.add_subcommand(name, command, help=command.description)
     return parser
