@@ -18,35 +18,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from extraction.store import TraceStore, TraceWriter
+from extraction.store import SyntheticShape, TraceStore, TraceWriter, synthetic_trace
 from extraction.trace import Trace
 
-BLOCKS, HEADS, HIDDEN, SEQ, PROMPT = 30, 9, 576, 51, 40
+SHAPE = SyntheticShape(blocks=30, heads=9, hidden=576, prompt_tokens=40)
+SEQ = 51
 
 
-def synthetic_trace(number: int) -> Trace:
-    causal = torch.tril(torch.rand(HEADS, SEQ, SEQ))
-    return Trace(
-        question_id=f"q{number}",
-        question="?",
-        generated_answer_clean="a",
-        tokens=torch.arange(SEQ),
-        tokens_decoded=["t"] * SEQ,
-        n_prompt_tokens=PROMPT,
-        hidden_states={i: torch.randn(SEQ, HIDDEN) for i in range(BLOCKS + 1)},
-        attentions={b: causal / causal.sum(-1, keepdim=True) for b in range(BLOCKS)},
-        token_logprobs=-torch.rand(SEQ - PROMPT),
-        token_entropy=torch.rand(SEQ - PROMPT),
-        gold={"aliases": ["a"]},
-        label=1,
-        label_method="alias_match",
-        label_score=0.0,
-    )
+def bench_trace(number: int) -> Trace:
+    return synthetic_trace(f"q{number}", SHAPE, SEQ - SHAPE.prompt_tokens, label=1, seed=number)
 
 
 def main() -> None:
@@ -54,7 +38,7 @@ def main() -> None:
     parser.add_argument("--traces", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
-    traces = [synthetic_trace(i) for i in range(args.traces)]
+    traces = [bench_trace(i) for i in range(args.traces)]
     manifest = {"settings": {"model": "bench", "dataset": "synthetic"}, "model": {}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "store"

@@ -37,13 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import extraction.labels as labels_module  # noqa: E402
-from extraction.labels import (  # noqa: E402
-    METHODS,
-    LabelError,
-    _missing_fields,
-    default_method,
-    label_answer,
-)
+from extraction.labels import METHODS, LabelError, _missing_fields, default_method, label_answer  # noqa: E402
 from extraction.store import TraceStore  # noqa: E402
 
 # "truthfulqa_diff" is another name for one of the back-ends and "bleurt" needs the hub: both are

@@ -13,7 +13,7 @@ from torch import nn
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import GINEConv, global_mean_pool
 
-from graphs import GraphSpec, HallucinationGraphDataset
+from graphs import SPLITS, GraphSpec, HallucinationGraphDataset
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--traces", default="traces_data/smollm2_135M_demo")
@@ -28,7 +28,7 @@ spec = GraphSpec(layers="all", combine="union", head_mode="any", prompt_edges=Fa
                  node_features="attention_diagonal")  # fmt: skip
 train, val, test = (
     HallucinationGraphDataset(args.root, args.traces, spec, split=s, split_ratios=args.split_ratios)
-    for s in ("train", "val", "test")
+    for s in SPLITS
 )
 
 

@@ -17,12 +17,12 @@ from extraction.questions import Question, check_name
 def check_options(cfg: ExtractionConfig) -> None:
     """Every option that can be checked without the model, before it loads."""
     at_least_one = {
-        "--batch-size": cfg.batch_size,
-        "--num-beams": cfg.num_beams,
-        "--max-new-tokens": cfg.max_new_tokens,
-        "--max-total-tokens": cfg.max_total_tokens,
-        "--shard-size": cfg.shard_size,
-        "--shard-max-mb": cfg.shard_max_mb,
+        "--batch_size": cfg.batch_size,
+        "--num_beams": cfg.num_beams,
+        "--max_new_tokens": cfg.max_new_tokens,
+        "--max_total_tokens": cfg.max_total_tokens,
+        "--shard_size": cfg.shard_size,
+        "--shard_max_mb": cfg.shard_max_mb,
     }
     for flag, value in at_least_one.items():
         if value < 1:
@@ -30,8 +30,8 @@ def check_options(cfg: ExtractionConfig) -> None:
     choices = {
         "--dtype": (cfg.dtype, STORAGE_DTYPES),
         "--quantization": (cfg.quantization, QUANTIZATION_CHOICES),
-        "--torch-dtype": (cfg.torch_dtype, TORCH_DTYPES),
-        "--label-method": (cfg.label_method, (None, *METHODS)),
+        "--torch_dtype": (cfg.torch_dtype, TORCH_DTYPES),
+        "--label_method": (cfg.label_method, (None, *METHODS)),
     }
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
@@ -40,7 +40,7 @@ def check_options(cfg: ExtractionConfig) -> None:
     if cfg.label_method == "llm_judge":
         raise UserError(
             "llm_judge labels a finished store: extract, then run `python -m extraction label "
-            "DIR --method llm_judge --judge-model NAME`"
+            "DIR --method llm_judge --judge_model NAME`"
         )
     if cfg.layers is not None and any(layer < 0 for layer in cfg.layers):
         raise UserError(f"--layers {cfg.layers}: block indices start at 0")
@@ -54,11 +54,11 @@ def check_output_dir(path: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(
-            f"--output-dir {path}: {existing} is a file, not a directory; pick a folder"
+            f"--output_dir {path}: {existing} is a file, not a directory; pick a folder"
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(
-            f"--output-dir {path}: cannot write in {existing} (read-only or no permission); "
+            f"--output_dir {path}: cannot write in {existing} (read-only or no permission); "
             "pick a writable folder"
         )
 
@@ -76,17 +76,17 @@ def check_same_questions(
             raise UserError(
                 f"{root} already holds question {question.question_id!r} with another text or "
                 "other gold answers: this is other data under the same ids; use another "
-                "--output-dir (or --overwrite)"
+                "--output_dir (or --overwrite)"
             )
         expected = label_method or default_method(question.gold) or "none"
         stored = row["label_method"] if row["status"] == "ok" else expected
         if stored != expected:
             fix = (
-                f"pass --label-method {stored} to resume"
+                f"pass --label_method {stored} to resume"
                 if stored in METHODS
                 else f"relabel it with `python -m extraction label {root} --method M` first"
             )
             raise UserError(
                 f"{root} labelled {question.question_id!r} with {stored!r}, this run would use "
-                f"{expected!r}: {fix}, or write to another --output-dir"
+                f"{expected!r}: {fix}, or write to another --output_dir"
             )

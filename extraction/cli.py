@@ -2,31 +2,34 @@
 
 python -m extraction --config configs/extraction/default.yaml
 python -m extraction inspect DIR              # the final summary of a store
-python -m extraction inspect FILE.pkl --trust-pickle
+python -m extraction inspect FILE.pkl --trust_pickle
 python -m extraction verify DIR               # every shard against its checksums (exit 2)
 python -m extraction label DIR [--method M]   # recompute labels (index only)
-python -m extraction label DIR --from-file JUDGEMENTS.jsonl    # import judged labels
-python -m extraction label DIR --method llm_judge --judge-model NAME
-python -m extraction export-pickle DIR [--output DIR] [--batch-size 500]
+python -m extraction label DIR --from_file JUDGEMENTS.jsonl    # import judged labels
+python -m extraction label DIR --method llm_judge --judge_model NAME
+python -m extraction export-pickle DIR [--output DIR] [--batch_size 500]
+
+Every command takes ``--config FILE``, ``--print_config`` and ``--help`` (extraction.cli_config).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Callable
-
+from extraction.cli_config import call_with_arguments, parse_config, to_yaml
+from extraction.cli_runner import Command, run_commands
 from extraction.errors import UserError
 
 PROG = "python -m extraction"
+DESCRIPTION = (
+    "Extract final-state traces (hidden states + attentions over prompt + answer). More "
+    f"commands: `{PROG} inspect|verify|label|export-pickle --help`."
+)
 
 
 def _run(argv: list[str]) -> None:
     from extraction import console
-    from extraction.cli_config import parse_config, to_yaml
     from extraction.config import ExtractionConfig
 
-    cfg, print_config = parse_config(ExtractionConfig, argv, PROG)
+    cfg, print_config = parse_config(ExtractionConfig, argv, PROG, DESCRIPTION)
     if print_config:
         print(to_yaml(cfg), end="")
         return
@@ -42,25 +45,27 @@ def _run(argv: list[str]) -> None:
         console.summary(TraceStore(result.store_dir), processed=result.processed)
 
 
-def _inspect(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog=f"{PROG} inspect", description="Summarise a store.")
-    parser.add_argument("path", help="a store directory, or a seed pickle batch file")
-    parser.add_argument("--trust-pickle", action="store_true", help="allow loading a .pkl file")
-    args = parser.parse_args(argv)
+def inspect(path: str, trust_pickle: bool = False) -> None:
+    """Summarise a store (or a seed pickle batch); exit 2 naming damaged shards.
+
+    Args:
+        path: A store directory, or a seed pickle batch file (``.pkl``).
+        trust_pickle: Allow loading a ``.pkl`` file (pickle can run code: only your own files).
+    """
     from extraction import console
 
-    if args.path.endswith(".pkl"):
+    if path.endswith(".pkl"):
         from extraction.export import load_pickle_batch
 
-        records = load_pickle_batch(args.path, trust_pickle=args.trust_pickle)
+        records = load_pickle_batch(path, trust_pickle=trust_pickle)
         first = records[0]
-        console.say(f"{args.path}: {len(records)} traces; fields {list(first)}")
+        console.say(f"{path}: {len(records)} traces; fields {list(first)}")
         console.say(f"  hidden state 0: {first['hidden_states'][0].shape}")
         console.say(f"  attention 0: {first['attentions'][0].shape}")
         return
     from extraction.store import TraceStore
 
-    store = TraceStore(args.path)
+    store = TraceStore(path)
     problems = store.check_headers()
     console.summary(store, first_trace=not problems)
     if problems:
@@ -72,16 +77,15 @@ def _inspect(argv: list[str]) -> None:
         )
 
 
-def _verify(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} verify",
-        description="Check every shard against the checksums in the index; exit 2 on damage.",
-    )
-    parser.add_argument("path", help="a store directory")
-    args = parser.parse_args(argv)
+def verify(path: str) -> None:
+    """Check every shard against the checksums in the index; exit 2 on damage.
+
+    Args:
+        path: A store directory.
+    """
     from extraction.store import TraceStore
 
-    store = TraceStore(args.path)
+    store = TraceStore(path)
     problems = store.verify()
     for name, (problem, qids) in problems.items():
         shown = ", ".join(qids[:20]) + (f" (+{len(qids) - 20} more)" if len(qids) > 20 else "")
@@ -98,27 +102,25 @@ def _verify(argv: list[str]) -> None:
     print(f"ok: {len(store.shard_files)} shard files, {checked} traces{note}")
 
 
-def _label(argv: list[str]) -> None:
-    from extraction.labels import METHODS
+def label(
+    path: str,
+    method: str | None = None,
+    from_file: str | None = None,
+    judge_model: str | None = None,
+) -> None:
+    """Recompute the label fields of a store's index (no traced model is loaded).
 
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} label", description="Recompute the label fields of a store's index."
-    )
-    parser.add_argument("path", help="a store directory")
-    parser.add_argument(
-        "--method", "--label-method", choices=METHODS, help="default: each question's own"
-    )
-    parser.add_argument(
-        "--from-file",
-        metavar="FILE",
-        help="import judgements (JSONL: question_id, model, answer_sha256, label, reason, judge)",
-    )
-    parser.add_argument("--judge-model", help="the model --method llm_judge loads (id or path)")
-    args = parser.parse_args(argv)
+    Args:
+        path: A store directory.
+        method: Label method (docs/LABELS.md); default: each question's own.
+        from_file: Import judgements (JSONL: question_id, model, answer_sha256, label, reason,
+            judge) instead of computing labels.
+        judge_model: The model ``--method llm_judge`` loads (registry id, hub id or folder).
+    """
     from extraction.relabel import check_options, relabel
 
-    check_options(args.method, args.from_file, args.judge_model)
-    counts = relabel(args.path, args.method, args.from_file, args.judge_model)
+    check_options(method, from_file, judge_model)
+    counts = relabel(path, method, from_file, judge_model)
     if counts["match"] is not None:
         for line in counts["match"].report():
             print(line)
@@ -128,34 +130,33 @@ def _label(argv: list[str]) -> None:
     )
 
 
-def _export(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} export-pickle", description="Write the seed's pickle batch files."
-    )
-    parser.add_argument("path", help="a store directory")
-    parser.add_argument("--output", help="folder for the .pkl files (default: DIR/pickle)")
-    parser.add_argument("--batch-size", type=int, default=500, help="traces per file")
-    args = parser.parse_args(argv)
+def export_pickle(path: str, output: str | None = None, batch_size: int = 500) -> None:
+    """Write the seed's pickle batch files (``{model}_{dataset}_batch_{num:04d}.pkl``).
+
+    Args:
+        path: A store directory.
+        output: Folder for the ``.pkl`` files (default: ``DIR/pickle``).
+        batch_size: Traces per file (the seed's 500).
+    """
     from extraction import console
-    from extraction.export import export_pickle
+    from extraction.export import export_pickle as write_batches
 
-    for path in export_pickle(args.path, args.output, args.batch_size):
-        console.say(f"💾 {path}: {console.megabytes(path):.2f} MB")
+    for written in write_batches(path, output, batch_size):
+        console.say(f"💾 {written}: {console.megabytes(written):.2f} MB")
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {
+def _subcommand(function, name: str) -> Command:
+    return lambda argv: call_with_arguments(function, argv, f"{PROG} {name}")
+
+
+COMMANDS: dict[str, Command] = {
     "run": _run,
-    "inspect": _inspect,
-    "verify": _verify,
-    "label": _label,
-    "export-pickle": _export,
+    "inspect": _subcommand(inspect, "inspect"),
+    "verify": _subcommand(verify, "verify"),
+    "label": _subcommand(label, "label"),
+    "export-pickle": _subcommand(export_pickle, "export-pickle"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    from extraction.cli_config import run_command
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in COMMANDS:
-        return run_command("extraction", COMMANDS[argv[0]], argv[1:])
-    return run_command("extraction", _run, argv)
+    return run_commands("extraction", COMMANDS, argv, default=_run)

@@ -1,19 +1,26 @@
-"""Command-line flags and YAML keys generated from one dataclass, so they never drift apart:
-field ``num_samples`` is ``--num-samples`` on the command line and ``num_samples`` in YAML.
-Precedence: dataclass default < ``--config FILE`` < explicit flags."""
+"""The command-line dialect of every stage, on jsonargparse (what LightningCLI uses).
+
+A command's options are the parameters of a function or a dataclass: names, types and defaults
+come from its signature, the help from its docstring's ``Args:`` section. Each option is a flag
+and a YAML key with one spelling (``--num_samples`` ↔ ``num_samples``); ``--config FILE`` reads
+the keys, ``--print_config`` prints the resolved settings. Precedence: default < ``--config`` <
+flags, in command-line order.
+
+The seed's spellings keep working: a flag may be written with hyphens (``--num-samples``,
+``--no-prompt-edges``), a boolean is a bare flag (``--overwrite``; also ``--overwrite false`` and
+``--no_overwrite``), and a list takes its items one after another (``--layers 10 20``) or as
+one YAML list (``--layers [10,20]``).
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import errno
-import logging
+import inspect
 import re
-import sys
 import types
 import typing
+from argparse import ArgumentError
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -22,142 +29,182 @@ from extraction.errors import UserError
 
 T = TypeVar("T")
 
-
-def _arg_docs(cls: type) -> dict[str, str]:
-    """Per-field help from the ``Args:`` sections of the class's docstring and its bases'."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        current = None
-        for line in (klass.__doc__ or "").splitlines():
-            match = re.match(r"\s{8}(\w+): (.*)", line)
-            if match:
-                current = match.group(1)
-                docs[current] = match.group(2)
-            elif current and line.startswith(" " * 12):
-                docs[current] += " " + line.strip()
-    return docs
+SPELLING_NOTE = (
+    "Every option is also a key of the --config YAML. A flag may be written with hyphens "
+    "(--num-samples = --num_samples); a boolean flag alone means true (--no_FLAG: false)."
+)
+SHORT_FLAGS = {"verbose": ("-v",)}
+_REQUIRED = object()
 
 
-def _unwrap(annotation) -> tuple[Any, bool]:
-    """``X | None`` → (X, True)."""
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
-        (inner,) = [arg for arg in args if arg is not type(None)]
-        return inner, True
-    return annotation, False
+class CommandLine:
+    """The parser of one command: the parameters of ``target`` (a function or a dataclass)."""
+
+    def __init__(self, target: Callable, prog: str, description: str | None = None) -> None:
+        import docstring_parser
+        from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
+
+        doc = docstring_parser.parse(inspect.getdoc(target) or "")
+        self.parser = ArgumentParser(
+            prog=prog,
+            description=description or doc.short_description,
+            epilog=SPELLING_NOTE,
+            exit_on_error=False,
+            print_config=None,  # ours below: it prints what the command receives
+        )
+        self.parser.add_argument(
+            "--config", action=ActionConfigFile, help="YAML file of settings (keys = flag names)"
+        )
+        self.parser.add_argument(
+            "--print_config",
+            action="store_true",
+            help="print the resolved settings as YAML and exit",
+        )
+        self.flags = {"--config", "--print_config", "--help"}
+        self.lists: set[str] = set()
+        helps = {param.arg_name: param.description for param in doc.params}
+        hints = typing.get_type_hints(target)
+        for name, default in _parameters(target):
+            hint = hints[name]
+            if default is _REQUIRED:
+                self.parser.add_argument(name, type=hint, help=helps.get(name))
+                continue
+            options: dict[str, Any] = {"default": default, "help": helps.get(name)}
+            kind = _without_none(hint)
+            if kind is bool:
+                options.update(action=ActionYesNo, nargs="?")
+                self.flags.add(f"--no_{name}")
+            elif typing.get_origin(kind) is list:
+                (item,) = typing.get_args(kind)
+                options.update(type=_items_of(item), nargs="+")
+                self.lists.add(name)
+            else:
+                options["type"] = hint
+            self.parser.add_argument(f"--{name}", *SHORT_FLAGS.get(name, ()), **options)
+            self.flags.add(f"--{name}")
+
+    def parse(self, argv: list[str]) -> tuple[dict, bool]:
+        """The parameter values, and whether ``--print_config`` was asked for."""
+        try:
+            namespace = self.parser.parse_args(self._underscored(argv))
+        except ArgumentError as exc:
+            raise UserError(parse_error_line(str(exc))) from None
+        values = namespace.as_dict()
+        values.pop("config", None)
+        for name in self.lists:
+            if isinstance(values[name], list):  # one list per item or per [a, b] given
+                values[name] = [x for got in values[name] for x in _as_list(got)]
+        return values, values.pop("print_config")
+
+    def _underscored(self, argv: list[str]) -> list[str]:
+        """``--num-samples=3`` → ``--num_samples=3``; a token whose underscored name is no flag
+        (a value such as ``--`` in a stop string) is left alone."""
+        out = []
+        for arg in argv:
+            name, sep, value = arg.partition("=")
+            underscored = "--" + name[2:].replace("-", "_")
+            known = arg.startswith("--") and underscored in self.flags
+            out.append(underscored + sep + value if known else arg)
+        return out
 
 
-def build_parser(cls: type, prog: str) -> argparse.ArgumentParser:
-    summary = (cls.__doc__ or "").strip().splitlines()[0]
-    parser = argparse.ArgumentParser(prog=prog, description=summary)
-    parser.add_argument("--config", help="YAML file of settings (keys = flag names with _)")
-    parser.add_argument(
-        "--print-config", action="store_true", help="print the resolved settings as YAML and exit"
-    )
-    docs = _arg_docs(cls)
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        flag = "--" + field.name.replace("_", "-")
-        kind, _ = _unwrap(hints[field.name])
-        options: dict[str, Any] = {"dest": field.name, "help": docs.get(field.name)}
-        options["default"] = argparse.SUPPRESS
-        if kind is bool:
-            options["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(kind) is list:
-            options["nargs"] = "*"
-            options["type"] = typing.get_args(kind)[0]
-        else:
-            options["type"] = kind
-        names = [flag, "-v"] if field.name == "verbose" else [flag]
-        parser.add_argument(*names, **options)
-    return parser
-
-
-def parse_config(cls: type[T], argv: list[str], prog: str) -> tuple[T, bool]:
-    """The dataclass built from defaults, ``--config`` and flags; and whether to print it."""
-    parser = build_parser(cls, prog)
-    args = vars(parser.parse_args(argv))
-    config_path = args.pop("config")
-    print_config = args.pop("print_config")
-    values = load_yaml_config(cls, config_path) if config_path else {}
-    values.update(args)
+def parse_config(
+    cls: type[T], argv: list[str], prog: str, description: str | None = None
+) -> tuple[T, bool]:
+    """The dataclass ``cls`` built from its defaults, ``--config`` and flags; and whether to
+    print it instead of running."""
+    values, print_config = CommandLine(cls, prog, description).parse(argv)
     return cls(**values), print_config
 
 
-def load_yaml_config(cls: type, path: str) -> dict:
-    file = Path(path)
-    if not file.exists():
-        raise UserError(f"config file {file} does not exist")
-    try:
-        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{file} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(values, dict):
-        raise UserError(f"{file} must be a mapping of setting: value")
-    known = {field.name for field in dataclasses.fields(cls)}
-    values = {key.replace("-", "_"): value for key, value in values.items()}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UserError(f"{file}: unknown setting(s) {', '.join(unknown)}; see --help")
-    return values
+def call_with_arguments(function: Callable[..., None], argv: list[str], prog: str) -> None:
+    """Call ``function`` with its parameters parsed from ``argv`` (or print them, with
+    ``--print_config``)."""
+    values, print_config = CommandLine(function, prog).parse(argv)
+    if print_config:
+        print(to_yaml(values), end="")
+        return
+    function(**values)
 
 
-def to_yaml(config) -> str:
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
+def to_yaml(settings) -> str:
+    """Settings (a dataclass or a dict) as the YAML ``--config`` reads."""
+    if dataclasses.is_dataclass(settings):
+        settings = dataclasses.asdict(settings)
+    return yaml.safe_dump(settings, sort_keys=False, allow_unicode=True)
 
 
-_FILE_SYSTEM_ERRORS = {
-    errno.ENOSPC: "free some space, then rerun the same command: what was written is kept",
-    errno.EDQUOT: "free some space, then rerun the same command: what was written is kept",
-    errno.EROFS: "write somewhere writable (--output-dir, --root, --trainer.default_root_dir)",
-    errno.EACCES: "write somewhere you may write, or fix the permissions",
-    errno.EPERM: "write somewhere you may write, or fix the permissions",
-    errno.ENOTDIR: "a part of that path is a file, not a folder: pick another path",
-    errno.EISDIR: "that path is a folder: give a file name",
-    errno.EEXIST: "a file is where a folder should be: pick another path",
-}
+def parse_error_line(message: str) -> str:
+    """jsonargparse explains a bad value over many lines (every member of a Union it tried):
+    keep what was wrong, where, and what it should be."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    text = " ".join(lines)
+    if match := re.search(r"File does not exist: '([^']+)'", text):
+        return f"config file {match.group(1)} does not exist"
+    if match := re.match(r"Option '([^']+)' is not accepted", text):
+        return f"unknown setting {match.group(1)!r} in the config file; see --help for the settings"
+    if text.startswith("Problems parsing config"):
+        return f"the --config file is not valid YAML: {' '.join(lines[1:2])}"
+    if text.startswith("Unexpected config"):
+        return "the --config file must be a mapping of setting: value"
+    if match := re.match(r"argument (--\w+)\S*: invalid _boolean_type value: (.*)", text):
+        return f"{match.group(1)} {match.group(2)} is not true or false"
+    key = re.match(r'Parser key "([^"]+)"', text)
+    value = re.search(r"(?:Given|Got) value: (.*?)(?:$| Given)", text)
+    if key and value:
+        expected = _expected(text)
+        return f"--{key.group(1)} {value.group(1).strip()!r} is not {expected}; see --help"
+    return f"{text}; see --help"
 
 
-def describe_os_error(exc: OSError) -> str:
-    """A file-system failure as one line: what, where, and what to do."""
-    where = f" {exc.filename}" if exc.filename else ""
-    return f"{exc.strerror or exc}:{where}; {_FILE_SYSTEM_ERRORS[exc.errno]}"
+def _expected(text: str) -> str:
+    text = text.split("Given value type")[0]
+    if match := re.search(r"Literal\[([^\]]*)\]", text):
+        return "one of " + match.group(1).replace("'", "")
+    names = re.findall(r"<class '(\w+)'>", text)
+    names = ["null" if name == "NoneType" else name for name in dict.fromkeys(names)]
+    return "a valid " + " or ".join(names) if names else "valid"
 
 
-def run_command(package: str, command: Callable[[list[str]], None], argv: list[str]) -> int:
-    """Run one CLI command: INFO logging for ``package`` on stderr, a :class:`UserError` or a
-    file-system failure (disk full, read-only, no permission) as one ``error: ...`` line with
-    exit status 2, Ctrl-C as 130.
+def _items_of(kind: type) -> Callable[[Any], list]:
+    """A list option's item type: ``10`` or, as in the rest of jsonargparse, ``[10, 20]``."""
 
-    The log handler is removed afterwards, so calling a ``main`` in-process (tests, notebooks)
-    never leaves a handler writing to a stream that has since been closed.
-    """
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    # Our own progress notes at INFO; other libraries only when they warn.
-    handler.addFilter(
-        lambda record: (
-            record.levelno >= logging.WARNING
-            or record.name == package
-            or record.name.startswith(f"{package}.")
-        )
-    )
-    root = logging.getLogger()
-    root.addHandler(handler)
-    logging.getLogger(package).setLevel(logging.INFO)
-    try:
-        command(argv)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        if exc.errno not in _FILE_SYSTEM_ERRORS:
-            raise
-        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    finally:
-        root.removeHandler(handler)
-    return 0
+    def parse(token):
+        if isinstance(token, str) and token.startswith("["):
+            try:
+                token = yaml.safe_load(token)
+            except yaml.YAMLError:
+                raise ValueError(token) from None  # argparse: "invalid int value: '[1,'"
+        return [kind(item) for item in _as_list(token)]
+
+    parse.__name__ = kind.__name__  # what argparse names in "invalid int value: 'x'"
+    return parse
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _parameters(target: Callable) -> list[tuple[str, Any]]:
+    """``(name, default)`` of each parameter; ``_REQUIRED`` when it has none."""
+    if dataclasses.is_dataclass(target):
+        out = []
+        for field in dataclasses.fields(target):
+            default = field.default
+            if field.default_factory is not dataclasses.MISSING:
+                default = field.default_factory()
+            out.append((field.name, _REQUIRED if default is dataclasses.MISSING else default))
+        return out
+    return [
+        (param.name, _REQUIRED if param.default is param.empty else param.default)
+        for param in inspect.signature(target).parameters.values()
+    ]
+
+
+def _without_none(annotation):
+    """``X | None`` → ``X``."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return inner
+    return annotation

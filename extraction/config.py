@@ -1,6 +1,7 @@
-"""Settings of an extraction run. Every field is a command-line flag (``num_samples`` ↔
-``--num-samples``... jsonargparse accepts ``--num_samples``) and a key of the YAML given to
-``--config`` (see ``configs/extraction/default.yaml``)."""
+"""Settings of an extraction run. Every field is a flag and a key of the YAML given to
+``--config`` with one spelling (``num_samples`` ↔ ``--num_samples``; the seed's ``--num-samples``
+works too), and its help is the ``Args:`` entry below (:mod:`extraction.cli_config`); see
+``configs/extraction/default.yaml``."""
 
 from __future__ import annotations
 

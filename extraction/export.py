@@ -20,7 +20,7 @@ def export_pickle(
 ) -> list[Path]:
     store = TraceStore(store_dir)
     if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
+        raise UserError("--batch_size must be at least 1")
     out = Path(output_dir) if output_dir else store.root / "pickle"
     out.mkdir(parents=True, exist_ok=True)
     settings = store.manifest["settings"]
@@ -39,7 +39,7 @@ def export_pickle(
 def load_pickle_batch(path: str | Path, trust_pickle: bool = False) -> list[dict]:
     if not trust_pickle:
         raise UserError(
-            f"{path} is a pickle, which can run arbitrary code when loaded; pass --trust-pickle "
+            f"{path} is a pickle, which can run arbitrary code when loaded; pass --trust_pickle "
             "(trust_pickle=True) only for files you made yourself"
         )
     with Path(path).open("rb") as handle:

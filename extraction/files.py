@@ -62,12 +62,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-    return Path(path)
-
-
 def save_figure(fig, path: str | Path, **options) -> Path:
     """A matplotlib figure written atomically, in the format of the path's suffix (PNG when it
     has none): a reader never opens half an image."""

@@ -396,7 +396,7 @@ def truthfulqa_combined(answer: str, gold: dict, question: str | None = None) ->
 def _llm_judge(answer: str, gold: dict) -> Label:
     raise LabelError(
         "llm_judge needs a judge model: label a finished store with "
-        "`python -m extraction label DIR --method llm_judge --judge-model NAME`"
+        "`python -m extraction label DIR --method llm_judge --judge_model NAME`"
     )
 
 

@@ -9,7 +9,7 @@ the answer is hallucinated, ``P(" hallucinated") / (P(" truthful") + P(" halluci
 The label is 1 when that probability is at least 0.5.
 
 Tiny judges are weak (docs/LABELS.md measures SmolLM2-135M); the point is the plumbing, so that a
-user with a GPU can point ``--judge-model`` at a big instruction-tuned model.
+user with a GPU can point ``--judge_model`` at a big instruction-tuned model.
 """
 
 from __future__ import annotations

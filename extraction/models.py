@@ -138,7 +138,7 @@ def _dtype(name: str, cuda: bool) -> torch.dtype:
             name
         ]
     except KeyError:
-        raise UserError("--torch-dtype must be auto, float32, float16 or bfloat16") from None
+        raise UserError("--torch_dtype must be auto, float32, float16 or bfloat16") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,12 +12,12 @@ def build_prompt(
     question: str, tokenizer, template: str = SEED_PROMPT, chat_template: bool = False
 ) -> str:
     if "{question}" not in template:
-        raise UserError("--prompt-template must contain {question}")
+        raise UserError("--prompt_template must contain {question}")
     text = template.format(question=question)
     if not chat_template:
         return text
     if not getattr(tokenizer, "chat_template", None):
-        raise UserError("this tokenizer has no chat template; drop --chat-template")
+        raise UserError("this tokenizer has no chat template; drop --chat_template")
     messages = [{"role": "user", "content": text}]
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 

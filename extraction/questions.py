@@ -49,7 +49,7 @@ def dataset_name(dataset: str | None, dataset_file: str | None) -> str:
     if dataset:
         return check_name(dataset, "--dataset")
     if dataset_file:
-        return check_name(Path(dataset_file).stem, f"the stem of --dataset-file {dataset_file}")
+        return check_name(Path(dataset_file).stem, f"the stem of --dataset_file {dataset_file}")
     return "demo"
 
 
@@ -65,7 +65,7 @@ def load_questions(
     (``truthfulqa_{idx}``), so a slice never renumbers questions.
     """
     if num_samples is not None and num_samples < 1:
-        raise UserError("--num-samples must be at least 1 (omit it to take every question)")
+        raise UserError("--num_samples must be at least 1 (omit it to take every question)")
     if offset < 0:
         raise UserError("--offset must be 0 or more")
     name = dataset_name(dataset, dataset_file)
@@ -109,14 +109,14 @@ def _rows(name: str, dataset_file: str | None):
         return _file_rows(BUNDLED[name]), f"bundled {name} set"
     if name not in HUB:
         choices = ", ".join([*BUNDLED, *HUB])
-        raise UserError(f"unknown dataset {name!r}: use one of {choices}, or --dataset-file PATH")
+        raise UserError(f"unknown dataset {name!r}: use one of {choices}, or --dataset_file PATH")
     path, config, split = HUB[name]
     try:
         return datasets.load_dataset(path, config, split=split), f"{path} ({config}, {split})"
     except Exception as exc:  # the hub raises many types (connection, auth, missing config)
         raise UserError(
             f"cannot load {path} from the Hugging Face hub ({type(exc).__name__}); without "
-            f"network, pass a local copy with --dataset-file"
+            f"network, pass a local copy with --dataset_file"
         ) from None
 
 

@@ -18,12 +18,12 @@ def check_options(method: str | None, from_file: str | None, judge_model: str | 
     if method is not None and method not in METHODS:
         raise UserError(f"unknown label method {method!r}; choose one of {', '.join(METHODS)}")
     if from_file and method:
-        raise UserError("give either --method or --from-file, not both")
+        raise UserError("give either --method or --from_file, not both")
     if (method == LLM_JUDGE) != bool(judge_model):
         raise UserError(
-            "--judge-model goes with --method llm_judge"
+            "--judge_model goes with --method llm_judge"
             if judge_model
-            else "--method llm_judge needs --judge-model NAME (e.g. smollm2_135M or a hub id)"
+            else "--method llm_judge needs --judge_model NAME (e.g. smollm2_135M or a hub id)"
         )
     if judge_model and judge_model != OFFLINE_MODEL:
         resolve_source(judge_model)  # a name that cannot be a model: one line, nothing loaded

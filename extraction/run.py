@@ -175,7 +175,7 @@ def _process_batch(batch: list[Question], loaded: LoadedModel, cfg: ExtractionCo
                 question,
                 (
                     f"too long: {len(ids)} prompt tokens + {cfg.max_new_tokens} new tokens > "
-                    f"--max-total-tokens {cfg.max_total_tokens}"
+                    f"--max_total_tokens {cfg.max_total_tokens}"
                 ),
             )
             continue
@@ -211,20 +211,16 @@ def _traces(questions, prompts, loaded: LoadedModel, cfg: ExtractionConfig, bloc
         questions, prompts, answers, sequences, states, strict=True
     ):
         label = label_answer(answer.text, question.gold, cfg.label_method, question.question)
+        # Field for field: the question (id, text, gold), the final state, the answer, the label.
         traces.append(
             Trace(
-                question_id=question.question_id,
-                question=question.question,
+                **vars(question),
+                **vars(state),
                 generated_answer_clean=answer.text,
+                answer_end=answer.end,
                 tokens=torch.as_tensor(seq, dtype=torch.long),
                 tokens_decoded=[tokenizer.decode([token]) for token in seq],
                 n_prompt_tokens=len(ids),
-                hidden_states=state.hidden_states,
-                attentions=state.attentions,
-                token_logprobs=state.token_logprobs,
-                token_entropy=state.token_entropy,
-                answer_end=answer.end,
-                gold=question.gold,
                 label=label.label,
                 label_method=label.method,
                 label_score=label.score,

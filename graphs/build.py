@@ -4,13 +4,14 @@ The seed's double loop visits every (i, j) token pair in Python; here the ``[T, 
 many traces are laid end to end, aggregated over heads, thresholded and ``nonzero``-ed at once,
 which yields the edges of every graph in the same row-major order the loop would have added them.
 One trace is a batch of one: :func:`trace_to_graph` is :func:`traces_to_graphs` of a list of one,
-and :func:`traces_to_batch` gives the graphs straight as the PyG ``Batch`` a GNN consumes. CPU
-tensors in (as the trace store gives them); the float work is torch, the index bookkeeping numpy.
+and :func:`traces_to_batch` gives them as the PyG ``Batch`` a GNN consumes. CPU tensors in (as
+the trace store gives them); the float work is torch, the index bookkeeping numpy. Graphs and
+batches come from PyG's public constructors (``Data(...)``, ``Batch.from_data_list``): filling
+PyG's internals directly made no measurable difference to a dataset build (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
@@ -22,7 +23,6 @@ from torch_geometric.data import Batch, Data
 
 from graphs.spec import GraphSpec
 
-_EMPTY_BATCH = Batch(_base_cls=Data)  # the DataBatch that Batch.from_data_list makes
 DEFAULT_SPEC = GraphSpec()
 
 
@@ -80,20 +80,7 @@ def traces_to_graphs(
     ``torch.save`` writes the whole shared storage.
     """
     graphs = _build(attentions, hiddens, n_prompt_tokens, spec)
-    if graphs is None:
-        return []
-    local_target = graphs.target - graphs.source_shift
-    edge_index = torch.stack([graphs.source, local_target])
-    columns = {
-        "x": [features.float() for features in graphs.features],
-        "edge_index": edge_index.split(graphs.num_edges, dim=1),
-        "is_answer": graphs.is_answer.split(graphs.num_nodes),
-        "position": graphs.position.split(graphs.num_nodes),
-        graphs.weight_key: graphs.weight.split(graphs.num_edges),
-    }
-    return [
-        _data(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
-    ]
+    return [] if graphs is None else _data_list(graphs)
 
 
 def traces_to_batch(
@@ -102,36 +89,12 @@ def traces_to_batch(
     n_prompt_tokens: Sequence[int],
     spec: GraphSpec = DEFAULT_SPEC,
 ) -> Batch:
-    """The graphs of :func:`traces_to_graphs` as one PyG ``Batch`` (what a GNN consumes), built
-    from the concatenated tensors directly, with no per-graph ``Data``: equal to
-    ``Batch.from_data_list(traces_to_graphs(...))``, ``batch``/``ptr``, ``to_data_list()`` and
-    indexing included.
-    """
+    """The graphs of :func:`traces_to_graphs` as one PyG ``Batch`` (what a GNN consumes):
+    ``Batch.from_data_list(traces_to_graphs(...))``."""
     graphs = _build(attentions, hiddens, n_prompt_tokens, spec)
     if graphs is None:
         raise ValueError("no traces to batch")
-    edge_index = torch.stack([graphs.source + graphs.source_shift, graphs.target])
-    x = torch.empty((len(graphs.node_graph), *graphs.features[0].shape[1:]))
-    torch.cat(graphs.features, out=x)  # converts to float32 as it copies
-    node_slices = torch.tensor([0, *accumulate(graphs.num_nodes)])
-    edge_slices = torch.tensor([0, *accumulate(graphs.num_edges)])
-    zeros = torch.zeros(len(graphs.num_nodes), dtype=torch.long)
-
-    batch = copy.copy(_EMPTY_BATCH)  # Batch(_base_cls=Data) costs ~50 µs of signature checks
-    batch._slice_dict, batch._inc_dict = {}, {}
-    for key, value, slices, increments in (
-        ("x", x, node_slices, zeros),
-        ("edge_index", edge_index, edge_slices, node_slices[:-1]),
-        ("is_answer", graphs.is_answer, node_slices, zeros),
-        ("position", graphs.position, node_slices, zeros),
-        (graphs.weight_key, graphs.weight, edge_slices, zeros),
-    ):
-        batch[key] = value
-        batch._slice_dict[key] = slices
-        batch._inc_dict[key] = increments
-    batch.batch, batch.ptr = graphs.node_graph, node_slices
-    batch._num_graphs = len(graphs.num_nodes)
-    return batch
+    return Batch.from_data_list(_data_list(graphs))
 
 
 @dataclass
@@ -142,7 +105,6 @@ class _Graphs:
     features: list[Tensor]  # each graph's node features (hidden states as given), its nodes
     is_answer: Tensor  # [sum N] bool
     position: Tensor  # [sum N] float32
-    node_graph: Tensor  # [sum N] each node's graph (the Batch's `batch`)
     target: Tensor  # [sum E] attending node, numbered over all graphs
     source: Tensor  # [sum E] attended node, numbered within its graph
     source_shift: Tensor  # [sum E] the first node of the edge's graph
@@ -150,6 +112,24 @@ class _Graphs:
     weight: Tensor  # [sum E] or [sum E, heads] float32
     num_nodes: list[int]
     num_edges: list[int]
+
+
+def _data_list(graphs: _Graphs) -> list[Data]:
+    """One ``Data`` per graph, its tensors views of the concatenated ones (``x`` each trace's own
+    float32 copy)."""
+    local_target = graphs.target - graphs.source_shift
+    edge_index = torch.stack([graphs.source, local_target])
+    columns = {
+        "x": [features.float() for features in graphs.features],
+        "edge_index": edge_index.split(graphs.num_edges, dim=1),
+        "is_answer": graphs.is_answer.split(graphs.num_nodes),
+        "position": graphs.position.split(graphs.num_nodes),
+        graphs.weight_key: graphs.weight.split(graphs.num_edges),
+    }
+    return [
+        Data(**dict(zip(columns, values, strict=True)))
+        for values in zip(*columns.values(), strict=True)
+    ]
 
 
 def _build(
@@ -252,7 +232,6 @@ def _build(
         features,
         torch.from_numpy(is_answer),
         torch.from_numpy(position),
-        torch.from_numpy(node_graph),
         torch.from_numpy(target),
         torch.from_numpy(source),
         torch.from_numpy(source_shift),
@@ -338,14 +317,6 @@ def _head_mean(heads: Tensor, out: np.ndarray) -> None:
     for head in range(1, len(heads)):
         total.add_(heads[head])
     total.div_(len(heads))
-
-
-def _data(attributes) -> Data:
-    """``Data(**attributes)`` for non-None tensor attributes, filled in one step: PyG's
-    ``Data.__setattr__`` bookkeeping costs ~4 µs an attribute, as much as building the graph."""
-    data = Data()
-    data._store._mapping.update(attributes)
-    return data
 
 
 def edge_weights(data: Data) -> Tensor:

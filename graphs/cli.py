@@ -17,9 +17,7 @@ from statistics import fmean
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from extraction.cli_config import run_command
-from extraction.errors import UserError
-from extraction.files import read_json
+from extraction import UserError, read_json, run_command
 from graphs.config import GraphBuildConfig, GraphCompareConfig
 from graphs.spec import GraphSpec
 
@@ -159,10 +157,6 @@ def _run(argv: list[str]) -> None:
         cfg = parser.instantiate(parser.parse_args(argv))
     except ArgumentError as exc:
         raise UserError(" ".join(line.strip() for line in str(exc).splitlines())) from None
-    except SystemExit as exc:  # --help and --print_config print, then exit 0
-        if exc.code:
-            raise
-        return
     name = cfg.subcommand
     values = {key: value for key, value in vars(cfg[name]).items() if key != "config"}
     if name == "build":

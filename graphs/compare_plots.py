@@ -14,7 +14,7 @@ from matplotlib.colors import LogNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from extraction.files import save_figure
+from extraction import save_figure
 from graphs.compare import ANSWER_BINS, PROMPT_BINS, Measurements, strongest_per_statistic
 from graphs.statistics import CONTROLS, STATISTICS
 

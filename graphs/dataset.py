@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data, Dataset
 
-from extraction.errors import UserError
-from extraction.files import atomic_open, atomic_write_text, read_json
+from extraction import UserError, atomic_open, atomic_write_text, read_json
 from extraction.judgements import label_source
 from extraction.store import TraceStore
 from graphs.build import stack_layers, traces_to_graphs

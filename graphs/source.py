@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import Tensor
 from torch_geometric.data import Data
 
-from extraction.errors import UserError
+from extraction import UserError
 from extraction.store import TraceStore
 from extraction.trace import Trace
 from graphs.build import trace_to_graph

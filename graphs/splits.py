@@ -14,8 +14,7 @@ import math
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 
-from extraction.errors import UserError
-from extraction.files import atomic_write_text, read_json
+from extraction import UserError, atomic_write_text, read_json
 
 SPLITS = ("train", "val", "test")
 SPLITS_FILE = "splits.json"

@@ -1,23 +1,55 @@
-"""Shared fixtures: a tiny random-weight Llama (fast tests) and real SmolLM2 stores (slow)."""
+"""Shared fixtures: synthetic stores (graph and training tests), a tiny random-weight Llama
+(extraction tests) and real SmolLM2 stores (slow).
+
+Only tests marked ``slow`` may read the benchmark data in ``../shared/data``: a clone without it
+skips those and nothing else (a non-slow test that skips for it fails). Set
+``HALLUGRAPH_SHARED_DATA`` to another folder (a missing one hides the data) to check that.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from extraction.cli import main as extraction_main
+from extraction.store import write_synthetic_store
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("HALLUGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
 TRIVIAQA = SHARED_DATA / "triviaqa" / "validation.jsonl"
 TRUTHFULQA = SHARED_DATA / "truthfulqa" / "TruthfulQA.csv"
+SHARED_DATA_MISSING = "shared benchmark data not found"
 
 
-def require_shared_data() -> None:
-    if not TRIVIAQA.exists() or not TRUTHFULQA.exists():
-        pytest.skip(f"shared benchmark data not found under {SHARED_DATA}")
+def require_shared_data(*paths: Path) -> None:
+    """Skip unless ``paths`` (default: TriviaQA and TruthfulQA) exist; for ``slow`` tests only."""
+    missing = [path for path in paths or (TRIVIAQA, TRUTHFULQA) if not path.exists()]
+    if missing:
+        pytest.skip(f"{SHARED_DATA_MISSING}: {', '.join(map(str, missing))}")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` (TriviaQA and TruthfulQA there), or skip: for ``slow`` tests only."""
+    require_shared_data()
+    return SHARED_DATA
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that skips for missing shared data must be marked ``slow``: fail it otherwise."""
+    report = yield
+    if (
+        report.skipped
+        and SHARED_DATA_MISSING in str(report.longrepr)
+        and item.get_closest_marker("slow") is None
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} reads {SHARED_DATA} but is not marked slow"
+    return report
 
 
 def judgement(qid: str, answer: str, label: int, judge: str = "panel") -> dict:
@@ -95,12 +127,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 def tiny_args(model_dir: Path, out: Path, n: int = 6) -> list:
-    require_shared_data()
+    """The tiny model on the first ``n`` bundled demo questions (TriviaQA-style, with aliases)."""
     return [
-        "--model", model_dir, "--dataset", "triviaqa", "--dataset-file", TRIVIAQA,
-        "--num-samples", n, "--output-dir", out, "--num-beams", 2, "--max-new-tokens", 6,
+        "--model", model_dir, "--dataset", "demo", "--num-samples", n, "--output-dir", out,
+        "--num-beams", 2, "--max-new-tokens", 6,
         "--batch-size", 3, "--shard-size", 4,
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def synthetic_store(tmp_path_factory) -> Path:
+    """Six random traces (the tiny model's sizes: 2 blocks, 4 heads, hidden 32; 12 prompt and
+    1-6 answer tokens) written through the real ``TraceWriter``, labelled 0/1 alternately. Read
+    only: copy it to change it."""
+    return write_synthetic_store(tmp_path_factory.mktemp("synthetic") / "store")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """All-layer token graphs (``combine: union``, ``head_mode: any``): equal to a plain loop over the
-stored attentions, on the tiny store and (slow) on real SmolLM2 traces; options and cache keys."""
+stored attentions, on a synthetic store and (slow) on real SmolLM2 traces; options, cache keys."""
 
 from __future__ import annotations
 
@@ -73,51 +73,53 @@ RULES = [
 
 
 @pytest.mark.parametrize("rule", RULES)
-def test_union_graph_equals_a_loop_over_every_layer_and_head(tiny_store, tmp_path, rule):
-    store = TraceStore(tiny_store)
+def test_union_graph_equals_a_loop_over_every_layer_and_head(synthetic_store, tmp_path, rule):
+    store = TraceStore(synthetic_store)
     spec = GraphSpec(
         layers="all", combine="union", head_mode="any", node_features="attention_diagonal", **rule
     )
-    dataset = HallucinationGraphDataset(tmp_path, tiny_store, spec)
+    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, spec)
     assert dataset.layers == [0, 1]
     assert dataset[0].x.shape[1] == 2 * 4 and dataset[0].edge_attr.shape[1] == 8
     assert_equal_to_loop(dataset, store, [0, 1], **rule)
 
 
-def test_node_features_both_and_the_hidden_layer(tiny_store, tmp_path):
-    store = TraceStore(tiny_store)
+def test_node_features_both_and_the_hidden_layer(synthetic_store, tmp_path):
+    store = TraceStore(synthetic_store)
     common = dict(layers=[1, 0], combine="union", head_mode="any", node_features="both")
-    dataset = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(hidden_layer=0, **common))
+    dataset = HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(hidden_layer=0, **common)
+    )
     for data in dataset:
         hidden = store.hidden_state(data.question_id, 1).float()
         assert torch.equal(data.x[:, :32], hidden) and data.x.shape[1] == 32 + 8
         assert data.layers == [1, 0] and not hasattr(data, "node_layer")
         diagonal = store.attention(data.question_id, 1).diagonal(dim1=1, dim2=2).T.float()
         assert torch.equal(data.x[:, 32:36], diagonal)  # column k = position * heads + head
-    default = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(**common))
+    default = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**common))
     assert default.spec.hidden_layer == 0  # the middle of [1, 0]
     assert default.spec.widths(32, 4) == (40, 8)
     assert GraphSpec(layers=[1, 0]).resolve([0, 1]).widths(32, 4) == (32, None)
 
 
-def test_answer_nodes_keep_the_answer_block(tiny_store, tmp_path):
+def test_answer_nodes_keep_the_answer_block(synthetic_store, tmp_path):
     dataset = HallucinationGraphDataset(
         tmp_path,
-        tiny_store,
+        synthetic_store,
         GraphSpec(layers="all", combine="union", head_mode="any", nodes="answer"),
     )
-    store = TraceStore(tiny_store)
+    store = TraceStore(synthetic_store)
     for data in dataset:
         n_answer = store.rows[data.question_id]["n_answer_tokens"]
         assert data.num_nodes == n_answer and bool(data.is_answer.all())
         assert data.edge_attr.shape == (data.num_edges, 8)
 
 
-def test_prompt_edges_and_node_features_in_single_layer_graphs(tiny_store, tmp_path):
-    store = TraceStore(tiny_store)
+def test_prompt_edges_and_node_features_in_single_layer_graphs(synthetic_store, tmp_path):
+    store = TraceStore(synthetic_store)
     dataset = HallucinationGraphDataset(
         tmp_path,
-        tiny_store,
+        synthetic_store,
         GraphSpec(layer=1, prompt_edges=False, node_features="attention_diagonal"),
     )
     for data in dataset:
@@ -127,10 +129,10 @@ def test_prompt_edges_and_node_features_in_single_layer_graphs(tiny_store, tmp_p
         assert torch.equal(data.x, attention.diagonal(dim1=1, dim2=2).T.float())
 
 
-def test_new_options_key_the_cache(tiny_store, tmp_path):
+def test_new_options_key_the_cache(synthetic_store, tmp_path):
     union = dict(layers="all", combine="union", head_mode="any")
     directories = {
-        HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(**options)).processed_dir
+        HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**options)).processed_dir
         for options in [
             {"layers": "all"},
             union,
@@ -154,9 +156,9 @@ def test_new_options_key_the_cache(tiny_store, tmp_path):
         ({"layer": 1, "prompt_edges": "no"}, "prompt_edges"),
     ],
 )
-def test_bad_union_options(tiny_store, tmp_path, kwargs, message):
+def test_bad_union_options(synthetic_store, tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message):
-        HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(**kwargs))
+        HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**kwargs))
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""``python -m training benchmark`` end to end on a tiny store: every detector, two seeds,
+"""``python -m training benchmark`` end to end on a synthetic store: every detector, two seeds,
 outputs, skips, and a rerun served from the per-(detector, seed) cache."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from extraction.store import TraceStore
-from tests.conftest import judgement, run_extraction, tiny_args
+from extraction.store import TraceStore, write_synthetic_store
+from tests.conftest import judgement
 from training.cli import main
 from training.detectors.features import load_or_compute
 from training.detectors.registry import DETECTORS
@@ -24,18 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def store12(tiny_model_dir, tmp_path_factory) -> Path:
-    """12 tiny-model traces labelled 0/1 alternately (a random model is always wrong)."""
-    out = tmp_path_factory.mktemp("benchmark") / "store"
-    assert run_extraction(*tiny_args(tiny_model_dir, out, n=12)) == 0
-    store = TraceStore(out)
-    store.rewrite_labels(
-        {
-            qid: {"label": i % 2, "label_method": "planted", "label_score": float(i % 2)}
-            for i, qid in enumerate(store.question_ids)
-        }
-    )
-    return out
+def store12(tmp_path_factory) -> Path:
+    """12 synthetic traces labelled 0/1 alternately."""
+    return write_synthetic_store(tmp_path_factory.mktemp("benchmark") / "store", n_traces=12)
 
 
 def test_store_features_shapes(store12, tmp_path):
@@ -92,8 +83,8 @@ def test_benchmark_end_to_end_and_resume(store12, tmp_path, capsys):
     for name, summary in report["detectors"].items():
         assert len(summary["auroc"]) == 2 and summary["n_test"] == [2, 2], name
         assert summary["auroc_mean"] is None or 0 <= summary["auroc_mean"] <= 1
-    assert report["label_methods"]["index"] == {"planted": 12}
-    assert report["label_methods"]["summary"] == "planted (12)"
+    assert report["label_methods"]["index"] == {"synthetic": 12}
+    assert report["label_methods"]["summary"] == "synthetic (12)"
     assert len(report["manifest_sha256"]) == 64 and report["reference"] in {
         d.name for d in DETECTORS
     }

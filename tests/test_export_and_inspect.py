@@ -15,10 +15,10 @@ from tests.conftest import run_extraction
 def test_export_writes_the_seed_batches(tiny_store, tmp_path):
     paths = export_pickle(tiny_store, tmp_path, batch_size=4)
     assert [p.name for p in paths] == [
-        "tiny_llama0_triviaqa_batch_0000.pkl",
-        "tiny_llama0_triviaqa_batch_0001.pkl",
+        "tiny_llama0_demo_batch_0000.pkl",
+        "tiny_llama0_demo_batch_0001.pkl",
     ]
-    with pytest.raises(UserError, match="--trust-pickle"):
+    with pytest.raises(UserError, match="--trust_pickle"):
         load_pickle_batch(paths[0])
     records = load_pickle_batch(paths[0], trust_pickle=True) + load_pickle_batch(
         paths[1], trust_pickle=True
@@ -51,7 +51,7 @@ def test_inspect_prints_the_seed_summary(tiny_store, capsys):
 def test_inspect_pickle_needs_trust(tiny_store, tmp_path, capsys):
     (path, *_) = export_pickle(tiny_store, tmp_path)
     assert run_extraction("inspect", path) == 2
-    assert "--trust-pickle" in capsys.readouterr().err
+    assert "--trust_pickle" in capsys.readouterr().err
     assert run_extraction("inspect", path, "--trust-pickle") == 0
     assert "6 traces" in capsys.readouterr().out
 

@@ -14,7 +14,7 @@ import pytest
 
 from extraction.config import ExtractionConfig
 from extraction.store import TraceStore
-from tests.conftest import TRUTHFULQA, require_shared_data, run_extraction, tiny_args
+from tests.conftest import TRUTHFULQA, run_extraction, tiny_args
 from tests.test_cli_errors import one_line_error
 
 
@@ -41,13 +41,13 @@ def tiny_run(model_dir: Path, out: Path, dataset_file: Path, *extra) -> list:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--label-method", "exact"], "--label-method 'exact' is not one of alias_match"),
+        (["--label-method", "exact"], "--label_method 'exact' is not one of alias_match"),
         (["--dataset", "../../../../escaped"], "--dataset '../../../../escaped' cannot name files"),
         (["--dataset", "a/b"], "cannot name files"),
         (["--quantization", "3bit"], "--quantization '3bit' is not one of"),
-        (["--torch-dtype", "float8"], "--torch-dtype 'float8' is not one of"),
-        (["--shard-size", "0"], "--shard-size must be at least 1"),
-        (["--shard-max-mb", "-1"], "--shard-max-mb must be at least 1"),
+        (["--torch-dtype", "float8"], "--torch_dtype 'float8' is not one of"),
+        (["--shard-size", "0"], "--shard_size must be at least 1"),
+        (["--shard-max-mb", "-1"], "--shard_max_mb must be at least 1"),
         (["--layers", "-1"], "block indices start at 0"),
     ],
 )
@@ -133,7 +133,7 @@ def test_resume_with_another_label_method_is_refused(capsys, tiny_store, tmp_pat
     args = [a if a != tiny_store else store for a in tiny_args(Path(model), store)]
     err = one_line_error(capsys, *args, "--label-method", "truthfulqa_diff")
     assert "labelled" in err and "'alias_match'" in err and "'truthfulqa_diff'" in err
-    assert "--label-method alias_match" in err
+    assert "--label_method alias_match" in err
 
 
 def test_resume_compares_the_resolved_dataset_file(capsys, tiny_model_dir, tmp_path, monkeypatch):
@@ -168,10 +168,10 @@ def test_inspect_of_an_interrupted_store_counts_the_missing_questions(capsys, ti
     assert "Label method: alias_match (2)" in out
 
 
-def test_expected_files_count_the_byte_cap(tiny_model_dir):
+@pytest.mark.slow  # reads ../shared/data
+def test_expected_files_count_the_byte_cap(shared_data, tiny_model_dir):
     """All 817 TruthfulQA questions with SmolLM2's sizes (30 blocks, 9 heads, hidden 576): the
     500-trace count says 2 files, the 1 GiB cap several more."""
-    require_shared_data()
     from transformers import AutoTokenizer
 
     from extraction.questions import load_questions

@@ -89,15 +89,15 @@ def test_no_cut_better_than_chance_on_val_does_not_flag_nothing():
     assert 0.4 < good <= 0.6  # a split that does separate keeps its own cut
 
 
-def test_an_output_path_blocked_by_a_file_is_one_line(tiny_store, tmp_path, capsys):
+def test_an_output_path_blocked_by_a_file_is_one_line(synthetic_store, tmp_path, capsys):
     from graphs.cli import main as graphs_main
 
     blocker = tmp_path / "a_file"
     blocker.write_text("in the way")
-    draw = ["draw", "--traces", str(tiny_store), "--graph.layer", "1", "--question_id"]
-    draw += [TraceStore(tiny_store).question_ids[0]]
+    draw = ["draw", "--traces", str(synthetic_store), "--graph.layer", "1", "--question_id"]
+    draw += [TraceStore(synthetic_store).question_ids[0]]
     for args, expected in [
-        (["build", "--traces", str(tiny_store), "--root", str(blocker), "--graph.layer", "1"],
+        (["build", "--traces", str(synthetic_store), "--root", str(blocker), "--graph.layer", "1"],
          f"Not a directory: {blocker / 'processed'}"),
         ([*draw, "--out", str(blocker / "graph.png")], f"File exists: {blocker}"),
     ]:  # fmt: skip

@@ -35,13 +35,13 @@ def build(store: Path, root: Path) -> HallucinationGraphDataset:
     return HallucinationGraphDataset(root, store, GraphSpec(layer=1))
 
 
-def test_a_planted_graph_file_is_refused_and_does_not_run(tiny_store, tmp_path):
-    dataset = build(tiny_store, tmp_path / "graphs")
+def test_a_planted_graph_file_is_refused_and_does_not_run(synthetic_store, tmp_path):
+    dataset = build(synthetic_store, tmp_path / "graphs")
     first = Path(dataset.processed_dir) / dataset.entries[0]["file"]
     marker = tmp_path / "payload_ran"
     plant(first, marker)
 
-    reopened = build(tiny_store, tmp_path / "graphs")  # the cache, as `training test` opens it
+    reopened = build(synthetic_store, tmp_path / "graphs")  # the cache, as `training test` opens it
     with pytest.raises(UserError, match=rf"{first} is not a plain graph file, refused"):
         reopened[0]
     assert not marker.exists()
@@ -51,22 +51,24 @@ def test_a_planted_graph_file_is_refused_and_does_not_run(tiny_store, tmp_path):
     assert marker.exists()
 
 
-def test_planted_pre_transform_and_pre_filter_files_are_never_read(tiny_store, tmp_path, capsys):
+def test_planted_pre_transform_and_pre_filter_files_are_never_read(
+    synthetic_store, tmp_path, capsys
+):
     root = tmp_path / "graphs"
-    processed = Path(build(tiny_store, root).processed_dir)
+    processed = Path(build(synthetic_store, root).processed_dir)
     marker = tmp_path / "payload_ran"
     for name in ("pre_transform.pt", "pre_filter.pt"):
         plant(processed / name, marker)
-    args = ["build", "--traces", str(tiny_store), "--root", str(root), "--graph.layer", "1"]
+    args = ["build", "--traces", str(synthetic_store), "--root", str(root), "--graph.layer", "1"]
     assert graphs_main(args) == 0
     assert graphs_main([*args, "--force_reload", "true"]) == 0
     assert not marker.exists()
     assert "6 graphs" in capsys.readouterr().out
 
 
-def test_build_on_a_store_without_labels_says_so(tiny_store, tmp_path, capsys):
+def test_build_on_a_store_without_labels_says_so(synthetic_store, tmp_path, capsys):
     store = tmp_path / "store"
-    shutil.copytree(tiny_store, store)
+    shutil.copytree(synthetic_store, store)
     unlabelled = {"label": None, "label_method": "none", "label_score": None}
     TraceStore(store).rewrite_labels({qid: unlabelled for qid in TraceStore(store).question_ids})
     args = [

@@ -76,20 +76,20 @@ def test_resolve_makes_a_spec_concrete_for_a_store():
         _ = GraphSpec(layers="all").blocks
 
 
-def test_the_resolved_spec_is_the_cache_key(tiny_store, tmp_path):
-    every = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layers="all"))
-    listed = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layers=[0, 1]))
+def test_the_resolved_spec_is_the_cache_key(synthetic_store, tmp_path):
+    every = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layers="all"))
+    listed = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layers=[0, 1]))
     assert every.processed_dir == listed.processed_dir  # "all" is the list it stands for
     assert every.record["graph"] == GraphSpec(layers=[0, 1]).as_dict()
-    other = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layers=[0, 1], top_k=2))
+    other = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layers=[0, 1], top_k=2))
     assert other.processed_dir != every.processed_dir
     with pytest.raises(TypeError, match="GraphSpec"):
-        HallucinationGraphDataset(tmp_path, tiny_store, {"layer": 1})  # type: ignore[arg-type]
+        HallucinationGraphDataset(tmp_path, synthetic_store, {"layer": 1})  # type: ignore[arg-type]
 
 
-def test_the_data_module_keeps_the_spec_as_plain_hyperparameters(tiny_store, tmp_path):
+def test_the_data_module_keeps_the_spec_as_plain_hyperparameters(synthetic_store, tmp_path):
     given = GraphSpec(layers="all", head_mode="heads")
-    module = HallucinationGraphDataModule(str(tiny_store), str(tmp_path), graph=given)
+    module = HallucinationGraphDataModule(str(synthetic_store), str(tmp_path), graph=given)
     assert module.hparams.graph == given.as_dict() and module.hparams.graph["layers"] == "all"
     assert module.spec == given.resolve([0, 1])
     assert (module.num_node_features, module.num_edge_features) == (32, 4)

@@ -155,8 +155,8 @@ BATCHED_SETTINGS = [
 @pytest.mark.parametrize(
     "options", BATCHED_SETTINGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items())
 )
-def test_batched_builders_match_the_seed_loop_on_tiny_model(tiny_store, options):
-    store = TraceStore(tiny_store)
+def test_batched_builders_match_the_seed_loop_on_synthetic_traces(synthetic_store, options):
+    store = TraceStore(synthetic_store)
     for layer in (0, 1):
         inputs = [read_layer(store, qid, layer) for qid in store.question_ids]
         assert_batched_is_reference(
@@ -220,8 +220,8 @@ def test_listed_graphs_equal_plain_data():
         data.validate()
 
 
-def test_matches_seed_loop_on_tiny_model(tiny_store):
-    store = TraceStore(tiny_store)
+def test_matches_seed_loop_on_synthetic_traces(synthetic_store):
+    store = TraceStore(synthetic_store)
     for options in (SETTINGS[0], SETTINGS[4], SETTINGS[8], SETTINGS[11]):
         for question_id in store.question_ids:
             for layer in (0, 1):
@@ -275,8 +275,8 @@ def test_top_k_ties_keep_the_earlier_token():
     assert data.edge_index.tolist() == [[0, 0, 2], [0, 1, 2]]
 
 
-def test_to_networkx_is_the_seed_graph(tiny_store):
-    store = TraceStore(tiny_store)
+def test_to_networkx_is_the_seed_graph(synthetic_store):
+    store = TraceStore(synthetic_store)
     for question_id in store.question_ids:
         expected = seed_graph(store, question_id, 1)
         graph = to_networkx(store, question_id, GraphSpec(layer=1))
@@ -290,23 +290,25 @@ def test_to_networkx_is_the_seed_graph(tiny_store):
         assert graph.graph["label"] == store.rows[question_id]["label"]
 
 
-def test_to_networkx_accepts_a_path_or_a_trace(tiny_store):
-    store = TraceStore(tiny_store)
+def test_to_networkx_accepts_a_path_or_a_trace(synthetic_store):
+    store = TraceStore(synthetic_store)
     question_id = store.question_ids[0]
     from_store = to_networkx(store, question_id, GraphSpec(layer=0, top_k=2))
-    for source, qid in ((str(tiny_store), question_id), (store[question_id], None)):
+    for source, qid in ((str(synthetic_store), question_id), (store[question_id], None)):
         graph = to_networkx(source, qid, GraphSpec(layer=0, top_k=2))
         assert list(graph.edges(data="weight")) == list(from_store.edges(data="weight"))
 
 
 @pytest.mark.parametrize("chunk_traces, chunk_elements", [(4, 2**24), (64, 1)])
 def test_dataset_builds_in_chunks_and_saves_each_graph_alone(
-    tiny_store, tmp_path, monkeypatch, chunk_traces, chunk_elements
+    synthetic_store, tmp_path, monkeypatch, chunk_traces, chunk_elements
 ):
     monkeypatch.setattr(graphs_dataset, "CHUNK_TRACES", chunk_traces)
     monkeypatch.setattr(graphs_dataset, "CHUNK_ELEMENTS", chunk_elements)
-    store = TraceStore(tiny_store)
-    dataset = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layer=1, self_loops=False))
+    store = TraceStore(synthetic_store)
+    dataset = HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(layer=1, self_loops=False)
+    )
     assert dataset.question_ids == store.question_ids  # 6 traces: chunks of 4 + 2, or of 1
     for data, entry in zip(dataset, dataset.entries, strict=True):
         inputs = read_layer(store, entry["question_id"], 1)

@@ -24,8 +24,8 @@ def write_config(tmp_path: Path, store: Path, **overrides) -> Path:
     return path
 
 
-def test_build_then_inspect(tiny_store, tmp_path, capsys):
-    config = write_config(tmp_path, tiny_store, layer=1)
+def test_build_then_inspect(synthetic_store, tmp_path, capsys):
+    config = write_config(tmp_path, synthetic_store, layer=1)
     assert main(["build", "--config", str(config), "--graph.top_k", "3"]) == 0
     built = capsys.readouterr().out
     assert "layers [1]" in built and "top_k=3" in built and "6 graphs" in built
@@ -40,8 +40,8 @@ def test_build_then_inspect(tiny_store, tmp_path, capsys):
     assert "mean degree" in summary and "splits.json" in summary and "train 4" in summary
 
 
-def test_build_all_layer_union_graphs_from_a_spec_file(tiny_store, tmp_path, capsys):
-    config = write_config(tmp_path, tiny_store)
+def test_build_all_layer_union_graphs_from_a_spec_file(synthetic_store, tmp_path, capsys):
+    config = write_config(tmp_path, synthetic_store)
     charm = REPO / "configs/graphs/charm.yaml"
     flags = f"--graph {charm} --graph.node_features both"
     assert main(["build", "--config", str(config), *flags.split()]) == 0
@@ -67,36 +67,45 @@ def test_the_repository_configs_name_one_spec_each(capsys):
         assert {"layer", "layers"} <= set(values) <= set(GraphSpec().as_dict())
 
 
-def test_print_config(tiny_store, tmp_path, capsys):
-    config = write_config(tmp_path, tiny_store)
+def test_print_config(synthetic_store, tmp_path, capsys):
+    config = write_config(tmp_path, synthetic_store)
     flags = ["--graph.layer", "null", "--graph.layers", "[3,4]", "--print_config"]
     assert main(["build", "--config", str(config), *flags]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["graph"]["layer"] is None and printed["graph"]["layers"] == [3, 4]
 
 
-def test_draw(tiny_store, tmp_path, capsys):
+def test_draw(synthetic_store, tmp_path, capsys):
     out = tmp_path / "pictures" / "graph.png"
-    question_id = TraceStore(tiny_store).question_ids[0]
-    args = ["draw", "--traces", str(tiny_store), "--question_id", question_id, "--graph.layer", "1"]
+    question_id = TraceStore(synthetic_store).question_ids[0]
+    args = [
+        "draw",
+        "--traces",
+        str(synthetic_store),
+        "--question_id",
+        question_id,
+        "--graph.layer",
+        "1",
+    ]
     assert main([*args, "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(out) in capsys.readouterr().out
 
 
-def test_errors_are_one_line_with_status_2(tiny_store, tmp_path, capsys):
-    bad_layers = write_config(tmp_path, tiny_store, layers=[0])  # and layer 15: both set
+def test_errors_are_one_line_with_status_2(synthetic_store, tmp_path, capsys):
+    bad_layers = write_config(tmp_path, synthetic_store, layers=[0])  # and layer 15: both set
+    png = tmp_path / "x.png"
     cases = [
         f"build --traces {tmp_path / 'nowhere'} --root {tmp_path}",
-        f"build --traces {tiny_store} --root {tmp_path} --graph.layer 7",
-        f"build --traces {tiny_store} --root {tmp_path} --graph.head_mode sum",
-        f"build --traces {tiny_store} --root {tmp_path} --graph.threshold 0",
+        f"build --traces {synthetic_store} --root {tmp_path} --graph.layer 7",
+        f"build --traces {synthetic_store} --root {tmp_path} --graph.head_mode sum",
+        f"build --traces {synthetic_store} --root {tmp_path} --graph.threshold 0",
         f"build --config {bad_layers}",
         f"build --config {tmp_path / 'missing.yaml'}",
-        f"build --traces {tiny_store} --layer 1",
+        f"build --traces {synthetic_store} --layer 1",
         f"inspect {tmp_path}",
-        f"draw --traces {tiny_store} --question_id nope --graph.layer 0 --out {tmp_path / 'x.png'}",
-        f"draw --traces {tiny_store} --question_id nope --out {tmp_path / 'x.png'}",
+        f"draw --traces {synthetic_store} --question_id nope --graph.layer 0 --out {png}",
+        f"draw --traces {synthetic_store} --question_id nope --out {png}",
         "nope",
     ]
     assert_one_line_errors(main, cases, capsys)
@@ -110,8 +119,8 @@ def test_help_comes_from_the_signatures(capsys):
     assert "--split_seed" in shown and "--question_id" in shown and "--attention_layer" in shown
 
 
-def test_inspect_reads_records_written_before_the_graph_spec(tiny_store, tmp_path, capsys):
-    config = write_config(tmp_path, tiny_store, layer=1)
+def test_inspect_reads_records_written_before_the_graph_spec(synthetic_store, tmp_path, capsys):
+    config = write_config(tmp_path, synthetic_store, layer=1)
     assert main(["build", "--config", str(config)]) == 0
     (record_path,) = (tmp_path / "graphs").glob("processed/*/graphs.json")
     record = json.loads(record_path.read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""``python -m graphs compare`` end to end on the tiny store, and its one-line errors."""
+"""``python -m graphs compare`` end to end on a synthetic store, and its one-line errors."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ PICTURES = ("effects_by_layer.png", "distributions.png", "attention_by_class.png
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def relabelled(tiny_store: Path, work: Path, labels) -> Path:
+def relabelled(synthetic_store: Path, work: Path, labels) -> Path:
     store_dir = work / "store"
-    shutil.copytree(tiny_store, store_dir)
+    shutil.copytree(synthetic_store, store_dir)
     store = TraceStore(store_dir)
     store.rewrite_labels(
         {
@@ -36,19 +36,12 @@ def relabelled(tiny_store: Path, work: Path, labels) -> Path:
     return store_dir
 
 
-@pytest.fixture(scope="module")
-def both_classes(tiny_store, tmp_path_factory) -> Path:
-    """The tiny store labelled 0/1 alternately (a random model's answers are all wrong)."""
-    work = tmp_path_factory.mktemp("compare")
-    return relabelled(tiny_store, work, lambda n: [i % 2 for i in range(n)])
-
-
-def test_compare_writes_every_output(both_classes, tmp_path, capsys):
+def test_compare_writes_every_output(synthetic_store, tmp_path, capsys):
     out = tmp_path / "compare"
     args = [
         "compare",
         "--traces",
-        str(both_classes),
+        str(synthetic_store),
         "--graph.layers",
         "[0,1]",
         "--output",
@@ -64,7 +57,7 @@ def test_compare_writes_every_output(both_classes, tmp_path, capsys):
                                        "pagerank_answer_share"]  # fmt: skip
 
     record = json.loads((out / "compare.json").read_text(encoding="utf-8"))
-    store = TraceStore(both_classes)
+    store = TraceStore(synthetic_store)
     with_answer = [q for q in store.question_ids if store.rows[q]["n_answer_tokens"] > 0]
     assert record["n_traces"] == len(with_answer) == record["n_units"] == (len(table) - 1) / 2
     assert record["skipped"]["empty"] == len(store) - len(with_answer)
@@ -88,9 +81,9 @@ def test_compare_writes_every_output(both_classes, tmp_path, capsys):
     assert "Each statistic at its strongest block" in markdown and first["statistic"] in markdown
 
 
-def test_compare_config_file_and_print_config(both_classes, tmp_path, capsys):
+def test_compare_config_file_and_print_config(synthetic_store, tmp_path, capsys):
     config = yaml.safe_load((REPO / "configs/graphs/compare.yaml").read_text(encoding="utf-8"))
-    config.update(traces=str(both_classes), output=str(tmp_path / "c"), bootstrap=50)
+    config.update(traces=str(synthetic_store), output=str(tmp_path / "c"), bootstrap=50)
     config["graph"]["layers"] = [1]
     path = tmp_path / "compare.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -118,11 +111,11 @@ def test_attention_map_rows_sum_to_one():
     assert np.isnan(short).all(axis=1).sum() == ANSWER_BINS - 2
 
 
-def test_errors_are_one_line_with_status_2(tiny_store, both_classes, tmp_path, capsys):
-    one_class = relabelled(tiny_store, tmp_path, lambda n: [1] * n)
+def test_errors_are_one_line_with_status_2(synthetic_store, tmp_path, capsys):
+    one_class = relabelled(synthetic_store, tmp_path, lambda n: [1] * n)
     file = tmp_path / "a_file"
     file.write_text("x")
-    base = f"compare --traces {both_classes} --output {tmp_path / 'out'}"
+    base = f"compare --traces {synthetic_store} --output {tmp_path / 'out'}"
     cases = [
         f"compare --traces {tmp_path / 'nowhere'}",
         f"{base} --graph.layers [7]",
@@ -132,7 +125,7 @@ def test_errors_are_one_line_with_status_2(tiny_store, both_classes, tmp_path, c
         f"{base} --graph.layers [0,1] --graph.combine union",
         f"{base} --graph.layer 0 --bootstrap 0",
         f"{base} --graph.layer 0 --fdr 1.5",
-        f"compare --traces {both_classes} --graph.layer 0 --output {file}",
+        f"compare --traces {synthetic_store} --graph.layer 0 --output {file}",
         f"compare --traces {one_class} --graph.layer 0 --output {tmp_path / 'out'}",
     ]
     assert_one_line_errors(main, cases, capsys)

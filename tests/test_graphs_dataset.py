@@ -12,7 +12,7 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.nn import global_mean_pool
 
 from extraction.errors import UserError
-from extraction.store import TraceStore
+from extraction.store import TraceStore, write_synthetic_store
 from graphs import HallucinationGraphDataset, graph_features, make_splits, to_networkx
 from graphs.source import layer_graph
 from graphs.spec import GraphSpec
@@ -35,9 +35,9 @@ def processed(monkeypatch) -> list[str]:
     return calls
 
 
-def test_graph_fields(tiny_store, tmp_path):
-    store = TraceStore(tiny_store)
-    dataset = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layer=1))
+def test_graph_fields(synthetic_store, tmp_path):
+    store = TraceStore(synthetic_store)
+    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1))
     assert len(dataset) == len(store) == 6
     assert dataset.question_ids == store.question_ids
     for data, question_id in zip(dataset, store.question_ids, strict=True):
@@ -54,10 +54,10 @@ def test_graph_fields(tiny_store, tmp_path):
     assert dataset.labels == [store.rows[q]["label"] for q in store.question_ids]
 
 
-def test_answer_nodes_and_head_features(tiny_store, tmp_path):
-    store = TraceStore(tiny_store)
+def test_answer_nodes_and_head_features(synthetic_store, tmp_path):
+    store = TraceStore(synthetic_store)
     dataset = HallucinationGraphDataset(
-        tmp_path, tiny_store, GraphSpec(layer=0, nodes="answer", head_mode="heads")
+        tmp_path, synthetic_store, GraphSpec(layer=0, nodes="answer", head_mode="heads")
     )
     for data in dataset:
         assert bool(data.is_answer.all())
@@ -65,24 +65,28 @@ def test_answer_nodes_and_head_features(tiny_store, tmp_path):
         assert data.edge_attr.shape == (data.num_edges, 4) and data.edge_weight is None
 
 
-def test_same_options_reuse_the_cache_and_new_ones_rebuild(tiny_store, tmp_path, processed):
-    first = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layer=1))
-    again = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layer=1))
+def test_same_options_reuse_the_cache_and_new_ones_rebuild(synthetic_store, tmp_path, processed):
+    first = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1))
+    again = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1))
     assert processed == [first.processed_dir] and again.processed_dir == first.processed_dir
 
-    stricter = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layer=1, threshold=0.05))
+    stricter = HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(layer=1, threshold=0.05)
+    )
     assert processed == [first.processed_dir, stricter.processed_dir]
     assert stricter.processed_dir != first.processed_dir
     assert sum(d.num_edges for d in stricter) < sum(d.num_edges for d in first)
 
-    HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layer=1), pre_transform=lambda d: d)
-    HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layer=1), force_reload=True)
+    HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(layer=1), pre_transform=lambda d: d
+    )
+    HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1), force_reload=True)
     assert len(processed) == 4 and len(set(processed)) == 3
 
 
-def test_relabelling_the_store_rebuilds(tiny_store, tmp_path, processed):
+def test_relabelling_the_store_rebuilds(synthetic_store, tmp_path, processed):
     store_dir = tmp_path / "store"
-    shutil.copytree(tiny_store, store_dir)
+    shutil.copytree(synthetic_store, store_dir)
     before = HallucinationGraphDataset(tmp_path / "graphs", store_dir, GraphSpec(layer=0))
     first = before.question_ids[0]
     TraceStore(store_dir).rewrite_labels(
@@ -94,38 +98,38 @@ def test_relabelling_the_store_rebuilds(tiny_store, tmp_path, processed):
     assert after.record["skipped"]["unlabelled"] == 1
 
 
-def test_labels_from_a_judgement_file(tiny_store, tmp_path):
-    store = TraceStore(tiny_store)
+def test_labels_from_a_judgement_file(synthetic_store, tmp_path):
+    store = TraceStore(synthetic_store)
     rest = store.question_ids[1:]
     judged = {qid: i % 2 for i, qid in enumerate(rest)}
     rows = [
         judgement(q, store.rows[q]["generated_answer_clean"], j, "test") for q, j in judged.items()
     ]
     path = write_jsonl(tmp_path / "judged.jsonl", rows)
-    index = HallucinationGraphDataset(tmp_path / "graphs", tiny_store, GraphSpec(layer=0))
+    index = HallucinationGraphDataset(tmp_path / "graphs", synthetic_store, GraphSpec(layer=0))
     dataset = HallucinationGraphDataset(
-        tmp_path / "graphs", tiny_store, GraphSpec(layer=0), labels=str(path)
+        tmp_path / "graphs", synthetic_store, GraphSpec(layer=0), labels=str(path)
     )
     assert dataset.processed_dir != index.processed_dir
     assert dataset.question_ids == rest  # the unjudged answer has no label: skipped
     assert [data.y.item() for data in dataset] == list(judged.values()) == dataset.labels
     assert dataset.label_source.describe() == f"{path} [external:test] (5/6 labelled)"
-    assert index.label_source.describe() == "index [alias_match] (6/6 labelled)"
+    assert index.label_source.describe() == "index [synthetic] (6/6 labelled)"
 
 
-def test_pre_filter_and_transform(tiny_store, tmp_path):
+def test_pre_filter_and_transform(synthetic_store, tmp_path):
     def drop_first_feature(data):
         data.x = data.x[:, 1:]
         return data
 
     kept = HallucinationGraphDataset(
         tmp_path,
-        tiny_store,
+        synthetic_store,
         GraphSpec(layer=1),
         pre_filter=lambda data: data.num_nodes % 2 == 0,
         pre_transform=drop_first_feature,
     )
-    store = TraceStore(tiny_store)
+    store = TraceStore(synthetic_store)
     even = [q for q in store.question_ids if store.rows[q]["seq_len"] % 2 == 0]
     assert kept.question_ids == even and kept.record["skipped"]["filtered"] == 6 - len(even)
     assert kept.num_node_features == 31
@@ -162,29 +166,31 @@ def test_bad_split_ratios():
         make_splits(["a"], [0], ratios=(0.5, 0.5, 0.5))
 
 
-def test_splits_are_shared_by_every_dataset_of_a_root(tiny_store, tmp_path):
+def test_splits_are_shared_by_every_dataset_of_a_root(synthetic_store, tmp_path):
     parts = {
         name: HallucinationGraphDataset(
-            tmp_path, tiny_store, GraphSpec(layer=1), split=name
+            tmp_path, synthetic_store, GraphSpec(layer=1), split=name
         ).question_ids
         for name in SPLITS
     }
     other = {
         name: HallucinationGraphDataset(
             tmp_path,
-            tiny_store,
+            synthetic_store,
             GraphSpec(layers=[0, 1], nodes="answer", threshold=0.2),
             split=name,
         ).question_ids
         for name in SPLITS
     }
     assert parts == other
-    assert flat(parts) == sorted(TraceStore(tiny_store).question_ids)
+    assert flat(parts) == sorted(TraceStore(synthetic_store).question_ids)
     assert (tmp_path / "splits.json").exists()
 
 
-def test_loader_batches_single_layer_graphs(tiny_store, tmp_path):
-    dataset = HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layer=1, topology=True))
+def test_loader_batches_single_layer_graphs(synthetic_store, tmp_path):
+    dataset = HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(layer=1, topology=True)
+    )
     batch = next(iter(DataLoader(dataset, batch_size=4)))
     assert batch.num_graphs == 4 and batch.y.shape == (4,)
     assert batch.topo.shape == (4, len(FEATURES))
@@ -192,14 +198,14 @@ def test_loader_batches_single_layer_graphs(tiny_store, tmp_path):
     assert batch.question_id == dataset.question_ids[:4]
 
 
-def test_multi_layer_graphs_batch_into_a_layer_sequence(tiny_store, tmp_path):
+def test_multi_layer_graphs_batch_into_a_layer_sequence(synthetic_store, tmp_path):
     layers = [1, 0, 1]
     dataset = HallucinationGraphDataset(
-        tmp_path, tiny_store, GraphSpec(layers=layers, topology=True)
+        tmp_path, synthetic_store, GraphSpec(layers=layers, topology=True)
     )
     singles = {
         layer: HallucinationGraphDataset(
-            tmp_path, tiny_store, GraphSpec(layer=layer, topology=True)
+            tmp_path, synthetic_store, GraphSpec(layer=layer, topology=True)
         )
         for layer in (0, 1)
     }
@@ -228,8 +234,8 @@ def test_multi_layer_graphs_batch_into_a_layer_sequence(tiny_store, tmp_path):
             assert torch.allclose(sequence[graph, position], expected, atol=1e-6)
 
 
-def test_topology_matches_networkx(tiny_store):
-    store = TraceStore(tiny_store)
+def test_topology_matches_networkx(synthetic_store):
+    store = TraceStore(synthetic_store)
     for question_id in store.question_ids:
         _, data = layer_graph(store, question_id, GraphSpec(layer=1))
         reversed_graph = to_networkx(store, question_id, GraphSpec(layer=1)).reverse()
@@ -263,11 +269,11 @@ def test_topology_matches_networkx(tiny_store):
         ({"layer": 0, "top_k": 0}, "top_k"),
     ],
 )
-def test_bad_options(tiny_store, tmp_path, kwargs, message):
+def test_bad_options(synthetic_store, tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message):
-        HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(**kwargs))
+        HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**kwargs))
     with pytest.raises(UserError, match="split"):
-        HallucinationGraphDataset(tmp_path, tiny_store, GraphSpec(layer=0), split="dev")
+        HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=0), split="dev")
 
 
 def test_missing_store(tmp_path):
@@ -275,16 +281,8 @@ def test_missing_store(tmp_path):
         HallucinationGraphDataset(tmp_path / "graphs", tmp_path / "nowhere", GraphSpec(layer=0))
 
 
-def test_unlabelled_traces_are_kept_for_scoring_only(tiny_model_dir, tmp_path):
-    from tests.conftest import SHARED_DATA, run_extraction
-
-    questions = SHARED_DATA / "triviaqa" / "validation_questions_only.jsonl"
-    store = tmp_path / "store"
-    status = run_extraction(
-        "--model", tiny_model_dir, "--dataset-file", questions, "--num-samples", 4,
-        "--output-dir", store, "--num-beams", 1, "--max-new-tokens", 3,
-    )  # fmt: skip
-    assert status == 0
+def test_unlabelled_traces_are_kept_for_scoring_only(tmp_path):
+    store = write_synthetic_store(tmp_path / "store", n_traces=4, labelled=False)
     with pytest.raises(UserError, match="has no labelled trace"):  # nothing to train on
         HallucinationGraphDataset(tmp_path / "g", traces=store, spec=GraphSpec(layer=1))
     scored = HallucinationGraphDataset(

@@ -145,9 +145,9 @@ def test_label_from_file_imports_matched_judgements(store_copy, tmp_path, capsys
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--from-file", "x.jsonl", "--method", "alias_match"], "either --method or --from-file"),
-        (["--method", "llm_judge"], "--method llm_judge needs --judge-model"),
-        (["--judge-model", "smollm2_135M"], "--judge-model goes with --method llm_judge"),
+        (["--from-file", "x.jsonl", "--method", "alias_match"], "either --method or --from_file"),
+        (["--method", "llm_judge"], "--method llm_judge needs --judge_model"),
+        (["--judge-model", "smollm2_135M"], "--judge_model goes with --method llm_judge"),
         (["--from-file", "missing.jsonl"], "judgement file missing.jsonl not found"),
         (["--method", "llm_judge", "--judge-model", "no-such-model"], "unknown model"),
     ],
@@ -161,7 +161,7 @@ def test_label_option_errors(store_copy, capsys, args, message):
     assert (store_copy / "index.jsonl").read_bytes() == before
 
 
-def test_llm_judge_on_triviaqa_gold_fails_before_loading(store_copy, capsys):
+def test_llm_judge_on_alias_gold_fails_before_loading(store_copy, capsys):
     assert run_extraction("label", store_copy, "--method", "llm_judge", "--judge-model", "a/b") == 2
     assert "llm_judge needs gold correct_answers" in capsys.readouterr().err
 
@@ -182,7 +182,7 @@ def test_label_source_index_and_file(store_copy, tmp_path):
     unrelated = write_jsonl(tmp_path / "other.jsonl", [judgement(first, "another answer", 0)])
     with pytest.raises(UserError, match=r"no judgement in .* matches an answer"):
         label_source(store, str(unrelated))
-    with pytest.raises(UserError, match=r"no packaged judgements for .* on triviaqa"):
+    with pytest.raises(UserError, match=r"no packaged judgements for .* on demo"):
         label_source(store, "judged")
 
 

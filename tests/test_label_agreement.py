@@ -19,16 +19,10 @@ import pytest
 from extraction.judgements import PACKAGED_DIR, read_judgements
 from extraction.labels import Label, default_method, label_answer, polarity
 from extraction.questions import load_questions
-from tests.conftest import TRUTHFULQA
+from tests.conftest import SHARED_DATA, TRUTHFULQA, require_shared_data
 
 DATA = Path(__file__).resolve().parent / "data"
-GEMMA3_GRADED = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "data"
-    / "triviaqa"
-    / "graded_answers_gemma3_4b.jsonl"
-)
+GEMMA3_GRADED = SHARED_DATA / "triviaqa" / "graded_answers_gemma3_4b.jsonl"
 
 
 def judgements(dataset: str) -> list[dict]:
@@ -111,9 +105,9 @@ def test_question_is_ignored_by_other_methods():
     )
 
 
+@pytest.mark.slow  # reads ../shared/data
 def test_question_keeps_the_gemma3_agreement():
-    if not GEMMA3_GRADED.exists():
-        pytest.skip(f"shared graded answers not found at {GEMMA3_GRADED}")
+    require_shared_data(GEMMA3_GRADED)
     with GEMMA3_GRADED.open(encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     agree = sum(
@@ -227,8 +221,7 @@ COMBINED_HELD_OUT = (0.74, 0.13)
 @functools.cache
 def judged_answers() -> tuple[dict, ...]:
     """Each judged answer with its question and gold answers from TruthfulQA.csv."""
-    if not TRUTHFULQA.exists():
-        pytest.skip(f"shared TruthfulQA data not found at {TRUTHFULQA}")
+    require_shared_data(TRUTHFULQA)
     questions = {q.question_id: q for q in load_questions("truthfulqa", str(TRUTHFULQA))}
     return tuple(
         {
@@ -262,12 +255,14 @@ def labelled_agreement(method: str, rows=range(817)) -> tuple[float, float]:
     return sum(m == h for m, h in labelled) / len(labelled), 1 - len(labelled) / len(pairs)
 
 
+@pytest.mark.slow  # reads ../shared/data
 def test_every_truthfulqa_answer_is_judged():
     rows = judged_answers()
     assert sorted(r["row"] for r in rows) == list(range(817))
     assert all(isinstance(r["answer"], str) and r["judgement"] in (0, 1) for r in rows)
 
 
+@pytest.mark.slow  # reads ../shared/data
 def test_rougeL_agreement_on_all_judged_answers():
     agree, abstain = labelled_agreement("truthfulqa_diff_rougeL")
     assert abstain == 0

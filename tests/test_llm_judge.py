@@ -55,7 +55,7 @@ def test_prompt_needs_truthfulqa_gold():
 
 
 def test_label_answer_points_to_the_label_command():
-    with pytest.raises(LabelError, match=r"label DIR --method llm_judge --judge-model NAME"):
+    with pytest.raises(LabelError, match=r"label DIR --method llm_judge --judge_model NAME"):
         label_answer("Nothing happens.", WATERMELON, METHOD)
 
 

@@ -1,4 +1,5 @@
-"""Question sources read through one code path: hub-shaped rows from local copies."""
+"""Question sources read through one code path: hub-shaped rows from local copies (the real
+ones in ../shared/data: slow)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,18 @@ import json
 import pytest
 
 from extraction.questions import BUNDLED, load_questions
-from tests.conftest import SHARED_DATA, TRIVIAQA, TRUTHFULQA, require_shared_data
+from tests.conftest import SHARED_DATA, TRIVIAQA, TRUTHFULQA
 
 
-@pytest.fixture(autouse=True)
-def _shared():
-    require_shared_data()
-
-
-def test_triviaqa_rows_keep_ids_and_aliases():
+@pytest.mark.slow
+def test_triviaqa_rows_keep_ids_and_aliases(shared_data):
     questions = load_questions("triviaqa", str(TRIVIAQA), num_samples=3)
     assert [q.question_id for q in questions] == ["tc_316", "tc_455", "tc_564"]
     assert "Fiddler on the Roof" in questions[0].gold["aliases"]
 
 
-def test_truthfulqa_csv_ids_come_from_the_row_index_and_survive_slicing():
+@pytest.mark.slow
+def test_truthfulqa_csv_ids_come_from_the_row_index_and_survive_slicing(shared_data):
     questions = load_questions("truthfulqa", str(TRUTHFULQA), num_samples=2, offset=5)
     assert [q.question_id for q in questions] == ["truthfulqa_5", "truthfulqa_6"]
     first = load_questions("truthfulqa", str(TRUTHFULQA), num_samples=1)[0]
@@ -31,13 +29,15 @@ def test_truthfulqa_csv_ids_come_from_the_row_index_and_survive_slicing():
     assert "You grow watermelons in your stomach" in first.gold["incorrect_answers"]
 
 
-def test_truthfulqa_v1_with_bom_reads_the_same_fields():
+@pytest.mark.slow
+def test_truthfulqa_v1_with_bom_reads_the_same_fields(shared_data):
     questions = load_questions("truthfulqa", str(SHARED_DATA / "truthfulqa" / "TruthfulQA_v1.csv"))
     assert len(questions) == 817
     assert set(questions[0].gold) == {"best_answer", "correct_answers", "incorrect_answers"}
 
 
-def test_all_rows_and_parquet(tmp_path):
+@pytest.mark.slow
+def test_all_rows_and_parquet(shared_data, tmp_path):
     import pandas as pd
 
     assert len(load_questions("triviaqa", str(TRIVIAQA))) == 750

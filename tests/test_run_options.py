@@ -26,10 +26,10 @@ def test_layer_subset_and_chat_template(tiny_model_dir, tmp_path):
 
 def test_too_long_questions_are_recorded_and_the_run_goes_on(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "store"
-    assert run_extraction(*tiny_args(tiny_model_dir, out, n=6), "--max-total-tokens", 37) == 0
+    assert run_extraction(*tiny_args(tiny_model_dir, out, n=6), "--max-total-tokens", 31) == 0
     store = TraceStore(out)
     assert len(store) + len(store.errors) == 6
     assert store.errors and len(store) > 0
     for row in store.errors:
-        assert row["error"].startswith("too long:") and "--max-total-tokens 37" in row["error"]
+        assert row["error"].startswith("too long:") and "--max_total_tokens 31" in row["error"]
     assert f"Total errors: {len(store.errors)}" in capsys.readouterr().out

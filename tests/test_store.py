@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 
 from extraction.errors import UserError
-from extraction.store import TraceStore, TraceWriter
+from extraction.store import SyntheticShape, TraceStore, TraceWriter, synthetic_trace
 from extraction.store.layout import pack_causal, unpack_causal
 from extraction.trace import Trace
 
@@ -17,26 +17,9 @@ MANIFEST = {"settings": {"model": "m", "dataset": "d"}, "model": {"num_heads": 2
 
 
 def make_trace(qid: str, seq_len: int = 5, n_prompt: int = 3) -> Trace:
-    torch.manual_seed(len(qid) + seq_len)
-    scores = torch.randn(2, seq_len, seq_len).masked_fill(
-        torch.triu(torch.ones(seq_len, seq_len, dtype=torch.bool), 1), float("-inf")
-    )
-    return Trace(
-        question_id=qid,
-        question=f"question {qid}?",
-        generated_answer_clean="answer",
-        tokens=torch.arange(seq_len),
-        tokens_decoded=[f"t{i}" for i in range(seq_len)],
-        n_prompt_tokens=n_prompt,
-        hidden_states={i: torch.randn(seq_len, 4) for i in range(3)},
-        attentions={b: scores.softmax(-1) for b in range(2)},
-        token_logprobs=-torch.rand(seq_len - n_prompt),
-        token_entropy=torch.rand(seq_len - n_prompt),
-        gold={"aliases": ["answer"]},
-        label=0,
-        label_method="alias_match",
-        label_score=1.0,
-    )
+    """A random trace: 2 blocks, 2 heads, hidden 4, labelled 0."""
+    shape = SyntheticShape(blocks=2, heads=2, hidden=4, prompt_tokens=n_prompt)
+    return synthetic_trace(qid, shape, seq_len - n_prompt, label=0, seed=len(qid) + seq_len)
 
 
 def write(root, traces, **kwargs) -> None:
@@ -71,7 +54,7 @@ def test_round_trip_and_lazy_single_layer(tmp_path):
             store.hidden_state(original.question_id, 2).float(), original.hidden_states[2],
             atol=2e-3, rtol=1e-3,
         )  # fmt: skip
-        assert loaded.label == 0 and loaded.gold == {"aliases": ["answer"]}
+        assert loaded.label == 0 and loaded.gold == original.gold
     with safe_open(str(store.shard_files[0]), "pt") as handle:
         assert handle.get_slice("q0/attentions.1").get_shape() == [2, 10]  # packed 4*5/2
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,22 +22,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def labelled_store(tiny_store, tmp_path_factory) -> Path:
-    """The tiny store relabelled 0/1 alternately: a random model's answers are all wrong, and a
-    detector needs both classes in every split."""
-    store_dir = tmp_path_factory.mktemp("training") / "store"
-    shutil.copytree(tiny_store, store_dir)
-    store = TraceStore(store_dir)
-    store.rewrite_labels(
-        {
-            qid: {"label": i % 2, "label_method": "planted", "label_score": float(i % 2)}
-            for i, qid in enumerate(store.question_ids)
-        }
-    )
-    return store_dir
 
 
 def run_args(store: Path, work: Path, *extra: str, layer: int = 1) -> list[str]:
@@ -86,8 +69,8 @@ def check_scores(path: Path, store: Path) -> None:
     assert {row["predicted_label"] for row in rows} <= {"0", "1"}
 
 
-def test_fit_test_predict_round_trip(labelled_store, tmp_path, capsys):
-    args = run_args(labelled_store, tmp_path)
+def test_fit_test_predict_round_trip(synthetic_store, tmp_path, capsys):
+    args = run_args(synthetic_store, tmp_path)
     assert main(strs(["fit", *args])) == 0
     checkpoint = best_checkpoint(tmp_path)
     assert torch.load(checkpoint, weights_only=False)["state_dict"]["threshold"].numel() == 1
@@ -100,13 +83,13 @@ def test_fit_test_predict_round_trip(labelled_store, tmp_path, capsys):
 
     scores = tmp_path / "scores.csv"
     assert main(strs(["predict", *args, "--ckpt_path", checkpoint, "--scores.output", scores])) == 0
-    check_scores(scores, labelled_store)
+    check_scores(scores, synthetic_store)
 
 
-def test_multilayer_gat_edge_attr(labelled_store, tmp_path):
+def test_multilayer_gat_edge_attr(synthetic_store, tmp_path):
     """The multi-layer model on two layers, GAT on per-head edge features."""
     args = run_args(
-        labelled_store, tmp_path,
+        synthetic_store, tmp_path,
         "--data.graph.layer", "null", "--data.graph.layers", "[0,1]",
         "--data.graph.head_mode", "heads",
         "--model", "training.models.MultiLayerClassifier", "--model.conv", "gat",
@@ -116,8 +99,8 @@ def test_multilayer_gat_edge_attr(labelled_store, tmp_path):
     assert best_checkpoint(tmp_path).exists()
 
 
-def test_charm_config_fits_and_tests_on_all_layer_graphs(labelled_store, tmp_path, capsys):
-    args = run_args(labelled_store, tmp_path, "--data.graph.node_features", "both")
+def test_charm_config_fits_and_tests_on_all_layer_graphs(synthetic_store, tmp_path, capsys):
+    args = run_args(synthetic_store, tmp_path, "--data.graph.node_features", "both")
     args[1] = REPO / "configs" / "training" / "charm.yaml"  # instead of gcn.yaml
     args[args.index("--data.graph.layer") + 1] = "null"
     assert main(strs(["fit", *args])) == 0
@@ -132,9 +115,9 @@ def test_charm_config_fits_and_tests_on_all_layer_graphs(labelled_store, tmp_pat
     assert hparams["in_channels"] == 32 + 2 * 4 and hparams["edge_dim"] == 2 * 4
 
 
-def test_custom_detector_example_trains_and_scores_its_own_model(labelled_store, tmp_path):
+def test_custom_detector_example_trains_and_scores_its_own_model(synthetic_store, tmp_path):
     command = [
-        sys.executable, REPO / "examples" / "custom_detector.py", "--traces", labelled_store,
+        sys.executable, REPO / "examples" / "custom_detector.py", "--traces", synthetic_store,
         "--root", tmp_path / "graphs", "--epochs", 2, "--split-ratios", 0.34, 0.33, 0.33,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -144,11 +127,11 @@ def test_custom_detector_example_trains_and_scores_its_own_model(labelled_store,
     assert 0.0 <= float(done.stdout.rsplit("test AUROC ", 1)[1]) <= 1.0
 
 
-def test_sweep_layers_and_baselines(labelled_store, tmp_path):
-    args = run_args(labelled_store, tmp_path, "--trainer.max_epochs", 1)
+def test_sweep_layers_and_baselines(synthetic_store, tmp_path):
+    args = run_args(synthetic_store, tmp_path, "--trainer.max_epochs", 1)
     assert main(strs(["sweep-layers", "--output", tmp_path / "sweep", *args])) == 0
     sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
-    assert sweep["layers"] == [0, 1]  # every stored block of the tiny model
+    assert sweep["layers"] == [0, 1]  # every stored block of the synthetic store
     for result in sweep["results"]:
         check_report(Path(result["report"]), n_questions=2)
     assert (tmp_path / "sweep" / "sweep_auroc.png").read_bytes()[:8] == PNG_MAGIC
@@ -167,19 +150,19 @@ def test_sweep_layers_and_baselines(labelled_store, tmp_path):
     assert (
         (out / "baselines.md")
         .read_text()
-        .startswith("labels: index [planted] (6/6 labelled)\n\n| detector | AUROC")
+        .startswith("labels: index [synthetic] (6/6 labelled)\n\n| detector | AUROC")
     )
 
 
-def test_baselines_on_labels_from_a_judgement_file(labelled_store, tmp_path):
-    store = TraceStore(labelled_store)
+def test_baselines_on_labels_from_a_judgement_file(synthetic_store, tmp_path):
+    store = TraceStore(synthetic_store)
     rows = [
         judgement(qid, store.rows[qid]["generated_answer_clean"], 1 - store.rows[qid]["label"])
         for qid in store.question_ids
     ]
     path = write_jsonl(tmp_path / "flipped.jsonl", rows)
     out = tmp_path / "baselines"
-    args = run_args(labelled_store, tmp_path, "--data.labels", path)
+    args = run_args(synthetic_store, tmp_path, "--data.labels", path)
     assert main(strs(["baselines", "--output", out, *args])) == 0
     table = json.loads((out / "baselines.json").read_text())
     assert table["data"]["labels"] == f"{path} [external:panel] (6/6 labelled)"
@@ -197,8 +180,8 @@ def test_baselines_on_labels_from_a_judgement_file(labelled_store, tmp_path):
     ],
     ids=["unknown-model", "missing-store", "layer-and-layers", "missing-layer", "negative-lr"],
 )
-def test_bad_config_is_one_line_error(labelled_store, tmp_path, capsys, extra, message):
-    assert main(strs(["fit", *run_args(labelled_store, tmp_path), *extra])) == 2
+def test_bad_config_is_one_line_error(synthetic_store, tmp_path, capsys, extra, message):
+    assert main(strs(["fit", *run_args(synthetic_store, tmp_path), *extra])) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -236,8 +219,8 @@ def contradiction(capsys, args: list, checkpoint: Path, *extra) -> str:
     return err
 
 
-def test_test_refuses_a_spec_that_contradicts_the_checkpoint(labelled_store, tmp_path, capsys):
-    args = run_args(labelled_store, tmp_path, "--trainer.max_epochs", 1)
+def test_test_refuses_a_spec_that_contradicts_the_checkpoint(synthetic_store, tmp_path, capsys):
+    args = run_args(synthetic_store, tmp_path, "--trainer.max_epochs", 1)
     fitted = python_m_training("fit", *args, cwd=tmp_path, timeout=300)  # as a user sees it
     for notice in ("tensorboardX", "💡", "LeafSpec", "is deprecated"):
         assert notice not in fitted.stdout + fitted.stderr, notice
@@ -272,10 +255,10 @@ def python_m_training(*args, cwd: Path, timeout: int) -> subprocess.CompletedPro
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(labelled_store, tmp_path):
+def test_ddp_two_cpu_processes(synthetic_store, tmp_path):
     """The same config under Lightning's DDP with two CPU processes (a subprocess: DDP relaunches
     the command line once per rank)."""
-    args = run_args(labelled_store, tmp_path, "--trainer.max_epochs", 2)
+    args = run_args(synthetic_store, tmp_path, "--trainer.max_epochs", 2)
     ddp = ["--trainer.strategy", "ddp", "--trainer.devices", 2, "--trainer.accelerator", "cpu"]
     python_m_training("fit", *args, *ddp, cwd=tmp_path, timeout=300)
     checkpoint = best_checkpoint(tmp_path)
@@ -284,7 +267,7 @@ def test_ddp_two_cpu_processes(labelled_store, tmp_path):
         "predict", *args, *ddp, "--ckpt_path", checkpoint, "--scores.output", scores,
         cwd=tmp_path, timeout=300,
     )  # fmt: skip
-    check_scores(scores, labelled_store)
+    check_scores(scores, synthetic_store)
 
 
 @pytest.mark.slow

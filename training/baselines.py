@@ -27,9 +27,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from extraction.errors import UserError
-from extraction.files import atomic_write_text, read_json
-from training.data import SPLITS, HallucinationGraphDataModule
+from extraction import UserError, atomic_write_text, read_json
+from graphs import SPLITS
+from training.data import HallucinationGraphDataModule
 from training.detectors.scores import sequence_uncertainty
 from training.metrics import (
     ThresholdRule,

@@ -24,12 +24,11 @@ import numpy as np
 from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
-from extraction.errors import UserError
-from extraction.files import atomic_write_text, read_json
-from graphs import GraphSpec
+from extraction import UserError, atomic_write_text, read_json
+from graphs import SPLITS, GraphSpec
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
-from training.data import SPLITS, HallucinationGraphDataModule
+from training.data import HallucinationGraphDataModule
 from training.detectors.features import load_or_compute, manifest_sha256
 from training.detectors.fitting import Split
 from training.detectors.registry import DETECTORS, Detector

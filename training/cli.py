@@ -22,8 +22,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from extraction.cli_config import run_command
-from extraction.errors import UserError
+from extraction import UserError, parse_error_line, run_command
 from training.callbacks import ConfigAndReport, ScoresWriter
 from training.checkpoints import LIGHTNING_CKPT_ALIASES, check_checkpoint_matches
 from training.data import HallucinationGraphDataModule
@@ -148,7 +147,7 @@ def one_line(message: str) -> str:
         if "has no attribute" in text or "No module named" in text:
             text += f" (model classes: {MODEL_CLASSES})"
         return text
-    return " ".join(lines)
+    return parse_error_line(message)
 
 
 def _not_an_advertisement(record: logging.LogRecord) -> bool:

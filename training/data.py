@@ -16,14 +16,12 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.trainer.states import TrainerFn
 from torch_geometric.loader import DataLoader
 
-from extraction.errors import UserError
+from extraction import UserError
 from extraction.store import TraceStore
-from graphs import GraphSpec, HallucinationGraphDataset
+from graphs import SPLITS, GraphSpec, HallucinationGraphDataset
 from graphs.source import stored_layers
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 class HallucinationGraphDataModule(LightningDataModule):

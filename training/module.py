@@ -15,12 +15,11 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch_geometric.data import Batch
 
-from extraction.errors import UserError
+from extraction import UserError
+from graphs import SPLITS
 from training.metrics import ScoreCollector, ThresholdRule, choose_threshold, evaluate
 
 log = logging.getLogger(__name__)
-
-STAGES = ("train", "val", "test")
 
 
 class GraphClassifier(LightningModule):
@@ -61,7 +60,7 @@ class GraphClassifier(LightningModule):
         fixed_weight = 1.0 if pos_weight in (None, "auto") else pos_weight
         self.register_buffer("pos_weight", torch.tensor(float(fixed_weight)))
         # ModuleDict keys must not shadow Module attributes ("train"), hence the suffix.
-        self.scores = nn.ModuleDict({f"{stage}_scores": ScoreCollector() for stage in STAGES})
+        self.scores = nn.ModuleDict({f"{stage}_scores": ScoreCollector() for stage in SPLITS})
         self.test_results: dict | None = None
 
     def forward(self, batch: Batch) -> torch.Tensor:

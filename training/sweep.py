@@ -11,11 +11,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from extraction.errors import UserError
-from extraction.files import read_json
+from extraction import UserError, read_json
+from graphs import SPLITS
 from graphs.source import stored_layers
 from training.baselines import PROBE_C, fit_logistic, mean_answer_state
-from training.data import SPLITS
 from training.report import REPORT, environment, plot_layer_sweep, write_json
 
 log = logging.getLogger(__name__)

@@ -87,6 +87,6 @@ def acquire_lock(root: Path, name: str = LOCK):
         handle.close()
         raise UserError(
             f"another process is writing to {root}; wait for it to finish or pick another "
-            "--output-dir"
+            "--output_dir"
         ) from None
     return handle

@@ -66,7 +66,7 @@ class TraceWriter:
         on_shard_saved: ShardCallback | None = None,
     ) -> None:
         if max_traces_per_shard < 1 or max_shard_bytes < 1:
-            raise UserError("shard limits must be positive: check --shard-size/--shard-max-mb")
+            raise UserError("shard limits must be positive: check --shard_size/--shard_max_mb")
         self.root = Path(root)
         self.file_prefix = file_prefix
         self.max_traces_per_shard = max_traces_per_shard
@@ -180,7 +180,7 @@ class TraceWriter:
             shown = "; ".join(f"{key}: {before.get(key)!r} → {now.get(key)!r}" for key in changed)
             raise UserError(
                 f"{self.root} holds a run with other settings ({shown}); use --overwrite to "
-                "replace it or choose another --output-dir"
+                "replace it or choose another --output_dir"
             )
         if "requested" in manifest and previous.get("requested") != manifest["requested"]:
             previous["requested"] = manifest["requested"]

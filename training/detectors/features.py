@@ -27,7 +27,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from extraction.files import atomic_path
+from extraction import atomic_path
 from extraction.store import TraceStore
 from extraction.store.layout import MANIFEST
 from graphs.source import stored_layers

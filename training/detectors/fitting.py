@@ -24,7 +24,6 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-SPLITS = ("train", "val", "test")
 # Inverse L2 strengths tried for every logistic regression (the best validation AUROC wins);
 # the first also chooses the layer of every layer probe.
 LOGISTIC_C = (1e-1, 1e-2, 1.0)

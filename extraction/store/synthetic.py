@@ -1,0 +1,131 @@
+"""Small random trace stores written through the real :class:`TraceWriter`, with no model.
+
+What the graph and training tests (and the store benchmark) build on: the store format, the
+manifest and the index are the extraction run's own, only the numbers are random. Attention is a
+causal softmax (each row sums to 1, the upper triangle is zero), as a model's would be.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from extraction.store.writer import TraceWriter
+from extraction.trace import Trace
+
+
+@dataclass(frozen=True)
+class SyntheticShape:
+    """The sizes of a synthetic model and its traces. The defaults are the tests' tiny model (2
+    blocks, 4 heads, hidden 32); ``answer_tokens`` cycles over the traces (0: an empty answer)."""
+
+    blocks: int = 2
+    heads: int = 4
+    hidden: int = 32
+    prompt_tokens: int = 12
+    answer_tokens: tuple[int, ...] = (3, 5, 1, 4, 6, 2)
+    vocab_size: int = 1000
+
+
+def synthetic_trace(
+    question_id: str, shape: SyntheticShape, answer_tokens: int, label: int | None, seed: int
+) -> Trace:
+    """One random trace of ``shape``: ``shape.prompt_tokens`` prompt tokens, then
+    ``answer_tokens`` answer tokens, every block's attention and every hidden state."""
+    generator = torch.Generator().manual_seed(seed)
+    seq_len = shape.prompt_tokens + answer_tokens
+    future = torch.ones(seq_len, seq_len, dtype=torch.bool).triu(1)
+
+    def attention() -> torch.Tensor:
+        scores = 2.0 * torch.randn(shape.heads, seq_len, seq_len, generator=generator)
+        return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+
+    tokens = torch.randint(shape.vocab_size, (seq_len,), generator=generator)
+    answer = " ".join(f"w{int(token)}" for token in tokens[shape.prompt_tokens :])
+    return Trace(
+        question_id=question_id,
+        question=f"Synthetic question {question_id}?",
+        generated_answer_clean=answer,
+        tokens=tokens,
+        tokens_decoded=[f"w{int(token)}" for token in tokens],
+        n_prompt_tokens=shape.prompt_tokens,
+        hidden_states={
+            index: torch.randn(seq_len, shape.hidden, generator=generator)
+            for index in range(shape.blocks + 1)
+        },
+        attentions={block: attention() for block in range(shape.blocks)},
+        token_logprobs=-torch.rand(answer_tokens, generator=generator),
+        token_entropy=torch.rand(answer_tokens, generator=generator),
+        gold={"aliases": [f"gold {question_id}"]},
+        label=label,
+        label_method=None if label is None else "synthetic",
+        label_score=None if label is None else float(1 - label),
+    )
+
+
+def synthetic_manifest(shape: SyntheticShape, dataset: str = "synthetic") -> dict:
+    """A manifest with every field an extraction run writes (``model`` is ``synthetic``)."""
+    blocks = list(range(shape.blocks))
+    return {
+        "format": "hallugraph-trace-store/1",
+        "settings": {
+            "model": "synthetic",
+            "model_source": None,
+            "revision": None,
+            "quantization": "none",
+            "torch_dtype": "float32",
+            "storage_dtype": "float16",
+            "prompt_template": "Question: {question}\nAnswer:",
+            "chat_template": False,
+            "decoding": {
+                "num_beams": 1,
+                "do_sample": False,
+                "max_new_tokens": max(shape.answer_tokens),
+                "early_stopping": True,
+                "stop_strings": ["\n"],
+            },
+            "dataset": dataset,
+            "dataset_file": None,
+            "attention_layers": blocks,
+            "hidden_state_layers": [0, *(block + 1 for block in blocks)],
+        },
+        "model": {
+            "num_layers": shape.blocks,
+            "num_heads": shape.heads,
+            "hidden_size": shape.hidden,
+            "vocab_size": shape.vocab_size,
+            "architecture": "Synthetic",
+            "device": "cpu",
+        },
+    }
+
+
+def write_synthetic_store(
+    root: str | Path,
+    n_traces: int = 6,
+    shape: SyntheticShape = SyntheticShape(),
+    *,
+    labelled: bool = True,
+    max_traces_per_shard: int = 4,
+) -> Path:
+    """Write ``n_traces`` random traces (``synthetic_0000``, ...) to a new store at ``root``.
+
+    Labels alternate 0, 1, 0, ... (both classes in any split of four or more), or are None with
+    ``labelled=False``. Same arguments, same store: every trace is seeded by its number.
+    """
+    root = Path(root)
+    with TraceWriter(
+        root,
+        synthetic_manifest(shape),
+        file_prefix="synthetic",
+        max_traces_per_shard=max_traces_per_shard,
+    ) as writer:
+        for number in range(n_traces):
+            answer_tokens = shape.answer_tokens[number % len(shape.answer_tokens)]
+            label = number % 2 if labelled else None
+            writer.add(
+                synthetic_trace(f"synthetic_{number:04d}", shape, answer_tokens, label, number)
+            )
+    return root
