@@ -10,18 +10,19 @@ python -m graphs compare --config configs/graphs/compare.yaml [--graph.layers [0
 
 from __future__ import annotations
 
-import sys
 from argparse import ArgumentError
+from collections.abc import Callable
 from pathlib import Path
 from statistics import fmean
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from extraction import UserError, read_json, run_command
+from extraction import UserError, read_json, run_commands
 from graphs.config import GraphBuildConfig, GraphCompareConfig
 from graphs.spec import GraphSpec
 
 PROG = "python -m graphs"
+Command = Callable[[list[str]], None]
 
 
 def build(cfg: GraphBuildConfig) -> None:
@@ -126,49 +127,42 @@ def compare(cfg: GraphCompareConfig) -> None:
     print(f"saved {run_compare(cfg)} (compare.json, graph_statistics.csv and the PNGs beside it)")
 
 
-def _parser(target, positional: bool = False) -> ArgumentParser:
-    """A command's parser: ``--config``, ``--print_config`` and one option per field of a config
-    dataclass or parameter of a function, with the help text of its docstring."""
-    parser = ArgumentParser(exit_on_error=False, description=target.__doc__.split("\n")[0])
-    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
-    if isinstance(target, type):
-        parser.add_class_arguments(target, None, as_group=False)
-    else:
-        parser.add_function_arguments(target, None, as_positional=positional)
-    return parser
+def _command(name: str, target, run=None, positional: bool = False) -> Command:
+    """``python -m graphs NAME``: one option per field of a config dataclass (then ``run`` of the
+    config) or per parameter of a function, with ``--config``, ``--print_config`` and the help
+    text of the docstring."""
+
+    def command(argv: list[str]) -> None:
+        parser = ArgumentParser(
+            prog=f"{PROG} {name}", exit_on_error=False, description=target.__doc__.split("\n")[0]
+        )
+        parser.add_argument(
+            "--config", action=ActionConfigFile, help="a YAML file of these options"
+        )
+        if isinstance(target, type):
+            parser.add_class_arguments(target, None, as_group=False)
+        else:
+            parser.add_function_arguments(target, None, as_positional=positional)
+        try:
+            cfg = parser.instantiate(parser.parse_args(argv))
+        except ArgumentError as exc:
+            raise UserError(" ".join(line.strip() for line in str(exc).splitlines())) from None
+        values = {key: value for key, value in vars(cfg).items() if key != "config"}
+        if isinstance(target, type):
+            run(target(**values))
+        else:
+            target(**values)
+
+    return command
 
 
-def make_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog=PROG, exit_on_error=False, description=__doc__.split("\n")[0])
-    commands = parser.add_subcommands()
-    for name, command in (
-        ("build", _parser(GraphBuildConfig)),
-        ("inspect", _parser(inspect, positional=True)),
-        ("draw", _parser(draw)),
-        ("compare", _parser(GraphCompareConfig)),
-    ):
-        commands.add_subcommand(name, command, help=command.description)
-    return parser
-
-
-def _run(argv: list[str]) -> None:
-    parser = make_parser()
-    try:
-        cfg = parser.instantiate(parser.parse_args(argv))
-    except ArgumentError as exc:
-        raise UserError(" ".join(line.strip() for line in str(exc).splitlines())) from None
-    name = cfg.subcommand
-    values = {key: value for key, value in vars(cfg[name]).items() if key != "config"}
-    if name == "build":
-        build(GraphBuildConfig(**values))
-    elif name == "compare":
-        compare(GraphCompareConfig(**values))
-    elif name == "inspect":
-        inspect(**values)
-    else:
-        draw(**values)
+COMMANDS: dict[str, Command] = {
+    "build": _command("build", GraphBuildConfig, build),
+    "inspect": _command("inspect", inspect, positional=True),
+    "draw": _command("draw", draw),
+    "compare": _command("compare", GraphCompareConfig, compare),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return run_command("graphs", _run, argv)
+    return run_commands("graphs", COMMANDS, argv, default=None)
