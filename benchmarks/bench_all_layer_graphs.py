@@ -84,16 +84,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     store = TraceStore(args.traces)
-    labelled = [qid for qid in store.question_ids if store.rows[qid]["label"] is not None]
+    labelled = [qid for qid in store.question_ids if store.rows[qid].label is not None]
     first = labelled[: args.n]
     keep = FirstTraces(first)
-    lengths = [store.rows[qid]["seq_len"] for qid in first]
-    model = store.manifest["model"]
+    lengths = [store.rows[qid].seq_len for qid in first]
+    model = store.manifest.model
     print(
         f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread, load "
         f"average {os.getloadavg()[0]:.2f}\n{len(first)} traces of {args.traces}: "
         f"{min(lengths)}-{max(lengths)} tokens (mean {statistics.fmean(lengths):.0f}); "
-        f"{model['num_layers']} layers x {model['num_heads']} heads\n"
+        f"{model.num_layers} layers x {model.num_heads} heads\n"
     )
     print("| graphs | edges/graph | edge features | KiB/graph | graphs/s |")
     print("|---|---:|---:|---:|---:|")

@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     store = TraceStore(args.traces)
-    labelled = [qid for qid in store.question_ids if store.rows[qid]["label"] is not None]
+    labelled = [qid for qid in store.question_ids if store.rows[qid].label is not None]
     inputs = [read_layer(store, qid, args.layer) for qid in labelled]
     attentions = [x.attention for x in inputs]
     hiddens = [x.hidden for x in inputs]

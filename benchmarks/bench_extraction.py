@@ -104,13 +104,13 @@ def run_ours(num_samples: int, out: Path, batch_size: int) -> dict:
     shard_bytes = sum(p.stat().st_size for p in store.shard_files)
     pickles = export_pickle(store_dir, out / f"pickle_{batch_size}", batch_size=num_samples)
     pickle_bytes = sum(p.stat().st_size for p in pickles)
-    answers = {qid: store.rows[qid]["generated_answer_clean"] for qid in store.question_ids}
+    answers = {qid: store.rows[qid].generated_answer_clean for qid in store.question_ids}
     return {
         "seconds": elapsed,
         "answers": answers,
         "bytes_per_trace": shard_bytes / len(store),
         "seed_format_bytes_per_trace": pickle_bytes / len(store),
-        "mean_seq_len": sum(r["seq_len"] for r in store.rows.values()) / len(store),
+        "mean_seq_len": sum(store.rows[qid].seq_len for qid in store.question_ids) / len(store),
     }
 
 

@@ -160,8 +160,8 @@ def main() -> None:
     def batch_from_store() -> int:
         return traces_to_batch(
             [store.attention(qid, args.layer) for qid in question_ids],
-            [store.hidden_state(qid, args.layer + 1) for qid in question_ids],
-            [store.rows[qid]["n_prompt_tokens"] for qid in question_ids],
+            [store.resid_post(qid, args.layer) for qid in question_ids],
+            [store.rows[qid].n_prompt_tokens for qid in question_ids],
         ).num_edges
 
     def ours_networkx() -> int:

@@ -41,11 +41,11 @@ from extraction.judgements import (  # noqa: E402
     packaged_judgements,
     read_judgements,
 )
+from extraction.label_methods import label_answer  # noqa: E402
 from extraction.labels import (  # noqa: E402
     NO_COMMENT,
     correct_references,
     gold_strings,
-    label_answer,
     strip_prompt_echo,
 )
 from extraction.store import TraceStore  # noqa: E402
@@ -71,8 +71,8 @@ class Item:
 
 def store_items(store_dir: str, judged: str | None) -> tuple[list[Item], str]:
     store = TraceStore(store_dir)
-    settings = store.manifest["settings"]
-    path = judged or packaged_judgements(settings["model"], settings["dataset"])
+    settings = store.manifest.settings
+    path = judged or packaged_judgements(settings.model, settings.dataset)
     judgements = read_judgements(path)
     match = match_judgements(store.rows, judgements)
     for line in match.report():
@@ -86,12 +86,12 @@ def store_items(store_dir: str, judged: str | None) -> tuple[list[Item], str]:
         items.append(
             Item(
                 qid,
-                row["question"],
-                row["gold"],
-                row["generated_answer_clean"],
+                row.question,
+                row.gold,
+                row.generated_answer_clean,
                 match.labels[qid].label,
                 by_id[qid].reason,
-                row["label"],
+                row.label,
             )
         )
     return items, str(path)
@@ -127,12 +127,12 @@ def stored_labels(store_dir: str, items: list[Item]) -> tuple[str, list, list]:
     rows = TraceStore(store_dir).rows
     values, scores_, methods = [], [], set()
     for item in items:
-        row = rows.get(item.question_id, {})
-        same = row.get("generated_answer_clean") == item.answer
-        values.append(row["label"] if same else None)
-        scores_.append(row["label_score"] if same else None)
+        row = rows.get(item.question_id)
+        same = row is not None and row.generated_answer_clean == item.answer
+        values.append(row.label if same else None)
+        scores_.append(row.label_score if same else None)
         if same:
-            methods.add(row["label_method"])
+            methods.add(row.label_method)
     return ",".join(sorted(str(m) for m in methods)), values, scores_
 
 

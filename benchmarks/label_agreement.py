@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import extraction.labels as labels_module  # noqa: E402
-from extraction.labels import METHODS, LabelError, _missing_fields, default_method, label_answer  # noqa: E402
+from extraction.label_methods import METHODS, _missing_fields, default_method, label_answer  # noqa: E402
+from extraction.labels import LabelError  # noqa: E402
 from extraction.store import TraceStore  # noqa: E402
 
 # "truthfulqa_diff" is another name for one of the back-ends and "bleurt" needs the hub: both are
@@ -68,7 +69,7 @@ def resolved_default(gold: dict) -> str | None:
 
 def load_store_rows(store_dir: str) -> list[dict]:
     store = TraceStore(store_dir)
-    return [store.rows[qid] for qid in store.question_ids]
+    return [store.rows[qid].to_json() for qid in store.question_ids]
 
 
 def method_table(rows: list[dict]) -> list[dict]:

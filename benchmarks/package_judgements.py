@@ -36,13 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     for line in match.report():
         print(line)
     by_id = {j.question_id: j for j in judgements if j.question_id in match.labels}
-    settings = store.manifest["settings"]
-    out = PACKAGED_DIR / f"{settings['model']}_{settings['dataset']}.jsonl"
+    settings = store.manifest.settings
+    out = PACKAGED_DIR / f"{settings.model}_{settings.dataset}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
         for qid in store.question_ids:
             if qid in by_id:
-                row = asdict(by_id[qid]) | {"answer": store.rows[qid]["generated_answer_clean"]}
+                row = asdict(by_id[qid]) | {"answer": store.rows[qid].generated_answer_clean}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"wrote {len(by_id)} judgements to {out}")
     return 0

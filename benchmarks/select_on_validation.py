@@ -4,9 +4,10 @@ python -m benchmarks.select_on_validation OUTPUT --prefix mpnn --against probe_l
 
 ``OUTPUT`` is a ``python -m training benchmark`` output folder whose config ran several variants
 of one detector (``configs/benchmark/charm_ablations.yaml``: ``mpnn``, ``mpnn_hidden``, ...).
-For each seed the variant with the best validation AUROC (its early-stopping score, never the
-test set) is kept, and its test AUROC is compared with a reference detector on the same test
-questions: this is the number a researcher tuning the variants honestly would report.
+Prints every variant's test AUROC and its per-seed paired difference to a reference detector on
+the same test questions, then the variant kept for each seed by the best validation AUROC (its
+early-stopping score, never the test set): the number a researcher tuning the variants honestly
+would report.
 """
 
 from __future__ import annotations
@@ -37,31 +38,49 @@ def select(output: Path, prefix: str) -> dict[int, tuple[str, dict]]:
     }
 
 
+def paired(results: dict[int, dict], reference: dict[int, dict], name: str) -> list[float]:
+    """Per seed: test AUROC minus the reference's, on the same test questions."""
+    for seed, result in results.items():
+        if result["test_question_ids"] != reference[seed]["test_question_ids"]:
+            raise SystemExit(f"error: seed {seed}: {name} and the reference differ in test set")
+    return [results[seed]["auroc"] - reference[seed]["auroc"] for seed in sorted(results)]
+
+
+def mean_sd(values: list[float], sign: str = "") -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):{sign}.3f} ± {sd:.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path, help="benchmark output folder")
     parser.add_argument("--prefix", default="mpnn", help="the variants' common name prefix")
     parser.add_argument("--against", default="probe_lr_mean", help="reference detector")
     args = parser.parse_args()
-    chosen = select(args.output, args.prefix)
     reference = seed_results(args.output, args.against)
-    rows, selected, differences = [], [], []
-    for seed, (name, result) in chosen.items():
-        if result["test_question_ids"] != reference[seed]["test_question_ids"]:
-            raise SystemExit(f"error: seed {seed}: {name} and {args.against} differ in test set")
-        difference = result["auroc"] - reference[seed]["auroc"]
-        selected.append(result["auroc"])
-        differences.append(difference)
-        val = result["settings"]["best_val_auroc"]
-        rows.append(f"| {seed} | {name} | {val:.3f} | {result['auroc']:.3f} | {difference:+.3f} |")
-    print(f"| seed | chosen on validation | val AUROC | test AUROC | Δ vs {args.against} |")
+    print(f"| variant | test AUROC | Δ vs {args.against} (paired) | seeds above | val AUROC |")
     print("|---|---|---|---|---|")
-    print("\n".join(rows))
+    for path in sorted((args.output / "cache").glob(f"{args.prefix}*")):
+        results = seed_results(args.output, path.name)
+        differences = paired(results, reference, path.name)
+        vals = [result["settings"]["best_val_auroc"] for result in results.values()]
+        print(
+            f"| {path.name} | {mean_sd([r['auroc'] for r in results.values()])} "
+            f"| {mean_sd(differences, '+')} | {sum(d > 0 for d in differences)}/{len(differences)} "
+            f"| {statistics.fmean(vals):.3f} |"
+        )
+    chosen = select(args.output, args.prefix)
+    differences = paired({seed: result for seed, (_, result) in chosen.items()}, reference, "")
+    print(f"\n| seed | chosen on validation | val AUROC | test AUROC | Δ vs {args.against} |")
+    print("|---|---|---|---|---|")
+    for (seed, (name, result)), difference in zip(chosen.items(), differences, strict=True):
+        val = result["settings"]["best_val_auroc"]
+        print(f"| {seed} | {name} | {val:.3f} | {result['auroc']:.3f} | {difference:+.3f} |")
+    selected = [result["auroc"] for _, result in chosen.values()]
     print(
-        f"\nselected {args.prefix}: {statistics.fmean(selected):.3f} ± "
-        f"{statistics.stdev(selected):.3f}; Δ vs {args.against}: "
-        f"{statistics.fmean(differences):+.3f} ± {statistics.stdev(differences):.3f} "
-        f"({sum(d > 0 for d in differences)}/{len(differences)} seeds above)"
+        f"\nselected {args.prefix}: {mean_sd(selected)}; Δ vs {args.against}: "
+        f"{mean_sd(differences, '+')} ({sum(d > 0 for d in differences)}/{len(differences)} "
+        "seeds above)"
     )
 
 

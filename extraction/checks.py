@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extraction.config import STORAGE_DTYPES, ExtractionConfig
 from extraction.errors import UserError
-from extraction.labels import METHODS, default_method
+from extraction.label_methods import METHODS, default_method
 from extraction.models import QUANTIZATION_CHOICES, TORCH_DTYPES
 from extraction.questions import Question, check_name
+
+if TYPE_CHECKING:
+    from extraction.store import IndexRow
 
 
 def check_options(cfg: ExtractionConfig) -> None:
@@ -64,7 +68,7 @@ def check_output_dir(path: Path) -> None:
 
 
 def check_same_questions(
-    rows: dict[str, dict], questions: list[Question], label_method: str | None, root: Path
+    rows: dict[str, IndexRow], questions: list[Question], label_method: str | None, root: Path
 ) -> None:
     """A resume must not mix data or labels: every question already in the store must have the
     same text and gold answers, and its label the method this run would use."""
@@ -72,14 +76,14 @@ def check_same_questions(
         row = rows.get(question.question_id)
         if row is None:
             continue
-        if row["question"] != question.question or row["gold"] != question.gold:
+        if row.question != question.question or row.gold != question.gold:
             raise UserError(
                 f"{root} already holds question {question.question_id!r} with another text or "
                 "other gold answers: this is other data under the same ids; use another "
                 "--output_dir (or --overwrite)"
             )
         expected = label_method or default_method(question.gold) or "none"
-        stored = row["label_method"] if row["status"] == "ok" else expected
+        stored = row.label_method if row.ok else expected
         if stored != expected:
             fix = (
                 f"pass --label_method {stored} to resume"

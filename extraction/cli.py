@@ -91,7 +91,7 @@ def verify(path: str) -> None:
         shown = ", ".join(qids[:20]) + (f" (+{len(qids) - 20} more)" if len(qids) > 20 else "")
         print(f"damaged: {store.root / name}: {problem}; traces: {shown or 'none identified'}")
     checked = sum(len(rows) for rows in store.shard_rows().values())
-    unchecked = sum(store.rows[qid].get("shard_sha256") is None for qid in store.question_ids)
+    unchecked = sum(store.rows[qid].shard_sha256 is None for qid in store.question_ids)
     if problems:
         raise UserError(
             f"{len(problems)} of {len(store.shard_files)} shard files of {store.root} are damaged "

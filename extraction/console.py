@@ -72,7 +72,7 @@ def summary(store: TraceStore, processed: int | None = None, first_trace: bool =
         say(f"   • {path.name}: {megabytes(path):.2f} MB")
     total = sum(megabytes(path) for path in shards)
     say(f"\n💾 Total size on disk: {total:.2f} MB ({total / 1024:.2f} GB)")
-    labels = [store.rows[qid]["label"] for qid in store.question_ids]
+    labels = [store.rows[qid].label for qid in store.question_ids]
     judged = [label for label in labels if label is not None]
     if judged:
         say(

@@ -23,8 +23,7 @@ def export_pickle(
         raise UserError("--batch_size must be at least 1")
     out = Path(output_dir) if output_dir else store.root / "pickle"
     out.mkdir(parents=True, exist_ok=True)
-    settings = store.manifest["settings"]
-    prefix = f"{Path(settings['model'].rstrip('/')).name}_{settings['dataset']}"
+    prefix = store.manifest.settings.file_prefix
     written = []
     ids = store.question_ids
     for number, start in enumerate(range(0, len(ids), batch_size)):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from extraction.padding import left_pad, position_ids
+from extraction.trace import hidden_state_indices
 
 
 @dataclass
@@ -61,7 +62,7 @@ def final_state_pass(
             output_hidden_states=True,
             use_cache=False,
         )
-    hidden_indices = [0, *(block + 1 for block in attention_blocks)]
+    hidden_indices = hidden_state_indices(attention_blocks)
     width = input_ids.shape[1]
     states = []
     for row, (seq, n_prompt) in enumerate(zip(sequences, n_prompt_tokens, strict=True)):

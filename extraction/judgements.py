@@ -21,9 +21,13 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extraction.errors import UserError
 from extraction.labels import Label
+
+if TYPE_CHECKING:
+    from extraction.store import IndexRow
 
 JUDGEMENT_FIELDS = ("question_id", "model", "answer_sha256", "label", "reason", "judge")
 PACKAGED_DIR = Path(__file__).resolve().parent / "data" / "judgements"
@@ -128,22 +132,20 @@ class MatchResult:
         return lines
 
 
-def match_judgements(rows: dict[str, dict], judgements: list[Judgement]) -> MatchResult:
+def match_judgements(rows: dict[str, IndexRow], judgements: list[Judgement]) -> MatchResult:
     """Match judgements to index rows by question id and answer-text hash; never guess."""
     result = MatchResult()
     for j in judgements:
         row = rows.get(j.question_id)
         if row is None:
             result.unmatched.append((j, "no such question in the store"))
-        elif row.get("status") != "ok":
+        elif not row.ok:
             result.unmatched.append((j, "the store has no answer for it (an error row)"))
-        elif answer_sha256(row["generated_answer_clean"]) != j.answer_sha256:
+        elif answer_sha256(row.generated_answer_clean) != j.answer_sha256:
             result.unmatched.append((j, "a different answer text (hash differs)"))
         else:
             result.labels[j.question_id] = Label(j.label, j.method, None)
-    result.unjudged = [
-        qid for qid, row in rows.items() if row.get("status") == "ok" and qid not in result.labels
-    ]
+    result.unjudged = [qid for qid, row in rows.items() if row.ok and qid not in result.labels]
     return result
 
 
@@ -184,12 +186,12 @@ def label_source(store, source: str | None = None) -> LabelSource:
     answers without a judgement get no label)."""
     if source in (None, "index"):
         rows = [store.rows[qid] for qid in store.question_ids]
-        methods = sorted({str(row.get("label_method")) for row in rows if row["label"] is not None})
-        labels = {row["question_id"]: row["label"] for row in rows}
+        methods = sorted({str(row.label_method) for row in rows if row.label is not None})
+        labels = {row.question_id: row.label for row in rows}
         return LabelSource(labels, "index", tuple(methods))
     if source == "judged":
-        settings = store.manifest["settings"]
-        path = packaged_judgements(settings["model"], settings["dataset"])
+        settings = store.manifest.settings
+        path = packaged_judgements(settings.model, settings.dataset)
     else:
         path = Path(source)
     match = match_judgements(store.rows, read_judgements(path))

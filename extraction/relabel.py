@@ -7,7 +7,8 @@ from pathlib import Path
 
 from extraction.errors import UserError
 from extraction.judgements import MatchResult, match_judgements, read_judgements
-from extraction.labels import METHODS, Label, label_answer, strip_prompt_echo
+from extraction.label_methods import METHODS, label_answer
+from extraction.labels import Label, strip_prompt_echo
 from extraction.llm_judge import METHOD as LLM_JUDGE
 from extraction.models import OFFLINE_MODEL, resolve_source
 from extraction.store import TraceStore
@@ -34,7 +35,7 @@ def _judge_labels(store: TraceStore, judge_model: str) -> dict[str, Label]:
     from extraction.llm_judge import LLMJudge, judge_prompt
 
     prompts = [
-        judge_prompt(row["question"], row["gold"], strip_prompt_echo(row["generated_answer_clean"]))
+        judge_prompt(row.question, row.gold, strip_prompt_echo(row.generated_answer_clean))
         for row in (store.rows[qid] for qid in store.question_ids)
     ]
     return dict(zip(store.question_ids, LLMJudge(judge_model).labels(prompts), strict=True))
@@ -69,13 +70,8 @@ def relabel(
         labels = _judge_labels(store, judge_model)
     else:
         labels = {
-            qid: label_answer(
-                store.rows[qid]["generated_answer_clean"],
-                store.rows[qid]["gold"],
-                method,
-                store.rows[qid]["question"],
-            )
-            for qid in store.question_ids
+            qid: label_answer(row.generated_answer_clean, row.gold, method, row.question)
+            for qid, row in ((qid, store.rows[qid]) for qid in store.question_ids)
         }
     updates = {qid: _label_fields(label) for qid, label in labels.items()}
     store.rewrite_labels(updates)

@@ -25,12 +25,12 @@ from extraction.distributed import Rank, current_rank
 from extraction.errors import UserError
 from extraction.final_state import final_state_pass
 from extraction.generation import generate_answers
-from extraction.labels import label_answer
+from extraction.label_methods import label_answer
 from extraction.models import LoadedModel, load_model
 from extraction.prompts import build_prompt, encode_prompt
 from extraction.questions import Question, dataset_name, load_questions
 from extraction.store import TraceWriter
-from extraction.trace import Trace
+from extraction.trace import Trace, hidden_state_indices
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def _manifest(
             "dataset": dataset,
             "dataset_file": cfg.dataset_file and str(Path(cfg.dataset_file).resolve()),
             "attention_layers": blocks,
-            "hidden_state_layers": [0, *(b + 1 for b in blocks)],
+            "hidden_state_layers": hidden_state_indices(blocks),
         },
         "model": {
             "num_layers": loaded.num_layers,

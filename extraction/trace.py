@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -14,6 +15,24 @@ SEED_FIELDS = (
     "tokens",
     "tokens_decoded",
 )
+
+EMBEDDINGS = 0  # the hidden-state index of the embedding output
+
+
+def resid_post_index(block: int) -> int:
+    """The hidden-state index of block ``block``'s output (the one place that adds the 1)."""
+    return block + 1
+
+
+def hidden_state_indices(blocks: Iterable[int]) -> list[int]:
+    """The hidden states kept with these blocks' attention: the embeddings and their outputs."""
+    return [EMBEDDINGS, *(resid_post_index(block) for block in blocks)]
+
+
+def complete_blocks(attention_blocks: Iterable[int], hidden_indices: Iterable[int]) -> list[int]:
+    """The blocks whose attention and output hidden state are both kept, in order."""
+    hidden = set(hidden_indices)
+    return sorted(block for block in attention_blocks if resid_post_index(block) in hidden)
 
 
 @dataclass
@@ -51,6 +70,24 @@ class Trace:
     def n_answer_tokens(self) -> int:
         return self.seq_len - self.n_prompt_tokens
 
+    @property
+    def embeddings(self) -> torch.Tensor:
+        """``[T, hidden]``: the embedding output."""
+        return self.hidden_states[EMBEDDINGS]
+
+    def resid_post(self, block: int) -> torch.Tensor:
+        """``[T, hidden]``: the output of block ``block``."""
+        return self.hidden_states[resid_post_index(block)]
+
+    def attention(self, block: int) -> torch.Tensor:
+        """``[heads, T, T]`` of block ``block``."""
+        return self.attentions[block]
+
+    @property
+    def stored_blocks(self) -> list[int]:
+        """The blocks whose attention and output hidden state this trace holds."""
+        return complete_blocks(self.attentions, self.hidden_states)
+
     def seed_record(self) -> dict:
         """The seed's six-field dict (numpy arrays, lists ordered by layer index)."""
         return {
@@ -63,7 +100,3 @@ class Trace:
             "tokens": self.tokens.numpy(),
             "tokens_decoded": list(self.tokens_decoded),
         }
-
-
-def _numpy_list(by_layer: dict[int, torch.Tensor]) -> list:
-    return [by_layer[index].float().numpy() for index in sorted(by_layer)]

@@ -29,7 +29,6 @@ from extraction.store import TraceStore
 from graphs.build import traces_to_graphs
 from graphs.config import GraphCompareConfig
 from graphs.effects import benjamini_hochberg, compare_classes, unit_resample_weights
-from graphs.source import stored_layers
 from graphs.spec import GraphSpec
 from graphs.statistics import CONTROLS, STATISTICS, describe, graph_statistics
 
@@ -54,13 +53,6 @@ class Measurements:
     values: np.ndarray  # [n, layers, statistics], nan where a statistic is undefined
     maps: np.ndarray  # [n, layers, ANSWER_BINS, MAP_COLUMNS], nan rows for empty bins
     skipped: dict[str, int]
-
-
-def question_unit(row: dict) -> str:
-    """The question a trace answers: its ``source_question_id`` when a store holds several
-    generations per question (each trace then has its own ``question_id``), else its
-    ``question_id``."""
-    return str(row.get("source_question_id") or row["question_id"])
 
 
 def attention_map(attention, n_prompt_tokens: int) -> np.ndarray:
@@ -100,8 +92,8 @@ def measure(
     """Statistics and attention maps of every labelled trace with answer tokens: each block's
     graph by ``spec``'s edge and node rules."""
     rows = store.rows
-    labelled = [qid for qid in store.question_ids if rows[qid]["label"] is not None]
-    kept = [qid for qid in labelled if rows[qid]["n_answer_tokens"] > 0]
+    labelled = [qid for qid in store.question_ids if rows[qid].label is not None]
+    kept = [qid for qid in labelled if rows[qid].n_answer_tokens > 0]
     skipped = {"unlabelled": len(store) - len(labelled), "empty": len(labelled) - len(kept)}
     values = np.full((len(kept), len(layers), len(STATISTICS)), np.nan)
     maps = np.full((len(kept), len(layers), ANSWER_BINS, MAP_COLUMNS), np.nan)
@@ -109,10 +101,10 @@ def measure(
     with bar:
         start = 0
         for chunk in _chunks(kept, CHUNK_TRACES):
-            prompts = [rows[qid]["n_prompt_tokens"] for qid in chunk]
+            prompts = [rows[qid].n_prompt_tokens for qid in chunk]
             for position, layer in enumerate(layers):
                 attentions = [store.attention(qid, layer) for qid in chunk]
-                hiddens = [store.hidden_state(qid, layer + 1) for qid in chunk]
+                hiddens = [store.resid_post(qid, layer) for qid in chunk]
                 graphs = traces_to_graphs(attentions, hiddens, prompts, spec)
                 for offset, graph in enumerate(graphs):
                     trace = start + offset
@@ -122,8 +114,8 @@ def measure(
             start += len(chunk)
     return Measurements(
         question_ids=kept,
-        units=[question_unit(rows[qid]) for qid in kept],
-        is_hallucinated=np.array([rows[qid]["label"] == 1 for qid in kept], dtype=bool),
+        units=[rows[qid].unit for qid in kept],
+        is_hallucinated=np.array([rows[qid].label == 1 for qid in kept], dtype=bool),
         layers=list(layers),
         values=values,
         maps=maps,
@@ -324,7 +316,7 @@ def report_markdown(summary: dict, results: list[dict], pictures: dict[str, str]
 
 def check_config(cfg: GraphCompareConfig, store: TraceStore) -> list[int]:
     """Raise :class:`UserError` on a setting that cannot work; the blocks to compare."""
-    spec, available = cfg.graph, stored_layers(store)
+    spec, available = cfg.graph, store.stored_blocks
     if spec.multi_layer and spec.combine == "union":
         raise UserError("compare measures each block's own graph; use --graph.combine stack")
     if spec.layer is None and spec.layers is None:
@@ -358,7 +350,7 @@ def run_compare(cfg: GraphCompareConfig, progress: bool = True) -> Path:
 
     store = TraceStore(cfg.traces)
     layers = check_config(cfg, store)
-    labels = [row["label"] for row in store.rows.values() if row["status"] == "ok"]
+    labels = [store.rows[qid].label for qid in store.question_ids]
     if 0 not in labels or 1 not in labels:
         raise UserError(
             f"{cfg.traces} needs both hallucinated and correct traces to compare; it has "
@@ -373,13 +365,15 @@ def run_compare(cfg: GraphCompareConfig, progress: bool = True) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     pictures = {
         "effect size by block": plot_effects_by_layer(results, layers, output),
-        "distributions": plot_distributions(measurements, results, cfg.top, output),
+        "distributions": plot_distributions(
+            measurements, strongest_per_statistic(results)[: cfg.top], output
+        ),
         "attention by class": plot_attention_by_class(maps, attention_layer, output),
     }
     summary = {
         "traces": str(store.root),
-        "model": store.manifest.get("settings", {}).get("model", "unknown"),
-        "dataset": store.manifest.get("settings", {}).get("dataset", "unknown"),
+        "model": store.manifest.settings.model,
+        "dataset": store.manifest.settings.dataset,
         "layers": layers,
         "graph_options": cfg.graph.as_dict(),
         "n_traces": len(measurements.question_ids),

@@ -8,6 +8,7 @@ Drawn on bare matplotlib ``Figure`` objects (Agg, pyplot's global state untouche
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.colors import LogNorm, TwoSlopeNorm
@@ -15,8 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from extraction import save_figure
-from graphs.compare import ANSWER_BINS, PROMPT_BINS, Measurements, strongest_per_statistic
 from graphs.statistics import CONTROLS, STATISTICS
+
+if TYPE_CHECKING:
+    from graphs.compare import Measurements
 
 DPI = 110
 CLASS_COLOURS = {"correct": "#1f77b4", "hallucinated": "#d62728"}
@@ -69,12 +72,9 @@ def plot_effects_by_layer(results: list[dict], layers: list[int], output: Path) 
     return save_figure(fig, output / "effects_by_layer.png", dpi=DPI)
 
 
-def plot_distributions(
-    measurements: Measurements, results: list[dict], top: int, output: Path
-) -> Path:
-    """Violins (with medians and quartiles) of each class for the ``top`` statistics, each at
-    its strongest block."""
-    chosen = strongest_per_statistic(results)[:top]
+def plot_distributions(measurements: Measurements, chosen: list[dict], output: Path) -> Path:
+    """Violins (with medians and quartiles) of each class for the chosen results (statistics,
+    each at its strongest block)."""
     columns = min(3, len(chosen)) or 1
     rows = max(1, -(-len(chosen) // columns))
     fig = Figure(figsize=(4.2 * columns, 3.4 * rows))
@@ -112,12 +112,12 @@ def plot_distributions(
     return save_figure(fig, output / "distributions.png", dpi=DPI)
 
 
-def _column_edges(ax) -> None:
+def _column_edges(ax, prompt_bins: int, answer_bins: int) -> None:
     """Separators and labels of the attention map's three column groups."""
-    for edge in (0.5, PROMPT_BINS + 0.5):
+    for edge in (0.5, prompt_bins + 0.5):
         ax.axvline(edge, color="grey", lw=0.8)
     ax.set_xticks(
-        [0, (1 + PROMPT_BINS) / 2, PROMPT_BINS + (1 + ANSWER_BINS) / 2],
+        [0, (1 + prompt_bins) / 2, prompt_bins + (1 + answer_bins) / 2],
         ["1st\ntoken", "prompt: start → end", "answer:\nstart → end"],
         fontsize=8,
     )
@@ -126,7 +126,10 @@ def _column_edges(ax) -> None:
 def plot_attention_by_class(maps: dict[str, np.ndarray], layer: int, output: Path) -> Path:
     """Where the answer tokens attend, each class side by side (rows: answer tokens by relative
     position; columns: the first token, the prompt and the answer by relative position), and the
-    mass per column of each class over all answer tokens below, with their difference."""
+    mass per column of each class over all answer tokens below, with their difference.
+    A map is ``[answer bins, 1 + prompt bins + answer bins]``."""
+    answer_bins, width = next(iter(maps.values())).shape
+    prompt_bins = width - 1 - answer_bins
     fig = Figure(figsize=(13, 8.2))
     fig.set_layout_engine("constrained")
     grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.1])
@@ -137,8 +140,8 @@ def plot_attention_by_class(maps: dict[str, np.ndarray], layer: int, output: Pat
         image = ax.imshow(
             np.where(matrix > 0, matrix, np.nan), norm=norm, cmap="viridis", aspect="auto"
         )
-        _column_edges(ax)
-        ax.set_yticks([0, ANSWER_BINS - 1], ["answer\nstart", "answer\nend"], fontsize=8)
+        _column_edges(ax, prompt_bins, answer_bins)
+        ax.set_yticks([0, answer_bins - 1], ["answer\nstart", "answer\nend"], fontsize=8)
         ax.set_title(
             f"{label} answers: mean attention of answer tokens",
             fontsize=10,
@@ -147,13 +150,13 @@ def plot_attention_by_class(maps: dict[str, np.ndarray], layer: int, output: Pat
     fig.colorbar(image, ax=list(fig.axes), shrink=0.9, label="attention mass (head mean)")
 
     ax = fig.add_subplot(grid[1, :])
-    positions = np.arange(1 + PROMPT_BINS + ANSWER_BINS)
+    positions = np.arange(width)
     profiles = {label: np.nanmean(matrix, axis=0) for label, matrix in maps.items()}
     for label, profile in profiles.items():
         ax.plot(positions, profile, marker="o", ms=3.5, color=CLASS_COLOURS[label], label=label)
     ax.set_yscale("log")
     ax.set_ylabel("attention mass per answer token")
-    _column_edges(ax)
+    _column_edges(ax, prompt_bins, answer_bins)
     difference = profiles["hallucinated"] - profiles["correct"]
     twin = ax.twinx()
     twin.bar(

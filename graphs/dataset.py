@@ -14,11 +14,9 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data, Dataset
 
-from extraction import UserError, atomic_open, atomic_write_text, read_json
-from extraction.judgements import label_source
-from extraction.store import TraceStore
+from extraction import UserError, atomic_open, atomic_write_text, label_source, read_json
+from extraction.store import IndexRow, TraceStore
 from graphs.build import stack_layers, traces_to_graphs
-from graphs.source import stored_layers
 from graphs.spec import GraphSpec
 from graphs.splits import SPLITS, check_ratios, load_or_make_splits
 from graphs.topology import FEATURES, graph_features
@@ -146,7 +144,7 @@ class HallucinationGraphDataset(Dataset):
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         check_ratios(split_ratios)
         store = TraceStore(traces)
-        self.spec = spec.resolve(stored_layers(store))
+        self.spec = spec.resolve(store.stored_blocks)
         self.traces = str(store.root.resolve())
         self.label_source = label_source(store, labels)
         self.candidates = {
@@ -183,7 +181,7 @@ class HallucinationGraphDataset(Dataset):
         identity = {
             "format": GRAPH_FORMAT,
             "traces": self.traces,
-            "created": store.manifest.get("created"),
+            "created": store.manifest.created,
             "labels": list(self.candidates.items()),
             "graph": self.spec.as_dict(),
             "pre_transform": _stable_repr(pre_transform),
@@ -233,11 +231,10 @@ class HallucinationGraphDataset(Dataset):
 
     def _chunks(self, store: TraceStore) -> Iterator[list[str]]:
         """The labelled question ids in order, in chunks that bound the memory of a build."""
-        model = store.manifest.get("model", {})  # sizes unknown: assume a large model's
-        heads, hidden = model.get("num_heads", 64), model.get("hidden_size", 8192)
+        heads, hidden = store.manifest.model.num_heads, store.manifest.model.hidden_size
         chunk, size = [], 0
         for question_id in self.candidates:
-            seq_len = store.rows[question_id]["seq_len"]
+            seq_len = store.row(question_id).seq_len
             elements = len(self.layers) * (heads * seq_len**2 + hidden * seq_len)
             if chunk and (len(chunk) == CHUNK_TRACES or size + elements > CHUNK_ELEMENTS):
                 yield chunk
@@ -248,31 +245,31 @@ class HallucinationGraphDataset(Dataset):
             yield chunk
 
     def _union_graphs(
-        self, store: TraceStore, question_ids: list[str], rows: list[dict]
+        self, store: TraceStore, question_ids: list[str], rows: list[IndexRow]
     ) -> list[Data]:
         """One token graph per trace over the heads of every chosen layer, side by side."""
         hiddens = [None] * len(question_ids)
         if self.spec.hidden_layer is not None:
-            hiddens = [store.hidden_state(qid, self.spec.hidden_layer + 1) for qid in question_ids]
+            hiddens = [store.resid_post(qid, self.spec.hidden_layer) for qid in question_ids]
         return traces_to_graphs(
             [
                 torch.cat([store.attention(qid, layer) for layer in self.layers])
                 for qid in question_ids
             ],
             hiddens,
-            [row["n_prompt_tokens"] for row in rows],
+            [row.n_prompt_tokens for row in rows],
             self.spec,
         )
 
     def _layer_graphs(
-        self, store: TraceStore, question_ids: list[str], rows: list[dict]
+        self, store: TraceStore, question_ids: list[str], rows: list[IndexRow]
     ) -> list[list[Data]]:
         """Each chosen layer's graphs of the traces."""
         return [
             traces_to_graphs(
                 [store.attention(question_id, layer) for question_id in question_ids],
-                [store.hidden_state(question_id, layer + 1) for question_id in question_ids],
-                [row["n_prompt_tokens"] for row in rows],
+                [store.resid_post(question_id, layer) for question_id in question_ids],
+                [row.n_prompt_tokens for row in rows],
                 self.spec,
             )
             for layer in self.layers
@@ -280,7 +277,7 @@ class HallucinationGraphDataset(Dataset):
 
     def _build(self, store: TraceStore, question_ids: list[str]) -> list[Data | None]:
         """The graphs of some traces, None for one without nodes (answer-only, empty answer)."""
-        rows = [store.rows[question_id] for question_id in question_ids]
+        rows = [store.row(question_id) for question_id in question_ids]
         union = self.spec.combine == "union"
         if union:
             per_layer = [self._union_graphs(store, question_ids, rows)]

@@ -1,7 +1,7 @@
 """Reading one layer of one trace from a trace store (lazily) or from an in-memory ``Trace``.
 
-Layer ``l`` is always block ``l``'s attention with hidden state ``l + 1`` (the output of that
-block) as node features: the project's one index convention (``extraction.trace.Trace``).
+Layer ``l`` is always block ``l``'s attention with that block's output hidden state
+(``resid_post``) as node features: the project's one index convention (``extraction.trace``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from extraction import UserError
-from extraction.store import TraceStore
-from extraction.trace import Trace
+from extraction.store import Trace, TraceStore
 from graphs.build import trace_to_graph
 from graphs.spec import GraphSpec, check_blocks
 
@@ -40,27 +39,17 @@ def open_source(source: Source) -> TraceStore | Trace:
     return TraceStore(source) if isinstance(source, str | Path) else source
 
 
-def stored_layers(source: TraceStore | Trace) -> list[int]:
-    """Blocks whose attention and output hidden state are both stored."""
-    if isinstance(source, Trace):
-        attention, hidden = source.attentions, source.hidden_states
-    else:
-        settings = source.manifest["settings"]
-        attention, hidden = settings["attention_layers"], settings["hidden_state_layers"]
-    return sorted(block for block in attention if block + 1 in hidden)
-
-
 def read_layer(source: TraceStore | Trace, question_id: str | None, layer: int) -> LayerInputs:
     """Block ``layer``'s attention and output hidden state of one trace (``question_id`` may be
     None for a ``Trace``)."""
-    check_blocks([layer], stored_layers(source))
+    check_blocks([layer], source.stored_blocks)
     if isinstance(source, Trace):
         if question_id not in (None, source.question_id):
             raise UserError(f"this trace is {source.question_id!r}, not {question_id!r}")
         return LayerInputs(
             question_id=source.question_id,
-            attention=source.attentions[layer],
-            hidden=source.hidden_states[layer + 1],
+            attention=source.attention(layer),
+            hidden=source.resid_post(layer),
             n_prompt_tokens=source.n_prompt_tokens,
             tokens_decoded=source.tokens_decoded,
             label=source.label,
@@ -69,16 +58,16 @@ def read_layer(source: TraceStore | Trace, question_id: str | None, layer: int) 
         )
     if question_id not in source:
         raise UserError(f"no trace for question {question_id!r} in {source.root}")
-    record = source.record(question_id)
+    row, record = source.row(question_id), source.record(question_id)
     return LayerInputs(
         question_id=question_id,
         attention=source.attention(question_id, layer),
-        hidden=source.hidden_state(question_id, layer + 1),
-        n_prompt_tokens=record["n_prompt_tokens"],
-        tokens_decoded=record["tokens_decoded"],
-        label=record["label"],
-        question=record["question"],
-        answer=record["generated_answer_clean"],
+        hidden=source.resid_post(question_id, layer),
+        n_prompt_tokens=record.n_prompt_tokens,
+        tokens_decoded=list(record.tokens_decoded),
+        label=row.label,
+        question=row.question,
+        answer=row.generated_answer_clean,
     )
 
 

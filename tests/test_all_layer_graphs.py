@@ -24,7 +24,7 @@ def loop_union_graph(
     """Edges ``(j, i)``, their ``L * H`` attention values and each token's ``L * H`` diagonal
     values, one token pair and one (layer, head) at a time."""
     attention = [store.attention(question_id, layer).float() for layer in layers]
-    n_prompt = store.rows[question_id]["n_prompt_tokens"]
+    n_prompt = store.rows[question_id].n_prompt_tokens
     heads = len(attention[0])
     pairs = [(position, head) for position in range(len(layers)) for head in range(heads)]
     seq_len = attention[0].shape[-1]
@@ -91,7 +91,7 @@ def test_node_features_both_and_the_hidden_layer(synthetic_store, tmp_path):
         tmp_path, synthetic_store, GraphSpec(hidden_layer=0, **common)
     )
     for data in dataset:
-        hidden = store.hidden_state(data.question_id, 1).float()
+        hidden = store.resid_post(data.question_id, 0).float()
         assert torch.equal(data.x[:, :32], hidden) and data.x.shape[1] == 32 + 8
         assert data.layers == [1, 0] and not hasattr(data, "node_layer")
         diagonal = store.attention(data.question_id, 1).diagonal(dim1=1, dim2=2).T.float()
@@ -110,7 +110,7 @@ def test_answer_nodes_keep_the_answer_block(synthetic_store, tmp_path):
     )
     store = TraceStore(synthetic_store)
     for data in dataset:
-        n_answer = store.rows[data.question_id]["n_answer_tokens"]
+        n_answer = store.rows[data.question_id].n_answer_tokens
         assert data.num_nodes == n_answer and bool(data.is_answer.all())
         assert data.edge_attr.shape == (data.num_edges, 8)
 

@@ -4,12 +4,13 @@ outputs, skips, and a rerun served from the per-(detector, seed) cache."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
-from extraction.store import TraceStore, write_synthetic_store
+from extraction.store import TraceRecord, TraceStore, write_synthetic_store
 from tests.conftest import judgement
 from training.cli import main
 from training.detectors.features import load_or_compute
@@ -113,10 +114,10 @@ def test_unknown_detector_is_a_one_line_error(store12, tmp_path, capsys):
 class SampledStore(TraceStore):
     """A store whose records carry several sampled answers (no extraction writes them yet)."""
 
-    def record(self, question_id: str) -> dict:
+    def record(self, question_id: str) -> TraceRecord:
         disagree = self.question_ids.index(question_id) % 2
-        answers = ["Paris.", "Paris.", "Lyon."] if disagree else ["Paris."] * 3
-        return {**super().record(question_id), "sampled_answers": answers}
+        answers = ("Paris.", "Paris.", "Lyon.") if disagree else ("Paris.",) * 3
+        return replace(super().record(question_id), sampled_answers=answers)
 
 
 def test_multi_generation_records_get_sampling_scores(store12, tmp_path):
@@ -135,15 +136,16 @@ def test_reader_gives_token_scores_without_layers(store12):
     store = TraceStore(store12)
     qid = store.question_ids[0]
     trace = store[qid]
-    assert store.token_logprobs(qid).equal(trace.token_logprobs)
-    assert store.token_entropy(qid).equal(trace.token_entropy)
+    stats = store.answer_stats(qid)
+    assert stats.logprobs.equal(trace.token_logprobs)
+    assert stats.entropy.equal(trace.token_entropy)
     assert len(trace.token_logprobs) == trace.n_answer_tokens
 
 
 def test_report_names_the_judgement_file_it_scored_on(store12, tmp_path):
     store = TraceStore(store12)
     rows = [
-        judgement(qid, store.rows[qid]["generated_answer_clean"], 1 - store.rows[qid]["label"])
+        judgement(qid, store.rows[qid].generated_answer_clean, 1 - store.rows[qid].label)
         for qid in store.question_ids
     ]
     path = tmp_path / "flipped.jsonl"

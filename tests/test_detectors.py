@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from extraction.store import Decoding, TraceRecord
 from training.benchmark_stats import paired_bootstrap, seed_metrics
 from training.detectors import sampling, scores
 from training.detectors.fitting import LOGISTIC_GRID, Split, fit_select, training_free
@@ -145,10 +147,11 @@ def test_sampling_scores_on_a_synthetic_multi_generation_question():
 
 
 def test_skip_reason_on_single_and_multi_generation_records():
-    decoding = {"num_beams": 5, "do_sample": False}
-    reason = sampling.skip_reason([{"question": "q"}], decoding)
+    decoding = Decoding(num_beams=5, do_sample=False)
+    single = TraceRecord(("a", "b"), 1, (0, 1), (0,))
+    reason = sampling.skip_reason([single], decoding)
     assert reason.startswith("single-generation store") and "num_beams=5" in reason
-    multi = [{sampling.SAMPLED_ANSWERS: ["a", "b"]}, {sampling.SAMPLED_ANSWERS: ["c", "d", "e"]}]
+    multi = [replace(single, sampled_answers=answers) for answers in (("a", "b"), ("c",) * 3)]
     assert sampling.skip_reason(multi, decoding) is None
 
 

@@ -67,7 +67,8 @@ def test_label_rewrites_only_the_label_fields(tiny_store, tmp_path, capsys):
     assert "relabelled 6 traces" in capsys.readouterr().out
     after = TraceStore(copy).rows
     for qid, row in before.items():
-        unchanged = {k: v for k, v in row.items() if not k.startswith("label")}
-        assert {k: v for k, v in after[qid].items() if not k.startswith("label")} == unchanged
-        assert after[qid]["label_method"] == "alias_match"
+        unchanged = {k: v for k, v in row.to_json().items() if not k.startswith("label")}
+        fields = after[qid].to_json().items()
+        assert {k: v for k, v in fields if not k.startswith("label")} == unchanged
+        assert after[qid].label_method == "alias_match"
     assert shards == {p.name: p.read_bytes() for p in copy.glob("*.safetensors")}

@@ -129,7 +129,7 @@ def test_disk_full_is_one_line_and_the_store_resumes(capsys, tiny_model_dir, tmp
 def test_resume_with_another_label_method_is_refused(capsys, tiny_store, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(tiny_store, store)
-    model = TraceStore(store).manifest["settings"]["model"]
+    model = TraceStore(store).manifest.settings.model
     args = [a if a != tiny_store else store for a in tiny_args(Path(model), store)]
     err = one_line_error(capsys, *args, "--label-method", "truthfulqa_diff")
     assert "labelled" in err and "'alias_match'" in err and "'truthfulqa_diff'" in err
@@ -151,7 +151,7 @@ def test_resume_compares_the_resolved_dataset_file(capsys, tiny_model_dir, tmp_p
     questions_file(first, [("a", "Capital of Italy?")])
     err = one_line_error(capsys, *tiny_run(tiny_model_dir, out, first))
     assert "already holds question 'a' with another text" in err
-    assert [row["question"] for row in TraceStore(out).rows.values()] == ["Capital of France?"]
+    assert [row.question for row in TraceStore(out).rows.values()] == ["Capital of France?"]
 
 
 # --- what a user sees -----------------------------------------------------------------------

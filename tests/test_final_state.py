@@ -3,6 +3,8 @@ pass, batched equal to unbatched, and tokens aligned with states."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -15,10 +17,10 @@ FP16_TOL = 2e-3  # fp16 storage: ~3 significant digits
 
 
 def check_attention_is_causal_softmax(store: TraceStore) -> None:
-    num_heads = store.manifest["model"]["num_heads"]
+    num_heads = store.manifest.model.num_heads
     for qid in store.question_ids:
-        seq_len = store.rows[qid]["seq_len"]
-        for block in store.manifest["settings"]["attention_layers"]:
+        seq_len = store.row(qid).seq_len
+        for block in store.manifest.settings.attention_layers:
             attention = store.attention(qid, block).float()
             assert attention.shape == (num_heads, seq_len, seq_len)
             assert torch.count_nonzero(torch.triu(attention, diagonal=1)) == 0
@@ -42,10 +44,10 @@ def test_store_equals_an_independent_eager_forward_pass(tiny_store, tiny_model_d
             torch.testing.assert_close(
                 store.attention(qid, block).float(), reference[0], atol=FP16_TOL, rtol=0
             )
-        for index, reference in enumerate(out.hidden_states):
-            torch.testing.assert_close(
-                store.hidden_state(qid, index).float(), reference[0], atol=FP16_TOL, rtol=FP16_TOL
-            )
+        blocks = range(len(out.attentions))
+        stored = [store.embeddings(qid)] + [store.resid_post(qid, block) for block in blocks]
+        for hidden, reference in zip(stored, out.hidden_states, strict=True):
+            torch.testing.assert_close(hidden.float(), reference[0], atol=FP16_TOL, rtol=FP16_TOL)
 
 
 def test_batched_pass_equals_unbatched(tiny_model_dir):
@@ -87,7 +89,7 @@ def test_real_model_traces(smollm2_triviaqa_store, smollm2_truthfulqa_store):
     for path in (smollm2_triviaqa_store, smollm2_truthfulqa_store):
         store = TraceStore(path)
         assert len(store) == 20 and not store.errors
-        assert store.manifest["model"] | {"device": "cpu"} == {
+        assert asdict(store.manifest.model) | {"device": "cpu"} == {
             "num_layers": 30, "num_heads": 9, "hidden_size": 576, "vocab_size": 49152,
             "architecture": "LlamaForCausalLM", "device": "cpu",
         }  # fmt: skip

@@ -66,12 +66,12 @@ def seed_graph(store: TraceStore, question_id: str, layer: int, **options) -> nx
     record = store.record(question_id)
     G = reference_graph(
         store.attention(question_id, layer),
-        store.hidden_state(question_id, layer + 1),
-        record["n_prompt_tokens"],
+        store.resid_post(question_id, layer),
+        record.n_prompt_tokens,
         **options,
     )
-    start = record["n_prompt_tokens"] if options.get("nodes") == "answer" else 0
-    for k, token in enumerate(record["tokens_decoded"][start:]):
+    start = record.n_prompt_tokens if options.get("nodes") == "answer" else 0
+    for k, token in enumerate(record.tokens_decoded[start:]):
         G.nodes[k]["label"] = token
     return G
 
@@ -287,7 +287,7 @@ def test_to_networkx_is_the_seed_graph(synthetic_store):
         for j, i, weight in expected.edges(data="weight"):
             assert graph.edges[j, i]["weight"] == float(weight)
         assert graph.graph["question_id"] == question_id
-        assert graph.graph["label"] == store.rows[question_id]["label"]
+        assert graph.graph["label"] == store.rows[question_id].label
 
 
 def test_to_networkx_accepts_a_path_or_a_trace(synthetic_store):

@@ -58,7 +58,7 @@ def test_compare_writes_every_output(synthetic_store, tmp_path, capsys):
 
     record = json.loads((out / "compare.json").read_text(encoding="utf-8"))
     store = TraceStore(synthetic_store)
-    with_answer = [q for q in store.question_ids if store.rows[q]["n_answer_tokens"] > 0]
+    with_answer = [q for q in store.question_ids if store.rows[q].n_answer_tokens > 0]
     assert record["n_traces"] == len(with_answer) == record["n_units"] == (len(table) - 1) / 2
     assert record["skipped"]["empty"] == len(store) - len(with_answer)
     assert record["graph_options"]["threshold"] == 0.05 and record["layers"] == [0, 1]

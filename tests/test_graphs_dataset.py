@@ -43,15 +43,15 @@ def test_graph_fields(synthetic_store, tmp_path):
     for data, question_id in zip(dataset, store.question_ids, strict=True):
         row = store.rows[question_id]
         assert data.question_id == question_id and data.layer == 1
-        assert data.y.dtype == torch.long and data.y.tolist() == [row["label"]]
-        assert data.x.shape == (row["seq_len"], 32) and data.x.dtype == torch.float32
-        assert data.is_answer.sum() == row["n_answer_tokens"]
+        assert data.y.dtype == torch.long and data.y.tolist() == [row.label]
+        assert data.x.shape == (row.seq_len, 32) and data.x.dtype == torch.float32
+        assert data.is_answer.sum() == row.n_answer_tokens
         assert data.position.min() == 0 and data.position.max() == 1
         assert data.edge_weight.shape == (data.num_edges,)
         assert bool((data.edge_weight >= 0.01).all())
         data.validate()
     assert dataset.num_node_features == 32
-    assert dataset.labels == [store.rows[q]["label"] for q in store.question_ids]
+    assert dataset.labels == [store.rows[q].label for q in store.question_ids]
 
 
 def test_answer_nodes_and_head_features(synthetic_store, tmp_path):
@@ -61,7 +61,7 @@ def test_answer_nodes_and_head_features(synthetic_store, tmp_path):
     )
     for data in dataset:
         assert bool(data.is_answer.all())
-        assert data.num_nodes == store.rows[data.question_id]["n_answer_tokens"]
+        assert data.num_nodes == store.rows[data.question_id].n_answer_tokens
         assert data.edge_attr.shape == (data.num_edges, 4) and data.edge_weight is None
 
 
@@ -103,7 +103,7 @@ def test_labels_from_a_judgement_file(synthetic_store, tmp_path):
     rest = store.question_ids[1:]
     judged = {qid: i % 2 for i, qid in enumerate(rest)}
     rows = [
-        judgement(q, store.rows[q]["generated_answer_clean"], j, "test") for q, j in judged.items()
+        judgement(q, store.rows[q].generated_answer_clean, j, "test") for q, j in judged.items()
     ]
     path = write_jsonl(tmp_path / "judged.jsonl", rows)
     index = HallucinationGraphDataset(tmp_path / "graphs", synthetic_store, GraphSpec(layer=0))
@@ -130,7 +130,7 @@ def test_pre_filter_and_transform(synthetic_store, tmp_path):
         pre_transform=drop_first_feature,
     )
     store = TraceStore(synthetic_store)
-    even = [q for q in store.question_ids if store.rows[q]["seq_len"] % 2 == 0]
+    even = [q for q in store.question_ids if store.rows[q].seq_len % 2 == 0]
     assert kept.question_ids == even and kept.record["skipped"]["filtered"] == 6 - len(even)
     assert kept.num_node_features == 31
 
@@ -247,10 +247,10 @@ def test_topology_matches_networkx(synthetic_store):
         )
         undirected = reversed_graph.to_undirected()
         assert clustering(data) == pytest.approx(nx.average_clustering(undirected), abs=1e-6)
-        n_prompt = store.rows[question_id]["n_prompt_tokens"]
+        n_prompt = store.rows[question_id].n_prompt_tokens
         mass = sum(w for i, j, w in reversed_graph.edges(data="weight") if i >= n_prompt > j)
         assert answer_prompt_mass(data) == pytest.approx(
-            mass / store.rows[question_id]["n_answer_tokens"]
+            mass / store.rows[question_id].n_answer_tokens
         )
         assert list(graph_features(data)) == list(FEATURES)
 

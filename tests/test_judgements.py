@@ -19,7 +19,7 @@ from extraction.judgements import (
     packaged_judgements,
     read_judgements,
 )
-from extraction.store import TraceStore
+from extraction.store import IndexRow, TraceStore
 from tests.conftest import judgement, run_extraction, write_jsonl
 
 
@@ -86,11 +86,11 @@ def test_missing_and_non_utf8_files(tmp_path):
 
 
 def test_matching_needs_the_question_and_the_same_answer_text(tmp_path):
+    answers = {"q1": ("ok", "Canberra"), "q2": ("ok", "Sydney"), "q3": ("error", None)}
+    answers["q4"] = ("ok", "Perth")
     rows = {
-        "q1": {"question_id": "q1", "status": "ok", "generated_answer_clean": "Canberra"},
-        "q2": {"question_id": "q2", "status": "ok", "generated_answer_clean": "Sydney"},
-        "q3": {"question_id": "q3", "status": "error", "generated_answer_clean": ""},
-        "q4": {"question_id": "q4", "status": "ok", "generated_answer_clean": "Perth"},
+        qid: IndexRow(qid, status, generated_answer_clean=answer)
+        for qid, (status, answer) in answers.items()
     }
     judgements = [
         judgement("q1", "Canberra", 0),
@@ -116,7 +116,7 @@ def test_matching_needs_the_question_and_the_same_answer_text(tmp_path):
 def test_label_from_file_imports_matched_judgements(store_copy, tmp_path, capsys):
     store = TraceStore(store_copy)
     first, second, *rest = store.question_ids
-    answers = {qid: store.rows[qid]["generated_answer_clean"] for qid in store.question_ids}
+    answers = {qid: store.rows[qid].generated_answer_clean for qid in store.question_ids}
     path = write_jsonl(
         tmp_path / "judged.jsonl",
         [
@@ -135,10 +135,10 @@ def test_label_from_file_imports_matched_judgements(store_copy, tmp_path, capsys
     assert f"1 answers have no judgement: {second}" in out
     assert f"{len(rest)} hallucinated, 1 correct, 1 without a label" in out
     rows = TraceStore(store_copy).rows
-    assert (rows[first]["label"], rows[first]["label_method"]) == (0, "external:alice")
-    assert rows[first]["label_score"] is None
-    assert (rows[second]["label"], rows[second]["label_method"]) == (None, "none")
-    assert all(rows[qid]["label_method"] == "external:panel" for qid in rest)
+    assert (rows[first].label, rows[first].label_method) == (0, "external:alice")
+    assert rows[first].label_score is None
+    assert (rows[second].label, rows[second].label_method) == (None, "none")
+    assert all(rows[qid].label_method == "external:panel" for qid in rest)
     assert shards == {p.name: p.read_bytes() for p in store_copy.glob("*.safetensors")}
 
 
@@ -170,11 +170,11 @@ def test_label_source_index_and_file(store_copy, tmp_path):
     store = TraceStore(store_copy)
     source = label_source(store)
     assert source.name == "index" and source.methods == ("alias_match",)
-    assert source.labels == {qid: store.rows[qid]["label"] for qid in store.question_ids}
+    assert source.labels == {qid: store.rows[qid].label for qid in store.question_ids}
     first, *rest = store.question_ids
     path = write_jsonl(
         tmp_path / "j.jsonl",
-        [judgement(qid, store.rows[qid]["generated_answer_clean"], 0) for qid in rest],
+        [judgement(qid, store.rows[qid].generated_answer_clean, 0) for qid in rest],
     )
     source = label_source(store, str(path))
     assert source.labels == {first: None} | dict.fromkeys(rest, 0)

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from extraction.judgements import PACKAGED_DIR, read_judgements
-from extraction.labels import Label, default_method, label_answer, polarity
+from extraction.label_methods import default_method, label_answer
+from extraction.labels import Label, polarity
 from extraction.questions import load_questions
 from tests.conftest import SHARED_DATA, TRUTHFULQA, require_shared_data
 

@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from extraction.errors import UserError
-from extraction.labels import LabelError, label_answer
+from extraction.label_methods import label_answer
+from extraction.labels import LabelError
 from extraction.llm_judge import JUDGE_PROMPT, MAX_REFERENCES, METHOD, judge_prompt
 from extraction.store import TraceStore
 from tests.conftest import run_extraction
@@ -76,16 +77,16 @@ def test_smollm2_judges_a_real_store(smollm2_truthfulqa_store, tmp_path, capsys,
     assert run_extraction(*args) == 0
     assert "relabelled 20 traces" in capsys.readouterr().out
     rows = TraceStore(copy).rows
-    scores = [row["label_score"] for row in rows.values()]
-    assert {row["label_method"] for row in rows.values()} == {METHOD}
+    scores = [row.label_score for row in rows.values()]
+    assert {row.label_method for row in rows.values()} == {METHOD}
     assert all(0.0 < p < 1.0 for p in scores)
-    assert all(row["label"] == int(row["label_score"] >= 0.5) for row in rows.values())
+    assert all(row.label == int(row.label_score >= 0.5) for row in rows.values())
     assert len({round(p, 4) for p in scores}) > 1  # the answers change the verdict
 
     from extraction.llm_judge import LLMJudge
 
     judge = LLMJudge("smollm2_135M")
     first = next(iter(rows.values()))
-    prompt = judge_prompt(first["question"], first["gold"], first["generated_answer_clean"])
+    prompt = judge_prompt(first.question, first.gold, first.generated_answer_clean)
     (again,) = judge.p_hallucinated([prompt])
-    assert again == pytest.approx(first["label_score"], abs=1e-4)  # batch padding changes nothing
+    assert again == pytest.approx(first.label_score, abs=1e-4)  # batch padding changes nothing

@@ -13,8 +13,8 @@ def test_layer_subset_and_chat_template(tiny_model_dir, tmp_path):
     args = tiny_args(tiny_model_dir, out, n=2)
     assert run_extraction(*args, "--layers", 1, "--chat-template", "--dtype", "float32") == 0
     store = TraceStore(out)
-    assert store.manifest["settings"]["attention_layers"] == [1]
-    assert store.manifest["settings"]["hidden_state_layers"] == [0, 2]
+    assert store.manifest.settings.attention_layers == (1,)
+    assert store.manifest.settings.hidden_state_layers == (0, 2)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     for trace in store:
         assert sorted(trace.attentions) == [1] and sorted(trace.hidden_states) == [0, 2]
@@ -31,5 +31,5 @@ def test_too_long_questions_are_recorded_and_the_run_goes_on(tiny_model_dir, tmp
     assert len(store) + len(store.errors) == 6
     assert store.errors and len(store) > 0
     for row in store.errors:
-        assert row["error"].startswith("too long:") and "--max_total_tokens 31" in row["error"]
+        assert row.error.startswith("too long:") and "--max_total_tokens 31" in row.error
     assert f"Total errors: {len(store.errors)}" in capsys.readouterr().out

@@ -13,7 +13,17 @@ from extraction.store import SyntheticShape, TraceStore, TraceWriter, synthetic_
 from extraction.store.layout import pack_causal, unpack_causal
 from extraction.trace import Trace
 
-MANIFEST = {"settings": {"model": "m", "dataset": "d"}, "model": {"num_heads": 2}}
+
+def manifest(model: str = "m") -> dict:
+    """The manifest of a run of :func:`make_trace`'s traces (2 blocks, 2 heads, hidden 4)."""
+    settings = {"attention_layers": [0, 1], "hidden_state_layers": [0, 1, 2]}
+    return {
+        "settings": {"model": model, "dataset": "d", **settings},
+        "model": {"num_layers": 2, "num_heads": 2, "hidden_size": 4},
+    }
+
+
+MANIFEST = manifest()
 
 
 def make_trace(qid: str, seq_len: int = 5, n_prompt: int = 3) -> Trace:
@@ -51,7 +61,7 @@ def test_round_trip_and_lazy_single_layer(tmp_path):
             )
             assert store.attention(original.question_id, block).dtype == torch.float16
         torch.testing.assert_close(
-            store.hidden_state(original.question_id, 2).float(), original.hidden_states[2],
+            store.resid_post(original.question_id, 1).float(), original.hidden_states[2],
             atol=2e-3, rtol=1e-3,
         )  # fmt: skip
         assert loaded.label == 0 and loaded.gold == original.gold
@@ -71,20 +81,20 @@ def test_half_written_index_line_and_orphan_shard_are_recovered(tmp_path):
         writer.add(make_trace("q4"))
     store = TraceStore(tmp_path)
     assert store.question_ids == ["q0", "q1", "q2", "q3", "q4"]
-    assert store.rows["q4"]["shard"] == "m_d_shard_0002.safetensors"  # orphan overwritten
+    assert store.rows["q4"].shard == "m_d_shard_0002.safetensors"  # orphan overwritten
     assert not list(tmp_path.glob(".*.tmp"))
     assert all(json.loads(line) for line in index.read_text().splitlines())
 
 
 def test_other_settings_are_refused_and_overwrite_replaces(tmp_path):
     write(tmp_path, [make_trace("q0")])
-    other = {"settings": {"model": "other", "dataset": "d"}}
+    other = manifest("other")
     with pytest.raises(UserError, match=r"other settings \(model: .m. → .other.\).*--overwrite"):
         TraceWriter(tmp_path, other, file_prefix="m_d")
     with TraceWriter(tmp_path, other, file_prefix="m_d", overwrite=True) as writer:
         assert writer.done_ids == set()
     assert len(TraceStore(tmp_path)) == 0
-    assert TraceStore(tmp_path).manifest["settings"]["model"] == "other"
+    assert TraceStore(tmp_path).manifest.settings.model == "other"
 
 
 def test_a_second_writer_is_refused_while_the_first_holds_the_store(tmp_path):
@@ -99,7 +109,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_store(tmp_path):
 def test_errors_are_recorded_and_skipped_unless_retried(tmp_path):
     with TraceWriter(tmp_path, MANIFEST, file_prefix="m_d") as writer:
         writer.add_error("bad", "q?", {}, "too long")
-    assert TraceStore(tmp_path).errors[0]["error"] == "too long"
+    assert TraceStore(tmp_path).errors[0].error == "too long"
     assert "bad" in TraceWriter(tmp_path, MANIFEST, file_prefix="m_d").done_ids
     assert (
         "bad" not in TraceWriter(tmp_path, MANIFEST, file_prefix="m_d", retry_errors=True).done_ids

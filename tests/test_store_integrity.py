@@ -28,13 +28,13 @@ def store(tmp_path):
 
 def test_checksums_are_recorded_per_shard_and_per_trace(store):
     for row in TraceStore(store).rows.values():
-        assert len(row["shard_sha256"]) == len(row["trace_sha256"]) == 64
-        assert row["shard_bytes"] == (store / row["shard"]).stat().st_size
+        assert len(row.shard_sha256) == len(row.trace_sha256) == 64
+        assert row.shard_bytes == (store / row.shard).stat().st_size
     assert TraceStore(store).verify() == {}
 
 
 def test_verify_names_the_file_and_trace_of_a_flipped_byte(store, capsys):
-    shard = store / TraceStore(store).rows["q3"]["shard"]  # holds q2 and q3
+    shard = store / TraceStore(store).rows["q3"].shard  # holds q2 and q3
     data = bytearray(shard.read_bytes())
     data[-3] ^= 0xFF  # tensor data, the last tensor of the file: the header still parses
     shard.write_bytes(bytes(data))
@@ -51,7 +51,7 @@ def test_verify_names_the_file_and_trace_of_a_flipped_byte(store, capsys):
 
 @pytest.mark.parametrize("damage", ["truncate", "header"])
 def test_inspect_and_verify_refuse_a_truncated_or_damaged_shard(store, capsys, damage):
-    shard = store / TraceStore(store).rows["q0"]["shard"]
+    shard = store / TraceStore(store).rows["q0"].shard
     data = shard.read_bytes()
     shard.write_bytes(
         data[: len(data) // 2] if damage == "truncate" else data[:8] + b"#" + data[9:]

@@ -157,7 +157,7 @@ def test_sweep_layers_and_baselines(synthetic_store, tmp_path):
 def test_baselines_on_labels_from_a_judgement_file(synthetic_store, tmp_path):
     store = TraceStore(synthetic_store)
     rows = [
-        judgement(qid, store.rows[qid]["generated_answer_clean"], 1 - store.rows[qid]["label"])
+        judgement(qid, store.rows[qid].generated_answer_clean, 1 - store.rows[qid].label)
         for qid in store.question_ids
     ]
     path = write_jsonl(tmp_path / "flipped.jsonl", rows)

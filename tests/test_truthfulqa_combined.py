@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from extraction.labels import Label, label_answer
+from extraction.label_methods import label_answer
+from extraction.labels import Label
 from extraction.truthfulqa_combined import (
     ABSTAIN_MARGIN,
     METHOD,

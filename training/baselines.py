@@ -16,7 +16,6 @@ from training data instead of assuming it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import Counter
 from pathlib import Path
@@ -31,6 +30,7 @@ from extraction import UserError, atomic_write_text, read_json
 from graphs import SPLITS
 from training.data import HallucinationGraphDataModule
 from training.detectors.scores import sequence_uncertainty
+from training.lightning_cli import PROG, command_parser, parse_run_config
 from training.metrics import (
     ThresholdRule,
     auroc_interval,
@@ -42,6 +42,10 @@ from training.report import environment, plot_roc, write_json
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = (
+    "Trace-only baselines on the test split of a training config, side by side with graph "
+    f"detectors' test reports. Other flags (--config, --data.*) are read as by `{PROG} fit`."
+)
 # Inverse L2 strengths tried for the hidden-state probe; the best validation AUROC wins.
 PROBE_C = (1e-3, 1e-2, 1e-1, 1.0)
 
@@ -52,7 +56,8 @@ def trace_features(datamodule: HallucinationGraphDataModule) -> dict[str, dict[s
     store = datamodule.store
 
     def scores(qid: str) -> list[float]:
-        uncertainty = sequence_uncertainty(store.token_logprobs(qid), store.token_entropy(qid))
+        stats = store.answer_stats(qid)
+        uncertainty = sequence_uncertainty(stats.logprobs, stats.entropy)
         return [float(uncertainty[0]), float(uncertainty[3])]  # mean log-prob, max entropy
 
     out: dict[str, dict[str, np.ndarray]] = {"mean_logprob": {}, "max_entropy": {}}
@@ -170,24 +175,13 @@ def _detector_reports(paths: list[str], split_hash: str) -> dict[str, dict]:
 
 
 def main(argv: list[str]) -> None:
-    from training.cli import PROG, HallugraphCLI
-
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} baselines",
-        description="Trace-only baselines on the test split of a training config, side by side "
-        "with graph detectors' test reports. Other flags (--config, --data.*) are read as by "
-        f"`{PROG} fit`.",
-    )
+    writes = "baselines.md, baselines.json, roc_baselines.png"
+    parser = command_parser("baselines", DESCRIPTION, "runs/baselines", writes)
     parser.add_argument("--reports", nargs="*", default=[], help="report.json files of `test`")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=Path("runs/baselines"),
-        help="folder for baselines.md, baselines.json, roc_baselines.png (default: %(default)s)",
-    )
     args, rest = parser.parse_known_args(argv)
-    cli = HallugraphCLI(args=rest, run=False)
-    datamodule, rule = cli.datamodule, cli.model.hparams.threshold_rule
+    config = parse_run_config(rest)
+    datamodule = HallucinationGraphDataModule(**config.data.as_dict())
+    rule = config.model.init_args.threshold_rule
     datamodule.prepare_data()
     datamodule.setup("test")
     fingerprint = datamodule.fingerprint("test")

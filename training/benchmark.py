@@ -29,9 +29,10 @@ from graphs import SPLITS, GraphSpec
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
 from training.data import HallucinationGraphDataModule
-from training.detectors.features import load_or_compute, manifest_sha256
+from training.detectors.features import load_or_compute
 from training.detectors.fitting import Split
 from training.detectors.registry import DETECTORS, Detector
+from training.lightning_cli import PROG, HallugraphCLI
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,6 @@ def _graph_scores(
     detector: GraphDetector, options: dict, seed: int, output: Path, graph: dict
 ) -> tuple[list[str], np.ndarray, dict]:
     """Fit (early stopping on val AUROC), test the best checkpoint; test question ids, scores."""
-    from training.cli import HallugraphCLI
-
     args = ["--config", str(detector.config)]
     for key, value in options.items():
         if key not in OWN_OPTIONS:
@@ -201,7 +200,7 @@ def run(cfg) -> Path:
     jobs = [(d, s) for d in trace_detectors + graph_detectors for s in range(cfg.seeds)]
     jobs = [(d, s) for d, s in jobs if d.name not in skipped]
     base_key = {
-        "store": manifest_sha256(store),
+        "store": store.manifest_sha256,
         "data": options,
         "k": cfg.laplacian_k,
         "code": _detector_code_sha256(),
@@ -232,8 +231,8 @@ def run(cfg) -> Path:
         context={
             "config": _plain_config(cfg, options),
             "store": str(store.root.resolve()),
-            "model": store.manifest["settings"]["model"],
-            "manifest_sha256": manifest_sha256(store),
+            "model": store.manifest.settings.model,
+            "manifest_sha256": store.manifest_sha256,
             "label_methods": _label_methods(store, datamodules[0]),
             "n_traces": len(features.question_ids),
             "timings_s": timings,
@@ -298,7 +297,7 @@ def _label_methods(store, datamodule: HallucinationGraphDataModule) -> dict:
     """How the labels in use were made: the store index's label methods over the benchmarked
     questions, and the data module's label options."""
     used = {qid for split in SPLITS for qid in datamodule.datasets[split].question_ids}
-    methods = Counter(store.rows[qid].get("label_method") for qid in used)
+    methods = Counter(store.rows[qid].label_method for qid in used)
     label_options = {k: v for k, v in datamodule.hparams.items() if "label" in k}
     source = datamodule.datasets["test"].label_source
     if source.name == "index":
@@ -325,8 +324,6 @@ def _select(names: list[str] | None) -> list[Detector]:
 
 
 def main(argv: list[str]) -> None:
-    from training.cli import PROG
-
     parser = build_parser(f"{PROG} benchmark")
     cfg = parser.parse_args(argv)
     for name in ("lightning.pytorch", "lightning.fabric"):

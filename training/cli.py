@@ -1,9 +1,10 @@
 """``python -m training fit|validate|test|predict --config configs/training/gcn.yaml``.
 
-Lightning's CLI wires YAML and flags to the model, data module and trainer constructors, so every
-constructor argument is a config key. More commands are ours: ``sweep-layers`` (one detector
-per layer, AUROC against layer), ``baselines`` (trace-only detectors on the same test split) and
-``benchmark`` (every detector over several split seeds, :mod:`training.benchmark`).
+Lightning's CLI (:class:`training.lightning_cli.HallugraphCLI`) wires YAML and flags to the model,
+data module and trainer constructors, so every constructor argument is a config key. More
+commands are ours: ``sweep-layers`` (one detector per layer, AUROC against layer), ``baselines``
+(trace-only detectors on the same test split) and ``benchmark`` (every detector over several
+split seeds, :mod:`training.benchmark`).
 """
 
 from __future__ import annotations
@@ -15,113 +16,9 @@ import warnings
 from argparse import ArgumentError
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib.util import find_spec
-from pathlib import Path
-
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from extraction import UserError, parse_error_line, run_command
-from training.callbacks import ConfigAndReport, ScoresWriter
-from training.checkpoints import LIGHTNING_CKPT_ALIASES, check_checkpoint_matches
-from training.data import HallucinationGraphDataModule
-from training.module import GraphClassifier
-
-PROG = "python -m training"
-MONITOR = "val/auroc"
-DESCRIPTION = (
-    "Train and evaluate hallucination detectors on attention graphs. More commands: "
-    f"`{PROG} sweep-layers --help` (AUROC per layer), `{PROG} baselines --help`, "
-    f"`{PROG} benchmark --help` (every detector over several split seeds)."
-)
-
-
-def _checkpoint_dir(root_dir: str | None) -> str | None:
-    return None if root_dir is None else str(Path(root_dir) / "checkpoints")
-
-
-class HallugraphCLI(LightningCLI):
-    """LightningCLI with our defaults: checkpoint and early stopping on validation AUROC, a scores
-    writer for ``predict``, and model input sizes read from the data (never typed by hand)."""
-
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
-        super().__init__(
-            model_class=GraphClassifier,
-            datamodule_class=HallucinationGraphDataModule,
-            subclass_mode_model=True,
-            save_config_callback=ConfigAndReport,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": PROG, "exit_on_error": False, "description": DESCRIPTION},
-            trainer_defaults={"default_root_dir": "runs"},
-            args=args,
-            run=run,
-        )
-
-    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        # ``main`` always hands over explicit args (it strips our own subcommands first), which
-        # Lightning would warn about whenever sys.argv is also set.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            super().parse_arguments(parser, args)
-
-    def instantiate_trainer(self, **kwargs):
-        """The logger Lightning would choose (TensorBoard when installed, else CSV; both in the
-        run folder's ``lightning_logs/version_N``), named explicitly, so Lightning does not print
-        a notice on how it chose. ``--trainer.logger`` still picks another."""
-        trainer = self._get(self.config_init, "trainer", default={})
-        if trainer.get("logger") in (None, True) and "logger" not in kwargs:
-            tensorboard = any(find_spec(name) for name in ("tensorboard", "tensorboardX"))
-            logger_class = TensorBoardLogger if tensorboard else CSVLogger
-            root = trainer.get("default_root_dir") or "runs"
-            kwargs["logger"] = logger_class(save_dir=root, name="lightning_logs")
-        return super().instantiate_trainer(**kwargs)
-
-    def _parse_ckpt_path(self) -> None:
-        """Lightning would replace the configured model with the checkpoint's, silently; we
-        refuse a model or graph spec that contradicts the checkpoint instead."""
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path is None or ckpt_path in LIGHTNING_CKPT_ALIASES:
-            return
-        config = self.config[subcommand]
-        check_checkpoint_matches(ckpt_path, config["model"].as_dict(), config["data"].as_dict())
-
-    def after_fit(self) -> None:
-        callback = self.trainer.checkpoint_callback
-        if self.trainer.is_global_zero and callback is not None and callback.best_model_path:
-            score = callback.best_model_score
-            shown = "n/a" if score is None else f"{float(score):.3f}"
-            print(f"best checkpoint: {callback.best_model_path} (val AUROC {shown})")
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.add_lightning_class_args(ScoresWriter, "scores")
-        # One predictable file per run directory, so `test`/`predict` can name it:
-        # {trainer.default_root_dir}/checkpoints/best.ckpt (a new fit replaces it).
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", _checkpoint_dir)
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": MONITOR,
-                "checkpoint.mode": "max",
-                "checkpoint.filename": "best",
-                "checkpoint.enable_version_counter": False,
-                "early_stopping.monitor": MONITOR,
-                "early_stopping.mode": "max",
-                "early_stopping.patience": 15,
-                # A tiny validation split can hold one class (AUROC undefined): count it as
-                # "no improvement" instead of stopping the run at once.
-                "early_stopping.check_finite": False,
-            }
-        )
-        parser.link_arguments(
-            "data.num_node_features", "model.init_args.in_channels", apply_on="instantiate"
-        )
-        parser.link_arguments(
-            "data.num_edge_features", "model.init_args.edge_dim", apply_on="instantiate"
-        )
-
+from training.lightning_cli import HallugraphCLI
 
 MODEL_CLASSES = ", ".join(
     f"training.models.{name}Classifier"

@@ -19,7 +19,6 @@ from torch_geometric.loader import DataLoader
 from extraction import UserError
 from extraction.store import TraceStore
 from graphs import SPLITS, GraphSpec, HallucinationGraphDataset
-from graphs.source import stored_layers
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +67,12 @@ class HallucinationGraphDataModule(LightningDataModule):
         self.save_hyperparameters({**arguments, "graph": graph.as_dict()})
         self.store = TraceStore(traces)  # UserError when it is not a store
         # The spec as given ("all" stays "all" in the hyperparameters) and resolved for the store:
-        self.spec = graph.resolve(stored_layers(self.store))
-        model = self.store.manifest["model"]
+        self.spec = graph.resolve(self.store.stored_blocks)
+        model = self.store.manifest.model
         self.num_node_features: int
         self.num_edge_features: int | None
         self.num_node_features, self.num_edge_features = self.spec.widths(
-            model["hidden_size"], model["num_heads"]
+            model.hidden_size, model.num_heads
         )
         self.datasets: dict = {}
         self.pos_weight: float | None = None
@@ -186,7 +185,7 @@ class HallucinationGraphDataModule(LightningDataModule):
             "n": len(items),
             "n_hallucinated": sum(label for _, label in items),
             "traces": str(Path(self.hparams.traces).resolve()),
-            "model": self.store.manifest["settings"]["model"],
+            "model": self.store.manifest.settings.model,
             "labels": dataset.label_source.describe(),
             "graph_options": self.graph_options,
         }

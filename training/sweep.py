@@ -7,40 +7,34 @@ is drawn alongside: it separates "the graph helps" from "this layer's states alr
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 from extraction import UserError, read_json
+from extraction.store import TraceStore
 from graphs import SPLITS
-from graphs.source import stored_layers
 from training.baselines import PROBE_C, fit_logistic, mean_answer_state
+from training.lightning_cli import PROG, HallugraphCLI, command_parser, parse_run_config
 from training.report import REPORT, environment, plot_layer_sweep, write_json
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = (
+    "Train and test one detector per layer; plot test AUROC against layer. Other flags "
+    f"(--config, --data.*, --model.*, --trainer.*) are read as by `{PROG} fit`."
+)
+
 
 def main(argv: list[str]) -> None:
-    from training.cli import PROG, HallugraphCLI
-
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} sweep-layers",
-        description="Train and test one detector per layer; plot test AUROC against layer. "
-        f"Other flags (--config, --data.*, --model.*, --trainer.*) are read as by `{PROG} fit`.",
-    )
+    writes = "the per-layer runs, sweep.json and sweep_auroc.png"
+    parser = command_parser("sweep-layers", DESCRIPTION, "runs/sweep", writes)
     parser.add_argument("--layers", type=int, nargs="+", help="default: every stored layer")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=Path("runs/sweep"),
-        help="folder for the per-layer runs, sweep.json and sweep_auroc.png (default: %(default)s)",
-    )
     args, rest = parser.parse_known_args(argv)
     if "fit" in rest[:1]:
         raise UserError(f"`{PROG} sweep-layers` runs fit and test itself; drop `fit`")
 
     # Without --layers, the config's own data section names the store: sweep all it holds.
-    layers = args.layers or stored_layers(HallugraphCLI(args=rest, run=False).datamodule.store)
+    layers = args.layers or TraceStore(parse_run_config(rest).data.traces).stored_blocks
     results = []
     for layer in layers:
         cli = HallugraphCLI(

@@ -1,16 +1,38 @@
 """The trace store: a directory per run with a manifest, an index and safetensors shards.
 
-``TraceStore`` is the public reader every later stage uses; ``TraceWriter`` is used by the
-extraction run only; ``write_synthetic_store`` writes a small random store through it (tests,
-benchmarks).
+``TraceStore`` is the public reader every later stage uses (it yields :class:`Trace` records);
+``TraceWriter`` is used by the extraction run only; ``write_synthetic_store`` writes a small
+random store through it (tests, benchmarks). What a store holds is typed
+(:mod:`extraction.store.contract`): the :class:`Manifest`, an :class:`IndexRow` per question, a
+:class:`TraceRecord` per trace and its :class:`AnswerStats`.
 """
 
+from extraction.store.contract import (
+    AnswerStats,
+    Decoding,
+    IndexRow,
+    Manifest,
+    ModelInfo,
+    Requested,
+    RunSettings,
+    TraceRecord,
+)
 from extraction.store.reader import TraceStore
 from extraction.store.synthetic import SyntheticShape, synthetic_trace, write_synthetic_store
 from extraction.store.writer import TraceWriter
+from extraction.trace import Trace
 
 __all__ = [
+    "AnswerStats",
+    "Decoding",
+    "IndexRow",
+    "Manifest",
+    "ModelInfo",
+    "Requested",
+    "RunSettings",
     "SyntheticShape",
+    "Trace",
+    "TraceRecord",
     "TraceStore",
     "TraceWriter",
     "synthetic_trace",

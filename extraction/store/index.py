@@ -78,11 +78,13 @@ def append_rows(path: Path, rows: list[dict]) -> None:
         os.fsync(handle.fileno())
 
 
-def replace_rows(path: Path, rows: list[dict]) -> None:
-    """Replace the rows of these questions in place (one atomic rewrite of the index)."""
+def update_rows(path: Path, updates: dict[str, dict]) -> None:
+    """Set these fields of these questions' rows (``{question_id: {field: value}}``), keeping
+    every other field as the file has it (one atomic rewrite of the index)."""
     with locked(path):
         current = read_index(path)
-        current.update((row["question_id"], row) for row in rows)
+        for question_id, fields in updates.items():
+            current[question_id] = {**current[question_id], **fields}
         rewrite_index(path, list(current.values()))
 
 

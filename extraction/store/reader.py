@@ -1,7 +1,9 @@
 """Reads a trace store lazily: the index and shard headers up front, tensors on demand.
 
-``store.attention(qid, layer)`` memory-maps one tensor of one shard (safetensors ``safe_open``),
-so reading one layer of one trace never loads the shard.
+``store.attention(qid, block)`` memory-maps one tensor of one shard (safetensors ``safe_open``),
+so reading one layer of one trace never loads the shard. Tensors are named by role
+(``attention``, ``resid_post``, ``embeddings``, ``answer_stats``); the manifest, the index rows
+and the trace records are the typed contract of :mod:`extraction.store.contract`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,7 +20,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from extraction.errors import UserError
-from extraction.store.index import LABEL_FIELDS, read_index, replace_rows
+from extraction.store.contract import AnswerStats, IndexRow, Manifest, TraceRecord
+from extraction.store.index import LABEL_FIELDS, read_index, update_rows
 from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
 from extraction.store.layout import (
     INDEX,
@@ -28,7 +32,7 @@ from extraction.store.layout import (
     tensor_key,
     unpack_causal,
 )
-from extraction.trace import Trace
+from extraction.trace import EMBEDDINGS, Trace, complete_blocks, resid_post_index
 
 _STORED_INDICES = {"hidden_states": "hidden_state_indices", "attentions": "attention_indices"}
 
@@ -37,7 +41,9 @@ class TraceStore:
     """A finished (or partly finished) extraction run, read-only.
 
     Iterating yields the successful traces as :class:`~extraction.trace.Trace` objects, in index
-    order. ``len(store)`` counts them; ``store.rows`` has every index row, errors included.
+    order. ``len(store)`` counts them; ``store.rows`` has every index row (an
+    :class:`~extraction.store.contract.IndexRow`), errors included; ``store.manifest`` is a
+    :class:`~extraction.store.contract.Manifest`.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -49,9 +55,13 @@ class TraceStore:
                 "paths, in configs too, are read from the current directory); run `python -m "
                 "extraction` first or pass the directory it wrote"
             )
-        self.manifest = read_manifest(self.root)
-        self.rows = read_index(self.root / INDEX)
-        self.question_ids = [qid for qid, row in self.rows.items() if row["status"] == "ok"]
+        self.manifest = Manifest.from_json(read_manifest(self.root), self.root / MANIFEST)
+        index = self.root / INDEX
+        self.rows: dict[str, IndexRow] = {
+            qid: IndexRow.from_json(row, f"{index} row {qid!r}")
+            for qid, row in read_index(index).items()
+        }
+        self.question_ids = [qid for qid, row in self.rows.items() if row.ok]
         self._open = lru_cache(maxsize=8)(self._open_shard)
         self._records = lru_cache(maxsize=8)(self._read_records)
 
@@ -64,20 +74,32 @@ class TraceStore:
 
     def __contains__(self, question_id: str) -> bool:
         row = self.rows.get(question_id)
-        return row is not None and row["status"] == "ok"
+        return row is not None and row.ok
 
     @property
-    def errors(self) -> list[dict]:
-        return [row for row in self.rows.values() if row["status"] == "error"]
+    def errors(self) -> list[IndexRow]:
+        return [row for row in self.rows.values() if row.status == "error"]
 
     @property
     def shard_files(self) -> list[Path]:
-        names = {row["shard"] for row in self.rows.values() if row.get("shard")}
+        names = {row.shard for row in self.rows.values() if row.shard}
         return sorted(self.root / name for name in names)
 
-    def _row(self, question_id: str) -> dict:
+    @property
+    def manifest_sha256(self) -> str:
+        """The sha256 of ``manifest.json`` as written: what a cache of derived data keys on."""
+        return file_sha256(self.root / MANIFEST)
+
+    @property
+    def stored_blocks(self) -> list[int]:
+        """The blocks whose attention and output hidden state the run kept."""
+        settings = self.manifest.settings
+        return complete_blocks(settings.attention_layers, settings.hidden_state_layers)
+
+    def row(self, question_id: str) -> IndexRow:
+        """The index row of a stored trace (``KeyError`` for an error row or an unknown id)."""
         row = self.rows.get(question_id)
-        if row is None or row["status"] != "ok":
+        if row is None or not row.ok:
             raise KeyError(f"no trace for question {question_id!r} in {self.root}")
         return row
 
@@ -95,26 +117,30 @@ class TraceStore:
         except (SafetensorError, OSError) as exc:
             raise self._damaged(name, f"not a readable safetensors file ({exc})") from None
 
-    def _read_records(self, name: str) -> dict:
+    def _read_records(self, name: str) -> dict[str, TraceRecord]:
+        """A shard's trace records, parsed once (every tensor read asks which layers exist)."""
         try:
-            return json.loads(self._open(name).metadata()["records"])
+            records = json.loads(self._open(name).metadata()["records"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise self._damaged(name, f"damaged trace records ({type(exc).__name__})") from None
+        if not isinstance(records, dict):
+            raise self._damaged(name, "damaged trace records (not a JSON object)")
+        where = f"{self.root / name} record"
+        return {qid: TraceRecord.from_json(raw, f"{where} {qid!r}") for qid, raw in records.items()}
 
-    def record(self, question_id: str) -> dict:
-        """Index row merged with the shard's per-trace metadata (``tokens_decoded`` etc.)."""
-        row = self._row(question_id)
-        return {**row, **self._records(row["shard"])[question_id]}
+    def record(self, question_id: str) -> TraceRecord:
+        """The trace's metadata in its shard's header (``tokens_decoded``, stored layers)."""
+        return self._records(self.row(question_id).shard)[question_id]
 
     def _tensor(self, question_id: str, kind: str, index: int | None = None) -> torch.Tensor:
-        shard = self._row(question_id)["shard"]
+        shard = self.row(question_id).shard
         if index is not None:
             # The shard header's record says which layers exist; asking safe_open for its key
             # list instead costs milliseconds per read on a large shard.
-            stored = self._records(shard)[question_id][_STORED_INDICES[kind]]
+            stored = getattr(self.record(question_id), _STORED_INDICES[kind])
             if index not in stored:
                 raise UserError(
-                    f"{kind}[{index}] was not stored (the run kept {stored}); see --layers"
+                    f"{kind}[{index}] was not stored (the run kept {list(stored)}); see --layers"
                 )
         try:
             return self._open(shard).get_tensor(tensor_key(question_id, kind, index))
@@ -124,49 +150,54 @@ class TraceStore:
     def tokens(self, question_id: str) -> torch.Tensor:
         return self._tensor(question_id, "tokens").long()
 
-    def hidden_state(self, question_id: str, index: int) -> torch.Tensor:
-        """``[T, hidden]``; index 0 is the embedding output, ``l + 1`` the output of block ``l``."""
-        return self._tensor(question_id, "hidden_states", index)
+    def embeddings(self, question_id: str) -> torch.Tensor:
+        """``[T, hidden]``: the embedding output (hidden-state index 0)."""
+        return self._tensor(question_id, "hidden_states", EMBEDDINGS)
+
+    def resid_post(self, question_id: str, block: int) -> torch.Tensor:
+        """``[T, hidden]``: the output of block ``block`` (the residual stream after it)."""
+        return self._tensor(question_id, "hidden_states", resid_post_index(block))
 
     def attention(self, question_id: str, block: int) -> torch.Tensor:
         """``[heads, T, T]`` of block ``block``; ``[h, i, j]`` = attention of token i to token j."""
-        seq_len = self._row(question_id)["seq_len"]
+        seq_len = self.row(question_id).seq_len
         return unpack_causal(self._tensor(question_id, "attentions", block), seq_len)
 
-    def token_logprobs(self, question_id: str) -> torch.Tensor:
-        """``[n_answer]`` log-probability of each chosen answer token (no layer is read)."""
-        return self._tensor(question_id, "token_logprobs")
-
-    def token_entropy(self, question_id: str) -> torch.Tensor:
-        """``[n_answer]`` entropy (nats) of the distribution each answer token was chosen from."""
-        return self._tensor(question_id, "token_entropy")
+    def answer_stats(self, question_id: str) -> AnswerStats:
+        """Each answer token's log-probability and entropy; reads no layer."""
+        return AnswerStats(
+            logprobs=self._tensor(question_id, "token_logprobs"),
+            entropy=self._tensor(question_id, "token_entropy"),
+        )
 
     def __getitem__(self, question_id: str) -> Trace:
-        record = self.record(question_id)
+        row, record = self.row(question_id), self.record(question_id)
+        stats = self.answer_stats(question_id)
         return Trace(
             question_id=question_id,
-            question=record["question"],
-            generated_answer_clean=record["generated_answer_clean"],
+            question=row.question,
+            generated_answer_clean=row.generated_answer_clean,
             tokens=self.tokens(question_id),
-            tokens_decoded=record["tokens_decoded"],
-            n_prompt_tokens=record["n_prompt_tokens"],
+            tokens_decoded=list(record.tokens_decoded),
+            n_prompt_tokens=record.n_prompt_tokens,
             hidden_states={
-                i: self.hidden_state(question_id, i) for i in record["hidden_state_indices"]
+                i: self._tensor(question_id, "hidden_states", i)
+                for i in record.hidden_state_indices
             },
-            attentions={b: self.attention(question_id, b) for b in record["attention_indices"]},
-            token_logprobs=self.token_logprobs(question_id),
-            token_entropy=self.token_entropy(question_id),
-            answer_end=record["answer_end"],
-            gold=record["gold"],
-            label=record["label"],
-            label_method=record["label_method"],
-            label_score=record["label_score"],
+            attentions={b: self.attention(question_id, b) for b in record.attention_indices},
+            token_logprobs=stats.logprobs,
+            token_entropy=stats.entropy,
+            answer_end=row.answer_end,
+            gold=row.gold,
+            label=row.label,
+            label_method=row.label_method,
+            label_score=row.label_score,
         )
 
     @property
     def requested(self) -> list[str]:
         """The question ids the latest run was asked for (empty for stores that predate it)."""
-        return self.manifest.get("requested", {}).get("question_ids", [])
+        return list(self.manifest.requested.question_ids)
 
     @property
     def missing(self) -> list[str]:
@@ -175,19 +206,19 @@ class TraceStore:
 
     @property
     def label_methods(self) -> Counter:
-        return Counter(self.rows[qid]["label_method"] for qid in self.question_ids)
+        return Counter(self.rows[qid].label_method for qid in self.question_ids)
 
-    def shard_rows(self) -> dict[str, list[dict]]:
+    def shard_rows(self) -> dict[str, list[IndexRow]]:
         """The ok rows of each shard file the index names."""
-        shards: dict[str, list[dict]] = {}
+        shards: dict[str, list[IndexRow]] = {}
         for qid in self.question_ids:
-            shards.setdefault(self.rows[qid]["shard"], []).append(self.rows[qid])
+            shards.setdefault(self.rows[qid].shard, []).append(self.rows[qid])
         return shards
 
-    def _structure_problem(self, name: str, rows: list[dict]) -> str | None:
+    def _structure_problem(self, name: str, rows: list[IndexRow]) -> str | None:
         """What is wrong with a shard's header or size (None: nothing), reading no tensor data."""
         problem = header_problem(self.root / name)
-        recorded = rows[0].get("shard_bytes")
+        recorded = rows[0].shard_bytes
         if problem is None and recorded is not None:
             size = (self.root / name).stat().st_size
             if size != recorded:
@@ -208,28 +239,26 @@ class TraceStore:
         problems = {}
         for name, rows in self.shard_rows().items():
             if (problem := self._structure_problem(name, rows)) is not None:
-                problems[name] = (problem, [row["question_id"] for row in rows])
+                problems[name] = (problem, [row.question_id for row in rows])
                 continue
-            recorded = rows[0].get("shard_sha256")
+            recorded = rows[0].shard_sha256
             if recorded is None or file_sha256(self.root / name) == recorded:
                 continue
-            bad = [row["question_id"] for row in rows if not self._trace_intact(row)]
+            bad = [row.question_id for row in rows if not self._trace_intact(row)]
             problems[name] = (f"sha256 differs from the index ({len(bad)} traces damaged)", bad)
         return problems
 
-    def _trace_intact(self, row: dict) -> bool:
-        qid = row["question_id"]
-        if row.get("trace_sha256") is None:
+    def _trace_intact(self, row: IndexRow) -> bool:
+        qid = row.question_id
+        if row.trace_sha256 is None:
             return False
         try:
-            record = self._records(row["shard"])[qid]
+            record = self.record(qid)
             keys = [tensor_key(qid, kind) for kind in ("tokens", "token_logprobs", "token_entropy")]
-            keys += [tensor_key(qid, "hidden_states", i) for i in record["hidden_state_indices"]]
-            keys += [tensor_key(qid, "attentions", b) for b in record["attention_indices"]]
-            handle = self._open(row["shard"])
-            return (
-                tensors_sha256({key: handle.get_tensor(key) for key in keys}) == row["trace_sha256"]
-            )
+            keys += [tensor_key(qid, "hidden_states", i) for i in record.hidden_state_indices]
+            keys += [tensor_key(qid, "attentions", b) for b in record.attention_indices]
+            handle = self._open(row.shard)
+            return tensors_sha256({key: handle.get_tensor(key) for key in keys}) == row.trace_sha256
         except (UserError, SafetensorError, KeyError):
             return False
 
@@ -238,6 +267,9 @@ class TraceStore:
         with acquire_lock(self.root), ExitStack() as ranks:
             for lock in self.root.glob(f"{LOCK}.rank*"):
                 ranks.enter_context(acquire_lock(self.root, lock.name))
-            for question_id, fields in labels.items():
-                self.rows[question_id].update({key: fields[key] for key in LABEL_FIELDS})
-            replace_rows(self.root / INDEX, [self.rows[qid] for qid in labels])
+            updates = {
+                qid: {key: fields[key] for key in LABEL_FIELDS} for qid, fields in labels.items()
+            }
+            update_rows(self.root / INDEX, updates)
+            for question_id, fields in updates.items():
+                self.rows[question_id] = replace(self.rows[question_id], **fields)

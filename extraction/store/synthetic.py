@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from extraction.store.writer import TraceWriter
-from extraction.trace import Trace
+from extraction.trace import Trace, hidden_state_indices
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def synthetic_trace(
         n_prompt_tokens=shape.prompt_tokens,
         hidden_states={
             index: torch.randn(seq_len, shape.hidden, generator=generator)
-            for index in range(shape.blocks + 1)
+            for index in hidden_state_indices(range(shape.blocks))
         },
         attentions={block: attention() for block in range(shape.blocks)},
         token_logprobs=-torch.rand(answer_tokens, generator=generator),
@@ -89,7 +89,7 @@ def synthetic_manifest(shape: SyntheticShape, dataset: str = "synthetic") -> dic
             "dataset": dataset,
             "dataset_file": None,
             "attention_layers": blocks,
-            "hidden_state_layers": [0, *(block + 1 for block in blocks)],
+            "hidden_state_layers": hidden_state_indices(blocks),
         },
         "model": {
             "num_layers": shape.blocks,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,7 +22,8 @@ from safetensors.torch import save_file
 
 from extraction.errors import UserError
 from extraction.files import atomic_path, atomic_write_text, temp_pattern
-from extraction.store.index import append_rows, read_index, replace_rows, truncate_partial_line
+from extraction.store.contract import IndexRow, Manifest, run_file_prefix
+from extraction.store.index import append_rows, read_index, truncate_partial_line, update_rows
 from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
 from extraction.store.layout import (
     INDEX,
@@ -46,9 +48,10 @@ ShardCallback = Callable[[Path, int], None]
 class TraceWriter:
     """Append traces to the store at ``root``; use as a context manager.
 
-    ``manifest["settings"]`` identifies the run: resuming into a directory whose settings differ
-    is refused, so one store never mixes models, prompts, decodings, data or labels. Call
-    :meth:`commit` after each batch to put its traces on disk.
+    ``manifest`` is the JSON of a :class:`~extraction.store.contract.Manifest` (checked against
+    it before anything is written). Its ``settings`` identify the run: resuming into a directory
+    whose settings differ is refused, so one store never mixes models, prompts, decodings, data
+    or labels. Call :meth:`commit` after each batch to put its traces on disk.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class TraceWriter:
     ) -> None:
         if max_traces_per_shard < 1 or max_shard_bytes < 1:
             raise UserError("shard limits must be positive: check --shard_size/--shard_max_mb")
+        Manifest.from_json(manifest, "the run's manifest")
         self.root = Path(root)
         self.file_prefix = file_prefix
         self.max_traces_per_shard = max_traces_per_shard
@@ -113,9 +117,7 @@ class TraceWriter:
         prefixes = {self.file_prefix}
         if (self.root / MANIFEST).exists():
             settings = read_manifest(self.root).get("settings", {})
-            prefixes.add(
-                f"{Path(str(settings.get('model', '')).rstrip('/')).name}_{settings.get('dataset')}"
-            )
+            prefixes.add(run_file_prefix(settings.get("model", ""), settings.get("dataset")))
         patterns = [run_file_pattern(prefix, any_rank=True) for prefix in prefixes]
         for path in self.root.iterdir():
             # The temp file of a write of NAME is ``.NAME.{random}.tmp``.
@@ -132,17 +134,18 @@ class TraceWriter:
             stale.unlink()
         index_path = self.root / INDEX
         truncate_partial_line(index_path)
-        self.rows = read_index(index_path)
+        self.rows: dict[str, IndexRow] = {
+            qid: IndexRow.from_json(row, f"{index_path} row {qid!r}")
+            for qid, row in read_index(index_path).items()
+        }
         self._check_manifest(manifest)
         self.done_ids = {
             qid
             for qid, row in self.rows.items()
-            if row["status"] == "ok" or (row["status"] == "error" and not retry_errors)
+            if row.ok or (row.status == "error" and not retry_errors)
         }
         own = run_file_pattern(self.file_prefix)
-        own_files = {
-            row["shard"] for row in self.rows.values() if own.match(row.get("shard") or "")
-        }
+        own_files = {row.shard for row in self.rows.values() if own.match(row.shard or "")}
         names = {name: parse_shard_name(name) for name in own_files}
         # The shard being filled when the last run stopped: its parts are adopted and merged
         # with the next batches.
@@ -151,7 +154,7 @@ class TraceWriter:
         if not self._parts:
             self._shard += 1
         self._next_part = max((names[name][1] for name in self._parts), default=-1) + 1
-        self._parts_traces = sum(row.get("shard") in self._parts for row in self.rows.values())
+        self._parts_traces = sum(row.shard in self._parts for row in self.rows.values())
         damaged = {
             name: problem for name in self._parts if (problem := header_problem(self.root / name))
         }
@@ -210,15 +213,8 @@ class TraceWriter:
 
     def add_error(self, question_id: str, question: str, gold: dict, reason: str) -> None:
         """Record a question that failed; it is counted and the run goes on."""
-        row = {
-            "question_id": question_id,
-            "status": "error",
-            "error": reason,
-            "shard": None,
-            "question": question,
-            "gold": gold,
-        }
-        append_rows(self.root / INDEX, [row])
+        row = IndexRow(question_id, "error", question=question, gold=gold, error=reason)
+        append_rows(self.root / INDEX, [row.to_json()])
 
     def _tensors_of(self, trace: Trace) -> dict[str, torch.Tensor]:
         qid = trace.question_id
@@ -255,8 +251,8 @@ class TraceWriter:
             _index_row(trace, name, digest, size, tensors_sha256(trace_tensors))
             for trace, trace_tensors in self._buffer
         ]
-        append_rows(self.root / INDEX, rows)
-        self.rows.update((row["question_id"], row) for row in rows)
+        append_rows(self.root / INDEX, [row.to_json() for row in rows])
+        self.rows.update((row.question_id, row) for row in rows)
         self._parts.append(name)
         self._next_part += 1
         self._parts_traces += len(self._buffer)
@@ -277,12 +273,9 @@ class TraceWriter:
                 tensors.update({key: handle.get_tensor(key) for key in handle.keys()})  # noqa: SIM118
         name = shard_name(self.file_prefix, self._shard)
         digest, size = self._save(name, tensors, records)
-        rows = [
-            {**self.rows[qid], "shard": name, "shard_sha256": digest, "shard_bytes": size}
-            for qid in records
-        ]
-        replace_rows(self.root / INDEX, rows)
-        self.rows.update((row["question_id"], row) for row in rows)
+        moved = {"shard": name, "shard_sha256": digest, "shard_bytes": size}
+        update_rows(self.root / INDEX, dict.fromkeys(records, moved))
+        self.rows.update((qid, replace(self.rows[qid], **moved)) for qid in records)
         for part in self._parts:
             (self.root / part).unlink()
         log.debug("merged %d parts into %s", len(self._parts), name)
@@ -305,23 +298,22 @@ def _record(trace: Trace) -> dict:
 
 def _index_row(
     trace: Trace, shard: str, shard_sha256: str, shard_bytes: int, trace_sha256: str
-) -> dict:
-    return {
-        "question_id": trace.question_id,
-        "status": "ok",
-        "error": None,
-        "shard": shard,
-        "question": trace.question,
-        "gold": trace.gold,
-        "generated_answer_clean": trace.generated_answer_clean,
-        "answer_end": trace.answer_end,
-        "n_prompt_tokens": trace.n_prompt_tokens,
-        "n_answer_tokens": trace.n_answer_tokens,
-        "seq_len": trace.seq_len,
-        "label": trace.label,
-        "label_method": trace.label_method,
-        "label_score": trace.label_score,
-        "shard_sha256": shard_sha256,
-        "shard_bytes": shard_bytes,
-        "trace_sha256": trace_sha256,
-    }
+) -> IndexRow:
+    return IndexRow(
+        question_id=trace.question_id,
+        status="ok",
+        shard=shard,
+        question=trace.question,
+        gold=trace.gold,
+        generated_answer_clean=trace.generated_answer_clean,
+        answer_end=trace.answer_end,
+        n_prompt_tokens=trace.n_prompt_tokens,
+        n_answer_tokens=trace.n_answer_tokens,
+        seq_len=trace.seq_len,
+        label=trace.label,
+        label_method=trace.label_method,
+        label_score=trace.label_score,
+        shard_sha256=shard_sha256,
+        shard_bytes=shard_bytes,
+        trace_sha256=trace_sha256,
+    )

@@ -29,8 +29,6 @@ from tqdm import tqdm
 
 from extraction import atomic_path
 from extraction.store import TraceStore
-from extraction.store.layout import MANIFEST
-from graphs.source import stored_layers
 from training.detectors import sampling, scores
 
 log = logging.getLogger(__name__)
@@ -55,23 +53,18 @@ class StoreFeatures:
         return np.array([position[qid] for qid in question_ids])
 
 
-def manifest_sha256(store: TraceStore) -> str:
-    return hashlib.sha256((store.root / MANIFEST).read_bytes()).hexdigest()
-
-
 def trace_features(
     store: TraceStore, question_id: str, layers: list[int], k: int = LAPLACIAN_K
 ) -> dict[str, torch.Tensor]:
     """One trace's arrays (without the leading ``n`` axis)."""
-    record = store.record(question_id)
-    n_prompt, seq_len = record["n_prompt_tokens"], record["seq_len"]
-    answer = scores.answer_positions(seq_len, n_prompt)
-    logprobs = store.token_logprobs(question_id)
+    row = store.row(question_id)
+    answer = scores.answer_positions(row.seq_len, row.n_prompt_tokens)
+    stats = store.answer_stats(question_id)
     per_layer: dict[str, list[torch.Tensor]] = {key: [] for key in PER_LAYER}
     previous = None
     for layer in layers:
         attention = store.attention(question_id, layer).float()
-        hidden = store.hidden_state(question_id, layer + 1).float()
+        hidden = store.resid_post(question_id, layer).float()
         mean_state, rows = hidden[answer].mean(0), scores.answer_attention_rows(attention, answer)
         per_layer["mean_state"].append(mean_state)
         per_layer["last_state"].append(hidden[-1])
@@ -81,7 +74,7 @@ def trace_features(
         per_layer["llmcheck_hidden"].append(
             torch.tensor(scores.llmcheck_hidden_score(hidden, answer))
         )
-        per_layer["lookback"].append(scores.lookback_ratio(attention, n_prompt, answer))
+        per_layer["lookback"].append(scores.lookback_ratio(attention, row.n_prompt_tokens, answer))
         per_layer["lapeig"].append(scores.laplacian_eigenvalues(attention, k))
         if previous is not None:
             per_layer["shift"].append(
@@ -94,10 +87,10 @@ def trace_features(
             )
         previous = (mean_state, rows)
     out = {key: torch.stack(values) for key, values in per_layer.items()}
-    out["sequence"] = scores.sequence_uncertainty(logprobs, store.token_entropy(question_id))
-    out["token_probs"] = scores.token_probability_features(logprobs)
-    answers = record.get(sampling.SAMPLED_ANSWERS)
-    if answers and len(answers) >= 2:
+    out["sequence"] = scores.sequence_uncertainty(stats.logprobs, stats.entropy)
+    out["token_probs"] = scores.token_probability_features(stats.logprobs)
+    answers = store.record(question_id).sampled_answers
+    if len(answers) >= 2:
         out["sampling"] = torch.tensor(sampling.sampling_scores(answers))
     return out
 
@@ -105,7 +98,7 @@ def trace_features(
 def _cache_key(store: TraceStore, layers: list[int], k: int) -> str:
     identity = {
         "version": FEATURE_VERSION,
-        "manifest": manifest_sha256(store),
+        "manifest": store.manifest_sha256,
         "question_ids": store.question_ids,
         "layers": layers,
         "k": k,
@@ -118,10 +111,10 @@ def load_or_compute(
 ) -> tuple[StoreFeatures, float]:
     """The store's features (from the cache when present) and the seconds spent computing them
     (0 when read from the cache)."""
-    layers = stored_layers(store)
+    layers = store.stored_blocks
     path = Path(cache_dir) / f"features-{_cache_key(store, layers, k)}.safetensors"
     records = [store.record(qid) for qid in store.question_ids]
-    skip = sampling.skip_reason(records, store.manifest["settings"].get("decoding", {}))
+    skip = sampling.skip_reason(records, store.manifest.settings.decoding)
     if path.exists():
         log.info("detector features from %s", path)
         return StoreFeatures(list(store.question_ids), layers, load_file(path), skip), 0.0

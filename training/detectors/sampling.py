@@ -6,7 +6,8 @@
   The meaning test here is the packaged all-MiniLM-L6-v2 cosine similarity, not an NLI model.
 - Lexical similarity: mean pairwise ROUGE-L F of the answers (agreement, so it is negated).
 
-A store written with one beam-search answer per question has nothing to compare:
+The answers are a trace record's ``sampled_answers``. A store written with one beam-search
+answer per question has nothing to compare:
 :func:`skip_reason` says so, and the benchmark lists these detectors as skipped.
 """
 
@@ -17,10 +18,10 @@ from itertools import combinations
 
 import torch
 
-from extraction.labels import embedding_similarities, rougeL_similarities, sentence_embeddings
+from extraction import embedding_similarities, rougeL_similarities, sentence_embeddings
+from extraction.store import Decoding, TraceRecord
 from training.detectors.scores import mean_log_eigenvalue
 
-SAMPLED_ANSWERS = "sampled_answers"
 # Cosine similarity of MiniLM embeddings above which two answers count as the same meaning.
 SAME_MEANING = 0.8
 
@@ -76,14 +77,14 @@ def sampling_scores(answers: Sequence[str]) -> list[float]:
     ]
 
 
-def skip_reason(records: Sequence[dict], decoding: dict) -> str | None:
+def skip_reason(records: Sequence[TraceRecord], decoding: Decoding) -> str | None:
     """Why the sampling detectors cannot run on a store (None when every record holds two or
-    more sampled answers under ``sampled_answers``)."""
-    counts = [len(record.get(SAMPLED_ANSWERS) or []) for record in records]
+    more sampled answers)."""
+    counts = [len(record.sampled_answers) for record in records]
     if counts and min(counts) >= 2:
         return None
     return (
         f"single-generation store: one answer per question (num_beams="
-        f"{decoding.get('num_beams')}, do_sample={decoding.get('do_sample')}); needs >= 2 "
+        f"{decoding.num_beams}, do_sample={decoding.do_sample}); needs >= 2 "
         f"sampled answers per question, found at most {max(counts, default=0)}"
     )

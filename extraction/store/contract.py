@@ -1,0 +1,207 @@
+"""The store's schema, as the later stages see it: the manifest, an index row, a trace's record.
+
+Frozen dataclasses built from the JSON the writer wrote. Fields an older writer did not write
+default to None (or empty), so every store written so far reads; a field a stage cannot do
+without is required, and its absence is a one-line error naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from extraction.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any, where: str, **nested: Any) -> T:
+    """``cls`` from a JSON object: unknown keys ignored (a newer writer's), lists as tuples,
+    required fields checked; ``nested`` holds the already-built values of nested objects."""
+    _check_object(data, where)
+    values = {}
+    for spec in dataclasses.fields(cls):
+        if spec.name in nested:
+            values[spec.name] = nested[spec.name]
+        elif spec.name in data:
+            value = data[spec.name]
+            values[spec.name] = tuple(value) if isinstance(value, list) else value
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise UserError(
+                f"{where} lacks {spec.name!r}: not written by `python -m extraction`, or damaged"
+            )
+    return cls(**values)
+
+
+def _check_object(data: Any, where: str) -> None:
+    if data is None:
+        raise UserError(f"{where} is missing: not written by `python -m extraction`, or damaged")
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a JSON object, found {type(data).__name__}")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model's sizes (``manifest.model``)."""
+
+    num_layers: int
+    num_heads: int
+    hidden_size: int
+    vocab_size: int | None = None
+    architecture: str | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How the answers were generated (``manifest.settings.decoding``)."""
+
+    num_beams: int | None = None
+    do_sample: bool | None = None
+    max_new_tokens: int | None = None
+    early_stopping: bool | None = None
+    stop_strings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What identifies a run (``manifest.settings``): a resume with other settings is refused.
+
+    ``attention_layers`` are the blocks whose attention was stored, ``hidden_state_layers`` the
+    hidden-state indices (0 the embeddings, ``l + 1`` the output of block ``l``)."""
+
+    model: str
+    dataset: str
+    attention_layers: tuple[int, ...]
+    hidden_state_layers: tuple[int, ...]
+    model_source: str | None = None
+    revision: str | None = None
+    quantization: str | None = None
+    torch_dtype: str | None = None
+    storage_dtype: str | None = None
+    prompt_template: str | None = None
+    chat_template: bool | None = None
+    decoding: Decoding = field(default_factory=Decoding)
+    dataset_file: str | None = None
+
+    @property
+    def file_prefix(self) -> str:
+        """``{model}_{dataset}``, the start of the run's shard names (the seed's naming)."""
+        return run_file_prefix(self.model, self.dataset)
+
+
+@dataclass(frozen=True)
+class Requested:
+    """The questions the latest run was asked for (stores before it have none)."""
+
+    question_ids: tuple[str, ...] = ()
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json``, e.g. ``store.manifest.model.hidden_size``."""
+
+    settings: RunSettings
+    model: ModelInfo
+    format: str | None = None
+    requested: Requested = field(default_factory=Requested)
+    created: str | None = None
+    python: str | None = None
+    packages: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str | Path = "manifest.json") -> Manifest:
+        where = str(where)
+        _check_object(data, where)
+        settings = data.get("settings")
+        _check_object(settings, f"{where} settings")
+        decoding = _build(Decoding, settings.get("decoding") or {}, f"{where} settings.decoding")
+        return _build(
+            cls,
+            data,
+            where,
+            settings=_build(RunSettings, settings, f"{where} settings", decoding=decoding),
+            model=_build(ModelInfo, data.get("model"), f"{where} model"),
+            requested=_build(Requested, data.get("requested") or {}, f"{where} requested"),
+        )
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One line of ``index.jsonl``: a question's status, where its trace is, its label.
+
+    An error row (``status == "error"``) has no trace: its answer and length fields are None.
+    ``label`` is 1 for a hallucinated answer, 0 for a correct one, None when unlabelled.
+    ``source_question_id`` names the question when a store holds several generations of it
+    (each trace then has its own ``question_id``; no extraction writes such stores yet)."""
+
+    question_id: str
+    status: str
+    question: str = ""
+    gold: dict = field(default_factory=dict)
+    error: str | None = None
+    shard: str | None = None
+    generated_answer_clean: str | None = None
+    answer_end: str | None = None
+    n_prompt_tokens: int | None = None
+    n_answer_tokens: int | None = None
+    seq_len: int | None = None
+    label: int | None = None
+    label_method: str | None = None
+    label_score: float | None = None
+    shard_sha256: str | None = None
+    shard_bytes: int | None = None
+    trace_sha256: str | None = None
+    source_question_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def unit(self) -> str:
+        """The question this trace answers (its own id unless it is one of several generations)."""
+        return self.source_question_id or self.question_id
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "index row") -> IndexRow:
+        return _build(cls, data, where)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """A trace's metadata in its shard's header: its tokens as text, which layers it holds and,
+    for a sampling run, the other sampled answers (none yet: no extraction writes them)."""
+
+    tokens_decoded: tuple[str, ...]
+    n_prompt_tokens: int
+    hidden_state_indices: tuple[int, ...]
+    attention_indices: tuple[int, ...]
+    sampled_answers: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "trace record") -> TraceRecord:
+        return _build(cls, data, where)
+
+
+@dataclass(frozen=True)
+class AnswerStats:
+    """Per answer token ``[n_answer]``: the log-probability of the chosen token and the entropy
+    (nats) of the distribution it was chosen from."""
+
+    logprobs: Tensor
+    entropy: Tensor
+
+
+def run_file_prefix(model: str, dataset: str) -> str:
+    """``{model}_{dataset}`` (a model path counts by its last part)."""
+    return f"{Path(str(model).rstrip('/')).name}_{dataset}"
