@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from extraction.store import TraceStore
 from tests.conftest import judgement, write_jsonl
@@ -298,3 +299,25 @@ def test_round_trip_on_real_smollm2_traces(smollm2_triviaqa_store, tmp_path):
     )
     scores_line = next(line for line in predicted.stdout.splitlines() if line.startswith("scores:"))
     check_scores(Path(scores_line.split()[1]), smollm2_triviaqa_store)
+
+
+@pytest.mark.parametrize(
+    ("command", "own", "expected"),
+    [
+        ("sweep-layers", ["--layers", "0", "5", "10"], {"layers": [0, 5, 10]}),
+        ("sweep-layers", ["--layers", "[0,5]", "--output", "out"], {"layers": [0, 5]}),
+        ("baselines", ["--reports", "a.json", "b.json"], {"reports": ["a.json", "b.json"]}),
+        ("baselines", [], {"reports": [], "output": "runs/baselines"}),
+    ],
+)
+def test_commands_on_fit_config_speak_its_dialect(tmp_path, capsys, command, own, expected):
+    """sweep-layers' and baselines' own options are flags and YAML keys of the one parser:
+    --print_config shows them beside fit's, a config file may set them."""
+    assert main(strs([command, "--config", GCN, *own, "--print_config"])) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert {key: printed[key] for key in expected} == expected
+    assert printed["data"]["graph"]["layer"] == 15  # fit's configuration, as read from GCN
+    config = tmp_path / "own.yaml"
+    config.write_text(yaml.safe_dump(printed))
+    assert main(strs([command, "--config", config, "--print_config"])) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == printed
