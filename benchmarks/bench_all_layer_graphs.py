@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from extraction.store import TraceStore
-from graphs import HallucinationGraphDataset
+from graphs import GraphSpec, HallucinationGraphDataset
 
 UNION = {"layers": "all", "combine": "union", "head_mode": "any"}
 ROWS: dict[str, dict] = {
@@ -66,7 +66,7 @@ def build(traces: str, options: dict, keep: FirstTraces, n: int) -> tuple[float,
     root = Path(tempfile.mkdtemp(prefix="bench_all_layer_"))
     try:
         start = time.perf_counter()
-        dataset = HallucinationGraphDataset(root, traces, pre_filter=keep, **options)
+        dataset = HallucinationGraphDataset(root, traces, GraphSpec(**options), pre_filter=keep)
         seconds = time.perf_counter() - start
         assert len(dataset) == n, (len(dataset), n)
         directory = Path(dataset.processed_dir)

@@ -28,7 +28,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from extraction.store import TraceStore
-from graphs import HallucinationGraphDataset
+from graphs import GraphSpec, HallucinationGraphDataset
 from graphs.build import traces_to_batch, traces_to_graphs
 from graphs.source import read_layer
 
@@ -45,7 +45,7 @@ def best_seconds(run: Callable[[], object], rounds: int) -> float:
 def dataset_build(traces: str, layer: int, n_graphs: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench_dataset_build_"))
     try:
-        dataset = HallucinationGraphDataset(root, traces, layer=layer)
+        dataset = HallucinationGraphDataset(root, traces, GraphSpec(layer=layer))
         assert len(dataset) == n_graphs, (len(dataset), n_graphs)
     finally:
         shutil.rmtree(root)

@@ -28,6 +28,7 @@ from extraction.store import TraceStore
 from graphs import to_networkx, trace_to_graph
 from graphs.build import traces_to_batch, traces_to_graphs
 from graphs.source import LayerInputs, read_layer
+from graphs.spec import GraphSpec
 
 THRESHOLD = 0.01
 
@@ -164,7 +165,10 @@ def main() -> None:
         ).num_edges
 
     def ours_networkx() -> int:
-        return sum(to_networkx(store, qid, args.layer).number_of_edges() for qid in question_ids)
+        return sum(
+            to_networkx(store, qid, GraphSpec(layer=args.layer)).number_of_edges()
+            for qid in question_ids
+        )
 
     lengths = [len(x.tokens_decoded) for x in inputs]
     edges = sum(trace_to_graph(x.attention, x.hidden, x.n_prompt_tokens).num_edges for x in inputs)

@@ -24,7 +24,7 @@ from lightning.pytorch import Trainer, seed_everything
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
-from graphs import HallucinationGraphDataset
+from graphs import GraphSpec, HallucinationGraphDataset
 from training.models import GATClassifier, GCNClassifier
 
 DETECTORS = {
@@ -95,9 +95,8 @@ def main() -> None:
     print("| detector | graphs | nodes/graph | edges/graph | step graphs/s | fit graphs/s |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, (model_class, head_mode, kwargs) in DETECTORS.items():
-        dataset = HallucinationGraphDataset(
-            args.root, traces=args.traces, layer=args.layer, head_mode=head_mode, split="train"
-        )
+        spec = GraphSpec(layer=args.layer, head_mode=head_mode)
+        dataset = HallucinationGraphDataset(args.root, args.traces, spec, split="train")
         graphs = [dataset[i] for i in range(len(dataset))]
         batches = [
             Batch.from_data_list(graphs[i : i + args.batch_size])

@@ -13,7 +13,7 @@ from torch import nn
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import GINEConv, global_mean_pool
 
-from graphs import SPLITS, HallucinationGraphDataset
+from graphs import SPLITS, GraphSpec, HallucinationGraphDataset
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--traces", default="traces_data/smollm2_135M_demo")
@@ -24,10 +24,11 @@ args = parser.parse_args()
 
 # One token graph per answer: j -> i when any (layer, head) has attn[i, j] >= 0.01, every
 # (layer, head) value in edge_attr [E, L*H] (fp16), each token's L*H self-attention values as x.
-options = dict(layers="all", combine="union", head_mode="any", prompt_edges=False,
-               node_features="attention_diagonal", split_ratios=args.split_ratios)  # fmt: skip
+spec = GraphSpec(layers="all", combine="union", head_mode="any", prompt_edges=False,
+                 node_features="attention_diagonal")  # fmt: skip
 train, val, test = (
-    HallucinationGraphDataset(args.root, args.traces, split=split, **options) for split in SPLITS
+    HallucinationGraphDataset(args.root, args.traces, spec, split=s, split_ratios=args.split_ratios)
+    for s in SPLITS
 )
 
 

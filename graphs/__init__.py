@@ -4,20 +4,18 @@ Reads trace stores only through ``extraction.store``; never imports ``transforme
 """
 
 from graphs.build import stack_layers, trace_to_graph, traces_to_batch, traces_to_graphs
-from graphs.dataset import HallucinationGraphDataset, graph_widths
+from graphs.dataset import HallucinationGraphDataset
 from graphs.nx_export import to_networkx
-from graphs.source import check_layers, resolve_layers
+from graphs.spec import GraphSpec
 from graphs.splits import SPLITS, make_splits
 from graphs.topology import graph_features
 
 __all__ = [
     "SPLITS",
+    "GraphSpec",
     "HallucinationGraphDataset",
-    "check_layers",
     "graph_features",
-    "graph_widths",
     "make_splits",
-    "resolve_layers",
     "stack_layers",
     "to_networkx",
     "trace_to_graph",

@@ -21,53 +21,16 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-from extraction import UserError
+from graphs.spec import GraphSpec
 
-HEAD_MODES = ("mean", "max", "heads", "any")
-NODE_MODES = ("all", "answer")
-NODE_FEATURES = ("hidden", "attention_diagonal", "both")
-
-
-def validate_options(
-    threshold: float,
-    top_k: int | None,
-    head_mode: str,
-    self_loops: bool,
-    nodes: str,
-    prompt_edges: bool = True,
-    node_features: str = "hidden",
-) -> None:
-    """Raise :class:`UserError` on a graph option that cannot work."""
-    if not 0 < threshold <= 1:
-        raise UserError(f"threshold must be in (0, 1], got {threshold}")
-    if top_k is not None and top_k < 1:
-        raise UserError(f"top_k must be a positive number of edges per token, got {top_k}")
-    if head_mode not in HEAD_MODES:
-        raise UserError(f"unknown head_mode {head_mode!r}; choose one of {', '.join(HEAD_MODES)}")
-    if nodes not in NODE_MODES:
-        raise UserError(f"unknown nodes {nodes!r}; choose one of {', '.join(NODE_MODES)}")
-    if not isinstance(self_loops, bool):
-        raise UserError(f"self_loops must be true or false, got {self_loops!r}")
-    if not isinstance(prompt_edges, bool):
-        raise UserError(f"prompt_edges must be true or false, got {prompt_edges!r}")
-    if node_features not in NODE_FEATURES:
-        raise UserError(
-            f"unknown node_features {node_features!r}; choose one of {', '.join(NODE_FEATURES)}"
-        )
+DEFAULT_SPEC = GraphSpec()
 
 
 def trace_to_graph(
     attention: Tensor,
     hidden: Tensor | None,
     n_prompt_tokens: int,
-    *,
-    threshold: float = 0.01,
-    top_k: int | None = None,
-    head_mode: str = "mean",
-    self_loops: bool = True,
-    nodes: str = "all",
-    prompt_edges: bool = True,
-    node_features: str = "hidden",
+    spec: GraphSpec = DEFAULT_SPEC,
 ) -> Data:
     """The graph of one layer: tokens are nodes, attention weights are edges.
 
@@ -77,23 +40,21 @@ def trace_to_graph(
         hidden: ``[T, hidden]`` node features, the output of the same block (hidden state
             ``l + 1``); may be None with ``node_features="attention_diagonal"``.
         n_prompt_tokens: Positions ``0 .. n_prompt_tokens - 1`` are the prompt.
-        threshold: Keep an edge when its head-aggregated weight is ``>= threshold``.
-        top_k: Then keep at most the ``k`` strongest incoming edges of each token (ties: the
-            earlier source token wins).
-        head_mode: ``mean`` (the seed's) or ``max`` over heads gives ``edge_weight [E]``;
-            ``heads`` keeps every head in ``edge_attr [E, heads]`` and applies the threshold and
-            top-k to the mean. The mean is float32, summed head by head in order, like the
-            seed's ``numpy`` ``attention.mean(axis=0)`` (bit for bit, whatever the head count).
-            ``any`` keeps an edge when any head passes: ``attn[h, i, j] >= threshold`` and,
-            with ``top_k``, ``j`` is among the ``k`` strongest of row ``i`` of that head; every
-            head's exact value goes to ``edge_attr [E, heads]`` in the attention's own dtype
-            (half precision from a store), also where it is below the threshold.
-        self_loops: Keep the ``i → i`` edges.
-        nodes: ``all`` tokens (prompt + answer) or only the ``answer`` tokens, renumbered from 0.
-        prompt_edges: Keep the edges between two prompt tokens (``False`` drops them: they carry
-            nothing of the answer and are most of a graph's edges).
-        node_features: ``x`` is the ``hidden`` state, the ``attention_diagonal`` (each head's
-            ``attn[h, i, i]``, ``[N, heads]``) or ``both`` concatenated (hidden first).
+        spec: The edge and node rules (:class:`graphs.GraphSpec`; its layer fields are not used
+            here: the tensors given are the layer). ``threshold``: keep an edge when its
+            head-aggregated weight is ``>= threshold``; ``top_k``: then keep at most the ``k``
+            strongest incoming edges of each token (ties: the earlier source token wins);
+            ``head_mode``: ``mean`` (the seed's) or ``max`` over heads gives ``edge_weight
+            [E]``, ``heads`` keeps every head in ``edge_attr [E, heads]`` and applies the
+            threshold and top-k to the mean (float32, summed head by head in order, like the
+            seed's ``numpy`` ``attention.mean(axis=0)``, bit for bit), ``any`` keeps an edge
+            when any head passes (``attn[h, i, j] >= threshold`` and, with ``top_k``, ``j``
+            among the ``k`` strongest of row ``i`` of that head) with every head's exact value
+            in ``edge_attr [E, heads]`` in the attention's own dtype; ``self_loops``: keep the
+            ``i → i`` edges; ``nodes``: ``all`` tokens or only the ``answer`` tokens, renumbered
+            from 0; ``prompt_edges``: keep the edges between two prompt tokens;
+            ``node_features``: ``x`` is the ``hidden`` state, the ``attention_diagonal`` (each
+            head's ``attn[h, i, i]``, ``[N, heads]``) or ``both`` concatenated (hidden first).
 
     Returns:
         ``Data`` with ``x [N, features]`` float32, ``edge_index [2, E]`` (row 0 the attended token
@@ -102,32 +63,14 @@ def trace_to_graph(
         ``position`` float ``[N]`` (token index over ``T - 1``, so in ``[0, 1]`` and measured in
         the full sequence).
     """
-    return traces_to_graphs(
-        [attention],
-        [hidden],
-        [n_prompt_tokens],
-        threshold=threshold,
-        top_k=top_k,
-        head_mode=head_mode,
-        self_loops=self_loops,
-        nodes=nodes,
-        prompt_edges=prompt_edges,
-        node_features=node_features,
-    )[0]
+    return traces_to_graphs([attention], [hidden], [n_prompt_tokens], spec)[0]
 
 
 def traces_to_graphs(
     attentions: Sequence[Tensor],
     hiddens: Sequence[Tensor | None],
     n_prompt_tokens: Sequence[int],
-    *,
-    threshold: float = 0.01,
-    top_k: int | None = None,
-    head_mode: str = "mean",
-    self_loops: bool = True,
-    nodes: str = "all",
-    prompt_edges: bool = True,
-    node_features: str = "hidden",
+    spec: GraphSpec = DEFAULT_SPEC,
 ) -> list[Data]:
     """:func:`trace_to_graph` of each trace (the same layer of several traces, any lengths, the
     same number of heads), built in one pass: a few dozen array ops for the whole list instead of
@@ -136,8 +79,7 @@ def traces_to_graphs(
     own ``Batch.to_data_list`` gives them): ``clone()`` a graph before saving it on its own, or
     ``torch.save`` writes the whole shared storage.
     """
-    rule = (threshold, top_k, head_mode, self_loops, nodes, prompt_edges, node_features)
-    graphs = _build(attentions, hiddens, n_prompt_tokens, *rule)
+    graphs = _build(attentions, hiddens, n_prompt_tokens, spec)
     return [] if graphs is None else _data_list(graphs)
 
 
@@ -145,19 +87,11 @@ def traces_to_batch(
     attentions: Sequence[Tensor],
     hiddens: Sequence[Tensor | None],
     n_prompt_tokens: Sequence[int],
-    *,
-    threshold: float = 0.01,
-    top_k: int | None = None,
-    head_mode: str = "mean",
-    self_loops: bool = True,
-    nodes: str = "all",
-    prompt_edges: bool = True,
-    node_features: str = "hidden",
+    spec: GraphSpec = DEFAULT_SPEC,
 ) -> Batch:
     """The graphs of :func:`traces_to_graphs` as one PyG ``Batch`` (what a GNN consumes):
     ``Batch.from_data_list(traces_to_graphs(...))``."""
-    rule = (threshold, top_k, head_mode, self_loops, nodes, prompt_edges, node_features)
-    graphs = _build(attentions, hiddens, n_prompt_tokens, *rule)
+    graphs = _build(attentions, hiddens, n_prompt_tokens, spec)
     if graphs is None:
         raise ValueError("no traces to batch")
     return Batch.from_data_list(_data_list(graphs))
@@ -202,13 +136,7 @@ def _build(
     attentions: Sequence[Tensor],
     hiddens: Sequence[Tensor | None],
     n_prompt_tokens: Sequence[int],
-    threshold: float,
-    top_k: int | None,
-    head_mode: str,
-    self_loops: bool,
-    nodes: str,
-    prompt_edges: bool,
-    node_features: str,
+    spec: GraphSpec,
 ) -> _Graphs | None:
     """The one implementation behind :func:`trace_to_graph`, :func:`traces_to_graphs` and
     :func:`traces_to_batch` (None for no traces).
@@ -223,7 +151,7 @@ def _build(
     target; the source is the offset in the row. The bookkeeping is numpy: its small ops cost a
     third of torch's.
     """
-    validate_options(threshold, top_k, head_mode, self_loops, nodes, prompt_edges, node_features)
+    threshold, top_k, head_mode = spec.threshold, spec.top_k, spec.head_mode
     if not len(attentions) == len(hiddens) == len(n_prompt_tokens):
         raise ValueError(
             f"{len(attentions)} attentions, {len(hiddens)} hidden states and "
@@ -244,12 +172,12 @@ def _build(
             raise ValueError(
                 f"{hidden.shape[0]} hidden-state rows for {seq_len} attention positions"
             )
-        start = min(n_prompt, seq_len) if nodes == "answer" else 0
+        start = min(n_prompt, seq_len) if spec.nodes == "answer" else 0
         if start:
             attention = attention[:, start:, start:]
             hidden = None if hidden is None else hidden[start:]
         selected.append(attention)
-        features.append(_node_features(attention, hidden, node_features))
+        features.append(_node_features(attention, hidden, spec.node_features))
         starts.append(start)
         num_nodes.append(seq_len - start)
         denominators.append(max(seq_len - 1, 1))
@@ -268,15 +196,15 @@ def _build(
     is_answer = token >= np.repeat(n_prompt_tokens, counts)
 
     if head_mode == "any" and top_k is not None:
-        score, keep = None, _any_head_top_k(selected, threshold, top_k, self_loops)
+        score, keep = None, _any_head_top_k(selected, threshold, top_k, spec.self_loops)
     else:
         score = _aggregate_heads(squares, "max" if head_mode == "any" else head_mode)
         keep = score >= np.float32(threshold)  # in float32, like the seed's numpy comparison
-        if not self_loops:
+        if not spec.self_loops:
             keep[row_start + np.arange(total_nodes) - graph_start] = False
     flat = np.flatnonzero(keep)
     target = np.repeat(np.arange(total_nodes), width).take(flat)
-    if not prompt_edges:
+    if not spec.prompt_edges:
         source_node = flat - row_start.take(target) + graph_start.take(target)
         touches_answer = is_answer.take(target) | is_answer.take(source_node)
         flat, target = flat[touches_answer], target[touches_answer]

@@ -1,52 +1,41 @@
 """``python -m graphs COMMAND``: build a graph dataset, summarise one, draw one graph, compare
-the graphs of hallucinated and correct answers.
+the graphs of hallucinated and correct answers. One jsonargparse dialect: every option is a flag
+and a YAML key (``--config``, ``--print_config``), ``--help`` comes from the signatures below.
 
-python -m graphs build --config configs/graphs/default.yaml [--threshold 0.05 ...]
+python -m graphs build --config configs/graphs/default.yaml [--graph.threshold 0.05 ...]
 python -m graphs inspect ROOT
-python -m graphs draw --traces DIR --question-id Q --layer L --out graph.png
-python -m graphs compare --traces DIR --layers 0 5 10 --output DIR
+python -m graphs draw --traces DIR --question_id Q --graph.layer L --out graph.png
+python -m graphs compare --config configs/graphs/compare.yaml [--graph.layers [0,5,10]]
 """
 
 from __future__ import annotations
 
-import argparse
+from argparse import ArgumentError
 from collections.abc import Callable
 from pathlib import Path
 from statistics import fmean
 
+from jsonargparse import ActionConfigFile, ArgumentParser
+
 from extraction import UserError, read_json, run_commands
+from graphs.config import GraphBuildConfig, GraphCompareConfig
+from graphs.spec import GraphSpec
 
 PROG = "python -m graphs"
+Command = Callable[[list[str]], None]
 
 
-def _build(argv: list[str]) -> None:
-    from extraction import parse_config, to_yaml
-    from graphs.config import GraphBuildConfig
-
-    cfg, print_config = parse_config(GraphBuildConfig, argv, f"{PROG} build")
-    flags = {arg.split("=", 1)[0] for arg in argv}
-    if "--layers" in flags and "--layer" not in flags:
-        cfg.layer = None
-    elif "--layer" in flags and "--layers" not in flags:
-        cfg.layers = None
-    if print_config:
-        print(to_yaml(cfg), end="")
-        return
+def build(cfg: GraphBuildConfig) -> None:
     from graphs.dataset import HallucinationGraphDataset
 
     dataset = HallucinationGraphDataset(
         cfg.root,
         cfg.traces,
-        layer=cfg.layer,
-        layers=cfg.layers,
-        combine=cfg.combine,
-        hidden_layer=cfg.hidden_layer,
-        topology=cfg.topology,
+        cfg.graph,
         labels=cfg.labels,
         split_seed=cfg.split_seed,
         split_ratios=cfg.split_ratios,
         force_reload=cfg.force_reload,
-        **cfg.graph_options(),
     )
     print(describe(Path(dataset.processed_dir)))
     print(describe_splits(Path(dataset.root)))
@@ -57,12 +46,19 @@ def describe(processed_dir: Path) -> str:
     record = read_json(processed_dir / "graphs.json")
     graphs = record["graphs"]
     positive = sum(entry["label"] for entry in graphs)
-    options = " ".join(f"{key}={value}" for key, value in record["options"].items())
+    # Records written before the graph spec (issue 8) kept the options in four keys.
+    spec = record.get("graph") or {
+        **record["options"],
+        "combine": record.get("combine", "stack"),
+        "topology": record["topology"],
+    }
+    shape = ("layer", "layers", "combine", "hidden_layer")
+    options = " ".join(f"{key}={value}" for key, value in spec.items() if key not in shape)
     skipped = record["skipped"]
     lines = [
         f"{processed_dir}",
         f"  traces {record['traces']}",
-        f"  layers {record['layers']}  {options}  topology={record['topology']}",
+        f"  layers {record['layers']}  {options}",
         f"  labels {record.get('labels', 'index')}",
         f"  {len(graphs)} graphs: {positive} hallucinated "
         f"({positive / max(len(graphs), 1):.1%}), {len(graphs) - positive} correct",
@@ -71,7 +67,7 @@ def describe(processed_dir: Path) -> str:
         f"  {'layer':>6} {'nodes/graph':>12} {'edges/graph':>12} {'mean degree':>12}",
     ]
     scopes = record["layers"]
-    if record.get("combine") == "union":
+    if spec["combine"] == "union":
         scopes = [f"union of {len(scopes)}"]
     for position, layer in enumerate(scopes):
         nodes = [entry["num_nodes"][position] for entry in graphs]
@@ -97,69 +93,74 @@ def describe_splits(root: Path) -> str:
     return "\n".join(lines)
 
 
-def _inspect(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} inspect", description="Summarise the graph datasets built under ROOT."
-    )
-    parser.add_argument("root", help="the dataset root given to `build`")
-    args = parser.parse_args(argv)
-    root = Path(args.root)
-    built = sorted(root.glob("processed/*/graphs.json"))
+def inspect(root: str) -> None:
+    """Summarise the graph datasets built under a root: counts, labels, sizes, splits.
+
+    Args:
+        root: The dataset root given to ``build``.
+    """
+    built = sorted(Path(root).glob("processed/*/graphs.json"))
     if not built:
         raise UserError(f"{root} holds no built graphs; run `{PROG} build --root {root}` first")
     for record in built:
         print(describe(record.parent))
-    print(describe_splits(root))
+    print(describe_splits(Path(root)))
 
 
-def _draw(argv: list[str]) -> None:
-    from graphs.build import HEAD_MODES, NODE_MODES
+def draw(traces: str, question_id: str, out: str, graph: GraphSpec) -> None:
+    """Save a PNG of one block's graph of one trace (an arc diagram in token order).
 
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} draw", description="Save a PNG of one layer's graph of one trace."
-    )
-    parser.add_argument("--traces", required=True, help="trace store directory")
-    parser.add_argument("--question-id", required=True, help="the trace to draw")
-    parser.add_argument("--layer", type=int, required=True, help="block index")
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--threshold", type=float, default=0.01, help="smallest edge weight")
-    parser.add_argument("--top-k", type=int, help="most incoming edges per token")
-    parser.add_argument("--head-mode", choices=HEAD_MODES, default="mean")
-    parser.add_argument("--nodes", choices=NODE_MODES, default="all")
-    args = parser.parse_args(argv)
+    Args:
+        traces: Trace store directory.
+        question_id: The trace to draw.
+        out: PNG file to write.
+        graph: The graph: ``layer`` is the block, the other options the edge rule.
+    """
     from graphs.draw import draw_graph
 
-    out = draw_graph(
-        args.traces,
-        args.question_id,
-        args.layer,
-        args.out,
-        threshold=args.threshold,
-        top_k=args.top_k,
-        head_mode=args.head_mode,
-        nodes=args.nodes,
-    )
-    print(f"saved {out}")
+    print(f"saved {draw_graph(traces, question_id, graph, out)}")
 
 
-def _compare(argv: list[str]) -> None:
-    from extraction import parse_config, to_yaml
-    from graphs.config import GraphCompareConfig
-
-    cfg, print_config = parse_config(GraphCompareConfig, argv, f"{PROG} compare")
-    if print_config:
-        print(to_yaml(cfg), end="")
-        return
+def compare(cfg: GraphCompareConfig) -> None:
     from graphs.compare import run_compare
 
     print(f"saved {run_compare(cfg)} (compare.json, graph_statistics.csv and the PNGs beside it)")
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {
-    "build": _build,
-    "inspect": _inspect,
-    "draw": _draw,
-    "compare": _compare,
+def _command(name: str, target, run=None, positional: bool = False) -> Command:
+    """``python -m graphs NAME``: one option per field of a config dataclass (then ``run`` of the
+    config) or per parameter of a function, with ``--config``, ``--print_config`` and the help
+    text of the docstring."""
+
+    def command(argv: list[str]) -> None:
+        parser = ArgumentParser(
+            prog=f"{PROG} {name}", exit_on_error=False, description=target.__doc__.split("\n")[0]
+        )
+        parser.add_argument(
+            "--config", action=ActionConfigFile, help="a YAML file of these options"
+        )
+        if isinstance(target, type):
+            parser.add_class_arguments(target, None, as_group=False)
+        else:
+            parser.add_function_arguments(target, None, as_positional=positional)
+        try:
+            cfg = parser.instantiate(parser.parse_args(argv))
+        except ArgumentError as exc:
+            raise UserError(" ".join(line.strip() for line in str(exc).splitlines())) from None
+        values = {key: value for key, value in vars(cfg).items() if key != "config"}
+        if isinstance(target, type):
+            run(target(**values))
+        else:
+            target(**values)
+
+    return command
+
+
+COMMANDS: dict[str, Command] = {
+    "build": _command("build", GraphBuildConfig, build),
+    "inspect": _command("inspect", inspect, positional=True),
+    "draw": _command("draw", draw),
+    "compare": _command("compare", GraphCompareConfig, compare),
 }
 
 

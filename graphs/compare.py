@@ -12,6 +12,7 @@ Then every (block, statistic) cell is compared with :mod:`graphs.effects` and wr
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -25,10 +26,10 @@ from tqdm import tqdm
 
 from extraction import UserError, atomic_write_text
 from extraction.store import TraceStore
-from graphs.build import traces_to_graphs, validate_options
+from graphs.build import traces_to_graphs
 from graphs.config import GraphCompareConfig
 from graphs.effects import benjamini_hochberg, compare_classes, unit_resample_weights
-from graphs.source import check_layers
+from graphs.spec import GraphSpec
 from graphs.statistics import CONTROLS, STATISTICS, describe, graph_statistics
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,10 @@ def _chunks(items: list[str], size: int):
 
 
 def measure(
-    store: TraceStore, layers: list[int], graph_options: dict, progress: bool = True
+    store: TraceStore, layers: list[int], spec: GraphSpec, progress: bool = True
 ) -> Measurements:
-    """Statistics and attention maps of every labelled trace with answer tokens."""
+    """Statistics and attention maps of every labelled trace with answer tokens: each block's
+    graph by ``spec``'s edge and node rules."""
     rows = store.rows
     labelled = [qid for qid in store.question_ids if rows[qid].label is not None]
     kept = [qid for qid in labelled if rows[qid].n_answer_tokens > 0]
@@ -103,7 +105,7 @@ def measure(
             for position, layer in enumerate(layers):
                 attentions = [store.attention(qid, layer) for qid in chunk]
                 hiddens = [store.resid_post(qid, layer) for qid in chunk]
-                graphs = traces_to_graphs(attentions, hiddens, prompts, **graph_options)
+                graphs = traces_to_graphs(attentions, hiddens, prompts, spec)
                 for offset, graph in enumerate(graphs):
                     trace = start + offset
                     values[trace, position] = list(graph_statistics(graph).values())
@@ -314,15 +316,18 @@ def report_markdown(summary: dict, results: list[dict], pictures: dict[str, str]
 
 def check_config(cfg: GraphCompareConfig, store: TraceStore) -> list[int]:
     """Raise :class:`UserError` on a setting that cannot work; the blocks to compare."""
-    validate_options(**cfg.graph_options())
-    layers = store.stored_blocks if cfg.layers is None else list(cfg.layers)
-    if not layers:
-        raise UserError("no blocks to compare; give --layers or a store with attention stored")
-    check_layers(store, layers)
+    spec, available = cfg.graph, store.stored_blocks
+    if spec.multi_layer and spec.combine == "union":
+        raise UserError("compare measures each block's own graph; use --graph.combine stack")
+    if spec.layer is None and spec.layers is None:
+        spec = dataclasses.replace(spec, layers="all")
+    if not available:
+        raise UserError("no blocks to compare: the store holds no attention")
+    layers = spec.resolve(available).blocks
     if len(set(layers)) != len(layers):
-        raise UserError(f"--layers lists a block twice: {layers}")
+        raise UserError(f"--graph.layers lists a block twice: {layers}")
     if cfg.attention_layer is not None and cfg.attention_layer not in layers:
-        raise UserError(f"--attention-layer {cfg.attention_layer} is not among --layers {layers}")
+        raise UserError(f"--attention_layer {cfg.attention_layer} is not among the blocks {layers}")
     if cfg.bootstrap < 1:
         raise UserError(f"--bootstrap must be a positive number of resamples, got {cfg.bootstrap}")
     if not 0 < cfg.fdr < 1:
@@ -351,7 +356,7 @@ def run_compare(cfg: GraphCompareConfig, progress: bool = True) -> Path:
             f"{cfg.traces} needs both hallucinated and correct traces to compare; it has "
             f"{labels.count(1)} hallucinated and {labels.count(0)} correct (relabel it first)"
         )
-    measurements = measure(store, layers, cfg.graph_options(), progress)
+    measurements = measure(store, layers, cfg.graph, progress)
     results, constant = compare(measurements, cfg.bootstrap, cfg.seed, cfg.fdr)
     attention_layer = choose_attention_layer(results, layers, cfg.attention_layer)
     maps = class_mean_maps(measurements, attention_layer)
@@ -370,7 +375,7 @@ def run_compare(cfg: GraphCompareConfig, progress: bool = True) -> Path:
         "model": store.manifest.settings.model,
         "dataset": store.manifest.settings.dataset,
         "layers": layers,
-        "graph_options": cfg.graph_options(),
+        "graph_options": cfg.graph.as_dict(),
         "n_traces": len(measurements.question_ids),
         "n_hallucinated": int(measurements.is_hallucinated.sum()),
         "n_correct": int((~measurements.is_hallucinated).sum()),

@@ -16,8 +16,8 @@ from torch_geometric.data import Data, Dataset
 
 from extraction import UserError, atomic_open, atomic_write_text, label_source, read_json
 from extraction.store import IndexRow, TraceStore
-from graphs.build import stack_layers, traces_to_graphs, validate_options
-from graphs.source import check_layers, resolve_layers
+from graphs.build import stack_layers, traces_to_graphs
+from graphs.spec import GraphSpec
 from graphs.splits import SPLITS, check_ratios, load_or_make_splits
 from graphs.topology import FEATURES, graph_features
 
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 # Bump when the content of a processed graph changes, so old caches are never served.
 # 2: the head mean is numpy's sequential float32 mean in every case (torch's blocked sum differed
-# from it in the last bit on some shapes).
+# from it in the last bit on some shapes). The cache key is the resolved GraphSpec since issue 8:
+# caches built before it are not found again and are rebuilt.
 GRAPH_FORMAT = 2
 RECORD = "graphs.json"
 # ``y`` of a trace kept with ``keep_unlabelled`` (no gold answer): scored by ``predict``, never
@@ -35,22 +36,6 @@ UNLABELLED = -1
 # at most this many attention and hidden-state elements, over the chosen layers, at once.
 CHUNK_TRACES = 64
 CHUNK_ELEMENTS = 2**24
-COMBINE_MODES = ("stack", "union")
-
-
-def graph_widths(
-    hidden_size: int,
-    num_heads: int,
-    num_layers: int,
-    combine: str = "stack",
-    head_mode: str = "mean",
-    node_features: str = "hidden",
-) -> tuple[int, int | None]:
-    """``(x width, edge_attr width or None for edge_weight)`` of the graphs these options build
-    from a model with these sizes (``num_layers``: how many blocks are chosen)."""
-    pairs = num_heads * (num_layers if combine == "union" else 1)
-    node = {"hidden": hidden_size, "attention_diagonal": pairs, "both": hidden_size + pairs}
-    return node[node_features], pairs if head_mode in ("heads", "any") else None
 
 
 def _stable_repr(obj: object) -> str:
@@ -68,13 +53,13 @@ class HallucinationGraphDataset(Dataset):
     index / (T - 1) in the full sequence). An edge ``j → i`` (``edge_index[:, e] = (j, i)``) carries
     how much token ``i`` attends to token ``j``: head mean or max in ``edge_weight [E]``, or every
     head in ``edge_attr [E, heads]``. Each graph also has ``y`` (long ``[1]``), ``question_id``
-    and ``layer``; with ``topology=True``, ``topo`` float ``[1, F]`` (see
+    and ``layer``; with ``spec.topology``, ``topo`` float ``[1, F]`` (see
     :data:`graphs.topology.FEATURES`).
 
-    With ``layers=[l1, ..., lL]`` (or ``"all"``) and ``combine="union"``, a trace is one token
-    graph over the attention of every chosen ``(layer, head)`` pair: the heads of the L blocks
-    are laid side by side as ``L * H`` heads (column ``k = position of the layer * H + h``), so
-    ``head_mode="any"`` keeps ``j → i`` when any pair has ``attn[h, i, j] >= threshold`` and
+    With ``GraphSpec(layers=[l1, ..., lL])`` (or ``"all"``) and ``combine="union"``, a trace is
+    one token graph over the attention of every chosen ``(layer, head)`` pair: the heads of the
+    L blocks are laid side by side as ``L * H`` heads (column ``k = layer position * H + h``),
+    so ``head_mode="any"`` keeps ``j → i`` when any pair has ``attn[h, i, j] >= threshold`` and
     stores all ``L * H`` values in ``edge_attr`` (half precision), and
     ``node_features="attention_diagonal"`` gives each token its ``L * H`` self-attention
     values (CHARM, Frasca et al., ICLR 2026). Hidden-state node features then come from one
@@ -91,9 +76,9 @@ class HallucinationGraphDataset(Dataset):
     unless ``keep_unlabelled`` (then ``y = -1``, and they belong to no split: for ``predict``),
     as are answer-only graphs of traces with no answer tokens. Graphs are built once, in chunks
     of traces (at most 64, and a bounded number of tensor elements) read lazily from the store,
-    one file per graph under
-    ``root/processed/<name>-<hash>``, where the hash covers every option that changes a graph,
-    the store and its labels: a new threshold builds a new cache, never a stale one.
+    one file per graph under ``root/processed/<name>-<hash>``, where the hash covers the resolved
+    graph spec (``spec.resolve``), the store and its labels: a new threshold builds a new cache,
+    never a stale one.
     ``split`` selects ``train``, ``val`` or ``test`` from ``root/splits.json`` (by question id,
     stratified by label, seeded; the same for every dataset built from the same store and root,
     whatever its graph options). Like PyG, a ``pre_transform`` or ``pre_filter`` is known by its
@@ -102,23 +87,8 @@ class HallucinationGraphDataset(Dataset):
     Args:
         root: Folder for processed graphs and ``splits.json``.
         traces: A trace store directory (``python -m extraction`` output).
-        layer: The block whose graph to build.
-        layers: Several blocks instead (exactly one of the two), or ``"all"`` stored blocks.
-        combine: How the graphs of several ``layers`` make one graph: ``stack`` (their disjoint
-            union) or ``union`` (one token graph with the heads of every layer).
-        hidden_layer: The block whose output gives the hidden-state node features of a
-            ``union`` graph (default: the middle one of ``layers``).
-        nodes: ``all`` (prompt + answer) or ``answer`` (answer tokens, renumbered from 0).
-        threshold: Keep attention ``>= threshold`` (the seed's 0.01).
-        top_k: Keep at most this many incoming edges per token (None: all).
-        head_mode: ``mean`` (the seed's) or ``max`` over heads, or ``heads`` (all, in
-            ``edge_attr``; threshold and top-k then apply to the mean), or ``any`` (an edge
-            when any head passes; all heads, half precision, in ``edge_attr``).
-        self_loops: Keep each token's attention to itself.
-        prompt_edges: Keep the edges between two prompt tokens.
-        node_features: ``hidden``, ``attention_diagonal`` (``attn[h, i, i]`` of every head) or
-            ``both`` concatenated.
-        topology: Attach graph-level topology features as ``topo``.
+        spec: Which graphs (:class:`graphs.GraphSpec`: the block or blocks, the tokens, the
+            edge rule, the node features, topology); it must name ``layer`` or ``layers``.
         keep_unlabelled: Keep traces without a label (``y = -1``), for ``predict``.
         labels: Where the labels come from: None or ``index`` (the store's index), ``judged``
             (the packaged judgements of the store's model and dataset) or a judgement file
@@ -157,18 +127,7 @@ class HallucinationGraphDataset(Dataset):
         self,
         root: str | Path,
         traces: str | Path,
-        layer: int | None = None,
-        layers: Sequence[int] | str | None = None,
-        nodes: str = "all",
-        threshold: float = 0.01,
-        top_k: int | None = None,
-        head_mode: str = "mean",
-        self_loops: bool = True,
-        prompt_edges: bool = True,
-        node_features: str = "hidden",
-        combine: str = "stack",
-        hidden_layer: int | None = None,
-        topology: bool = False,
+        spec: GraphSpec,
         keep_unlabelled: bool = False,
         labels: str | None = None,
         split: str | None = None,
@@ -179,34 +138,13 @@ class HallucinationGraphDataset(Dataset):
         pre_filter: Callable[[Data], bool] | None = None,
         force_reload: bool = False,
     ) -> None:
-        if (layer is None) == (layers is None):
-            raise UserError("pass exactly one of layer (one block) or layers (a list of blocks)")
-        if layers is not None and not layers:
-            raise UserError("layers is empty; give at least one block")
+        if not isinstance(spec, GraphSpec):
+            raise TypeError(f"spec must be a graphs.GraphSpec, got {type(spec).__name__}")
         if split not in (None, *SPLITS):
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-        self.graph_options = dict(
-            threshold=threshold,
-            top_k=top_k,
-            head_mode=head_mode,
-            self_loops=self_loops,
-            nodes=nodes,
-            prompt_edges=prompt_edges,
-            node_features=node_features,
-        )
-        validate_options(**self.graph_options)
         check_ratios(split_ratios)
-        if combine not in COMBINE_MODES:
-            raise UserError(f"unknown combine {combine!r}; choose one of stack, union")
         store = TraceStore(traces)
-        self.layers = [layer] if layer is not None else resolve_layers(store, layers)
-        check_layers(store, self.layers)
-        self.multi_layer = layers is not None
-        self.combine = combine if self.multi_layer else "stack"
-        self.hidden_layer = self._hidden_layer(store, hidden_layer)
-        if topology and self.combine == "union":
-            raise UserError("topology features are per layer; use combine: stack with them")
-        self.topology = topology
+        self.spec = spec.resolve(store.stored_blocks)
         self.traces = str(store.root.resolve())
         self.label_source = label_source(store, labels)
         self.candidates = {
@@ -239,44 +177,27 @@ class HallucinationGraphDataset(Dataset):
             entries = [entry for entry in entries if entry["question_id"] in selected]
         self.entries = entries
 
-    def _hidden_layer(self, store: TraceStore, hidden_layer: int | None) -> int | None:
-        """The block of a union graph's hidden-state features (None when none are used)."""
-        if self.combine != "union":
-            if hidden_layer is not None:
-                raise UserError("hidden_layer is for combine: union; drop it or set combine")
-            return None
-        if self.graph_options["node_features"] == "attention_diagonal":
-            return None
-        if hidden_layer is None:
-            return self.layers[len(self.layers) // 2]
-        check_layers(store, [hidden_layer])
-        return hidden_layer
-
     def _cache_name(self, store: TraceStore, pre_transform, pre_filter) -> str:
         identity = {
             "format": GRAPH_FORMAT,
             "traces": self.traces,
             "created": store.manifest.created,
             "labels": list(self.candidates.items()),
-            "layers": self.layers,
-            "multi_layer": self.multi_layer,
-            "combine": self.combine,
-            "hidden_layer": self.hidden_layer,
-            "options": self.graph_options,
-            "topology": self.topology,
+            "graph": self.spec.as_dict(),
             "pre_transform": _stable_repr(pre_transform),
             "pre_filter": _stable_repr(pre_filter),
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        if self.multi_layer:
+        blocks = self.spec.blocks
+        if self.spec.multi_layer:
             layers = (
-                ("union" if self.combine == "union" else "layers")
-                + "-".join(map(str, self.layers[:4]))
-                + "-etc" * (len(self.layers) > 4)
+                ("union" if self.spec.combine == "union" else "layers")
+                + "-".join(map(str, blocks[:4]))
+                + "-etc" * (len(blocks) > 4)
             )
         else:
-            layers = f"layer{self.layers[0]}"
-        return f"{layers}-{self.graph_options['nodes']}-{digest[:12]}"
+            layers = f"layer{blocks[0]}"
+        return f"{layers}-{self.spec.nodes}-{digest[:12]}"
 
     @property
     def raw_file_names(self) -> list[str]:
@@ -290,6 +211,11 @@ class HallucinationGraphDataset(Dataset):
     def processed_file_names(self) -> list[str]:
         # Written last, so its presence means every graph file before it is complete.
         return [RECORD]
+
+    @property
+    def layers(self) -> list[int]:
+        """The blocks of each graph, in order."""
+        return self.spec.blocks
 
     @property
     def num_graph_layers(self) -> int:
@@ -323,8 +249,8 @@ class HallucinationGraphDataset(Dataset):
     ) -> list[Data]:
         """One token graph per trace over the heads of every chosen layer, side by side."""
         hiddens = [None] * len(question_ids)
-        if self.hidden_layer is not None:
-            hiddens = [store.resid_post(qid, self.hidden_layer) for qid in question_ids]
+        if self.spec.hidden_layer is not None:
+            hiddens = [store.resid_post(qid, self.spec.hidden_layer) for qid in question_ids]
         return traces_to_graphs(
             [
                 torch.cat([store.attention(qid, layer) for layer in self.layers])
@@ -332,7 +258,7 @@ class HallucinationGraphDataset(Dataset):
             ],
             hiddens,
             [row.n_prompt_tokens for row in rows],
-            **self.graph_options,
+            self.spec,
         )
 
     def _layer_graphs(
@@ -344,7 +270,7 @@ class HallucinationGraphDataset(Dataset):
                 [store.attention(question_id, layer) for question_id in question_ids],
                 [store.resid_post(question_id, layer) for question_id in question_ids],
                 [row.n_prompt_tokens for row in rows],
-                **self.graph_options,
+                self.spec,
             )
             for layer in self.layers
         ]
@@ -352,7 +278,8 @@ class HallucinationGraphDataset(Dataset):
     def _build(self, store: TraceStore, question_ids: list[str]) -> list[Data | None]:
         """The graphs of some traces, None for one without nodes (answer-only, empty answer)."""
         rows = [store.row(question_id) for question_id in question_ids]
-        if self.combine == "union":
+        union = self.spec.combine == "union"
+        if union:
             per_layer = [self._union_graphs(store, question_ids, rows)]
         else:
             per_layer = self._layer_graphs(store, question_ids, rows)
@@ -362,16 +289,16 @@ class HallucinationGraphDataset(Dataset):
             if any(graph.num_nodes == 0 for graph in graphs):
                 built.append(None)
                 continue
-            if self.topology:
+            if self.spec.topology:
                 for graph in graphs:
                     graph.topo = torch.tensor([list(graph_features(graph).values())])
-            if self.combine == "union":
+            if union:
                 (data,) = graphs
                 data.layers = self.layers
-            elif self.multi_layer:
+            elif self.spec.multi_layer:
                 data = stack_layers(list(graphs))
                 data.layers = self.layers
-                if self.topology:
+                if self.spec.topology:
                     data.topo = data.topo.unsqueeze(0)  # [L, F] -> [1, L, F]
             else:
                 (data,) = graphs
@@ -414,11 +341,8 @@ class HallucinationGraphDataset(Dataset):
         record = {
             "traces": self.traces,
             "layers": self.layers,
-            "options": self.graph_options,
-            "combine": self.combine,
-            "hidden_layer": self.hidden_layer,
-            "topology": self.topology,
-            "features": list(FEATURES) if self.topology else [],
+            "graph": self.spec.as_dict(),
+            "features": list(FEATURES) if self.spec.topology else [],
             "labels": self.label_source.describe(),
             "skipped": dict(skipped),
             "graphs": entries,
@@ -436,7 +360,7 @@ class HallucinationGraphDataset(Dataset):
 
     def _layer_sizes(self, data: Data) -> dict[str, list[int]]:
         """Nodes and edges of each layer's graph, for ``python -m graphs inspect``."""
-        if self.combine == "union" or not self.multi_layer:
+        if self.spec.combine == "union" or not self.spec.multi_layer:
             return {"num_nodes": [data.num_nodes], "num_edges": [data.num_edges]}
         n_layers = len(self.layers)
         return {
@@ -471,7 +395,7 @@ def load_graph(path: str) -> dict:
         return torch.load(path, weights_only=True)
     except FileNotFoundError:
         raise UserError(
-            f"{path} is missing; rebuild with `python -m graphs build --force-reload`"
+            f"{path} is missing; rebuild with `python -m graphs build --force_reload true`"
         ) from None
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -9,6 +9,7 @@ it), and prompt and answer tokens are told apart by colour. Drawn on a bare matp
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from matplotlib.lines import Line2D
 from extraction import save_figure
 from graphs.build import edge_weights
 from graphs.source import Source, layer_graph
+from graphs.spec import GraphSpec
 
 PROMPT_COLOUR = "#1f77b4"
 ANSWER_COLOUR = "#d62728"
@@ -44,25 +46,13 @@ def _arcs(edge_index: np.ndarray) -> np.ndarray:
 def draw_graph(
     source: Source,
     question_id: str | None,
-    layer: int,
+    spec: GraphSpec,
     out: str | Path,
-    *,
-    threshold: float = 0.01,
-    top_k: int | None = None,
-    head_mode: str = "mean",
-    nodes: str = "all",
 ) -> Path:
-    """Save a PNG of block ``layer``'s graph of one trace and return its path."""
-    inputs, data = layer_graph(
-        source,
-        question_id,
-        layer,
-        threshold=threshold,
-        top_k=top_k,
-        head_mode=head_mode,
-        self_loops=False,
-        nodes=nodes,
-    )
+    """Save a PNG of block ``spec.layer``'s graph of one trace (self-loops left out) and return
+    its path."""
+    inputs, data = layer_graph(source, question_id, dataclasses.replace(spec, self_loops=False))
+    layer, threshold = spec.layer, spec.threshold
     n = data.num_nodes
     tokens = inputs.tokens_decoded[len(inputs.tokens_decoded) - n :]
     weights = edge_weights(data).numpy()
@@ -93,7 +83,7 @@ def draw_graph(
     ax.spines[:].set_visible(False)
     ax.set_xlim(-1, n)
     ax.set_ylim(-0.5, max(n / 2, 1) + 0.5)
-    aggregate = "max" if head_mode == "max" else "mean"
+    aggregate = "max" if spec.head_mode == "max" else "mean"
     fig.colorbar(arcs, ax=ax, shrink=0.5, pad=0.01, label=f"attention weight (head {aggregate})")
     kinds = [(PROMPT_COLOUR, "prompt token"), (ANSWER_COLOUR, "answer token")]
     ax.legend(

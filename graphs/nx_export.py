@@ -6,44 +6,30 @@ import networkx as nx
 
 from graphs.build import edge_weights
 from graphs.source import Source, layer_graph
+from graphs.spec import GraphSpec
 
 
 def to_networkx(
     source: Source,
     question_id: str | None,
-    layer: int,
-    *,
-    threshold: float = 0.01,
-    top_k: int | None = None,
-    head_mode: str = "mean",
-    self_loops: bool = True,
-    nodes: str = "all",
+    spec: GraphSpec,
 ) -> nx.DiGraph:
-    """The seed's graph of block ``layer``: node ``k`` has ``label`` (the decoded token) and
+    """The seed's graph of block ``spec.layer``: node ``k`` has ``label`` (the decoded token) and
     ``features`` (its hidden state, a float32 numpy row); edge ``j → i`` has ``weight``, the
     attention of token ``i`` to token ``j``. ``G.graph`` holds ``question_id``, ``layer`` and the
     trace's ``label``.
 
-    With the defaults this is the graph of the seed's double loop (head mean, weights
-    ``>= threshold``, all tokens), except that node features are the *output* of block
-    ``layer`` (hidden state ``layer + 1``), the same convention as the dataset. ``source`` is a
-    store directory, a ``TraceStore`` or a ``Trace`` (then ``question_id`` may be None). With
-    ``nodes="answer"`` node ``k`` is answer token ``k``; with ``head_mode="heads"`` the weight is
-    the head mean.
+    With ``GraphSpec(layer=l)`` (defaults otherwise) this is the graph of the seed's double loop
+    (head mean, weights ``>= threshold``, all tokens), except that node features are the
+    *output* of block ``l`` (hidden state ``l + 1``), the same convention as the dataset.
+    ``source`` is a store directory, a ``TraceStore`` or a ``Trace`` (then ``question_id`` may be
+    None). With ``nodes="answer"`` node ``k`` is answer token ``k``; with ``head_mode="heads"``
+    the weight is the head mean.
     """
-    inputs, data = layer_graph(
-        source,
-        question_id,
-        layer,
-        threshold=threshold,
-        top_k=top_k,
-        head_mode=head_mode,
-        self_loops=self_loops,
-        nodes=nodes,
-    )
+    inputs, data = layer_graph(source, question_id, spec)
     tokens = inputs.tokens_decoded[len(inputs.tokens_decoded) - data.num_nodes :]
     features = data.x.numpy()
-    graph = nx.DiGraph(question_id=inputs.question_id, layer=layer, label=inputs.label)
+    graph = nx.DiGraph(question_id=inputs.question_id, layer=spec.layer, label=inputs.label)
     graph.add_nodes_from(
         (node, {"label": token, "features": features[node]}) for node, token in enumerate(tokens)
     )

@@ -6,7 +6,6 @@ Layer ``l`` is always block ``l``'s attention with that block's output hidden st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from torch_geometric.data import Data
 from extraction import UserError
 from extraction.store import Trace, TraceStore
 from graphs.build import trace_to_graph
+from graphs.spec import GraphSpec, check_blocks
 
 Source = TraceStore | Trace | str | Path
 
@@ -39,34 +39,10 @@ def open_source(source: Source) -> TraceStore | Trace:
     return TraceStore(source) if isinstance(source, str | Path) else source
 
 
-def check_layers(source: TraceStore | Trace, layers: list[int]) -> None:
-    available = source.stored_blocks
-    contiguous = bool(available) and available == list(range(available[0], available[-1] + 1))
-    stored = f"{available[0]}..{available[-1]}" if contiguous else str(available)
-    for layer in layers:
-        if layer not in available:
-            raise UserError(f"layer {layer} is not stored; choose a block in {stored}")
-
-
-def resolve_layers(source: TraceStore | Trace, layers: str | Sequence[int | str]) -> list[int]:
-    """``"all"`` (or ``["all"]``, as a flag gives it) is every stored block in order; a list of
-    blocks is checked against the store."""
-    if isinstance(layers, str):
-        layers = [layers]
-    if list(layers) == ["all"]:
-        return source.stored_blocks
-    try:
-        blocks = [int(layer) for layer in layers]
-    except ValueError:
-        raise UserError(f"layers must be block numbers or all, got {list(layers)}") from None
-    check_layers(source, blocks)
-    return blocks
-
-
 def read_layer(source: TraceStore | Trace, question_id: str | None, layer: int) -> LayerInputs:
     """Block ``layer``'s attention and output hidden state of one trace (``question_id`` may be
     None for a ``Trace``)."""
-    check_layers(source, [layer])
+    check_blocks([layer], source.stored_blocks)
     if isinstance(source, Trace):
         if question_id not in (None, source.question_id):
             raise UserError(f"this trace is {source.question_id!r}, not {question_id!r}")
@@ -96,9 +72,13 @@ def read_layer(source: TraceStore | Trace, question_id: str | None, layer: int) 
 
 
 def layer_graph(
-    source: Source, question_id: str | None, layer: int, **options
+    source: Source, question_id: str | None, spec: GraphSpec
 ) -> tuple[LayerInputs, Data]:
-    """One trace's layer and its graph (``options`` as in :func:`graphs.build.trace_to_graph`)."""
-    inputs = read_layer(open_source(source), question_id, layer)
-    graph = trace_to_graph(inputs.attention, inputs.hidden, inputs.n_prompt_tokens, **options)
+    """One trace's block ``spec.layer`` and its graph by ``spec``'s rules."""
+    if spec.layer is None:
+        raise UserError(
+            f"one block's graph needs layer set in the graph spec, got layers {spec.layers}"
+        )
+    inputs = read_layer(open_source(source), question_id, spec.layer)
+    graph = trace_to_graph(inputs.attention, inputs.hidden, inputs.n_prompt_tokens, spec)
     return inputs, graph

@@ -9,7 +9,7 @@ import torch
 from extraction.errors import UserError
 from extraction.store import TraceStore
 from graphs import HallucinationGraphDataset
-from graphs.dataset import graph_widths
+from graphs.spec import GraphSpec
 
 
 def loop_union_graph(
@@ -75,10 +75,10 @@ RULES = [
 @pytest.mark.parametrize("rule", RULES)
 def test_union_graph_equals_a_loop_over_every_layer_and_head(synthetic_store, tmp_path, rule):
     store = TraceStore(synthetic_store)
-    dataset = HallucinationGraphDataset(
-        tmp_path, synthetic_store, layers="all", combine="union", head_mode="any",
-        node_features="attention_diagonal", **rule,
-    )  # fmt: skip
+    spec = GraphSpec(
+        layers="all", combine="union", head_mode="any", node_features="attention_diagonal", **rule
+    )
+    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, spec)
     assert dataset.layers == [0, 1]
     assert dataset[0].x.shape[1] == 2 * 4 and dataset[0].edge_attr.shape[1] == 8
     assert_equal_to_loop(dataset, store, [0, 1], **rule)
@@ -87,22 +87,26 @@ def test_union_graph_equals_a_loop_over_every_layer_and_head(synthetic_store, tm
 def test_node_features_both_and_the_hidden_layer(synthetic_store, tmp_path):
     store = TraceStore(synthetic_store)
     common = dict(layers=[1, 0], combine="union", head_mode="any", node_features="both")
-    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, hidden_layer=0, **common)
+    dataset = HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(hidden_layer=0, **common)
+    )
     for data in dataset:
         hidden = store.resid_post(data.question_id, 0).float()
         assert torch.equal(data.x[:, :32], hidden) and data.x.shape[1] == 32 + 8
         assert data.layers == [1, 0] and not hasattr(data, "node_layer")
         diagonal = store.attention(data.question_id, 1).diagonal(dim1=1, dim2=2).T.float()
         assert torch.equal(data.x[:, 32:36], diagonal)  # column k = position * heads + head
-    default = HallucinationGraphDataset(tmp_path, synthetic_store, **common)
-    assert default.hidden_layer == 0  # the middle of [1, 0]
-    assert graph_widths(32, 4, 2, "union", "any", "both") == (40, 8)
-    assert graph_widths(32, 4, 2, "stack", "mean", "hidden") == (32, None)
+    default = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**common))
+    assert default.spec.hidden_layer == 0  # the middle of [1, 0]
+    assert default.spec.widths(32, 4) == (40, 8)
+    assert GraphSpec(layers=[1, 0]).resolve([0, 1]).widths(32, 4) == (32, None)
 
 
 def test_answer_nodes_keep_the_answer_block(synthetic_store, tmp_path):
     dataset = HallucinationGraphDataset(
-        tmp_path, synthetic_store, layers="all", combine="union", head_mode="any", nodes="answer"
+        tmp_path,
+        synthetic_store,
+        GraphSpec(layers="all", combine="union", head_mode="any", nodes="answer"),
     )
     store = TraceStore(synthetic_store)
     for data in dataset:
@@ -114,7 +118,9 @@ def test_answer_nodes_keep_the_answer_block(synthetic_store, tmp_path):
 def test_prompt_edges_and_node_features_in_single_layer_graphs(synthetic_store, tmp_path):
     store = TraceStore(synthetic_store)
     dataset = HallucinationGraphDataset(
-        tmp_path, synthetic_store, layer=1, prompt_edges=False, node_features="attention_diagonal"
+        tmp_path,
+        synthetic_store,
+        GraphSpec(layer=1, prompt_edges=False, node_features="attention_diagonal"),
     )
     for data in dataset:
         source, target = data.edge_index
@@ -126,7 +132,7 @@ def test_prompt_edges_and_node_features_in_single_layer_graphs(synthetic_store, 
 def test_new_options_key_the_cache(synthetic_store, tmp_path):
     union = dict(layers="all", combine="union", head_mode="any")
     directories = {
-        HallucinationGraphDataset(tmp_path, synthetic_store, **options).processed_dir
+        HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**options)).processed_dir
         for options in [
             {"layers": "all"},
             union,
@@ -143,7 +149,7 @@ def test_new_options_key_the_cache(synthetic_store, tmp_path):
     [
         ({"layers": "all", "combine": "concat"}, "combine"),
         ({"layers": "al"}, "block numbers or all"),
-        ({"layer": 1, "hidden_layer": 0}, "hidden_layer is for combine: union"),
+        ({"layer": 1, "hidden_layer": 0}, "hidden_layer is for layers with combine: union"),
         ({"layers": "all", "combine": "union", "hidden_layer": 5}, "layer 5 is not stored"),
         ({"layers": "all", "combine": "union", "topology": True}, "topology"),
         ({"layer": 1, "node_features": "diagonal"}, "node_features"),
@@ -152,7 +158,7 @@ def test_new_options_key_the_cache(synthetic_store, tmp_path):
 )
 def test_bad_union_options(synthetic_store, tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message):
-        HallucinationGraphDataset(tmp_path, synthetic_store, **kwargs)
+        HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**kwargs))
 
 
 @pytest.mark.slow
@@ -160,10 +166,10 @@ def test_union_graph_equals_a_loop_on_real_smollm2_traces(smollm2_truthfulqa_sto
     """All 30 x 9 (layer, head) pairs of the real model, on the first three traces."""
     store = TraceStore(smollm2_truthfulqa_store)
     for rule in ({"threshold": 0.01, "prompt_edges": False}, {"threshold": 0.3, "top_k": 2}):
-        dataset = HallucinationGraphDataset(
-            tmp_path, smollm2_truthfulqa_store, layers="all", combine="union", head_mode="any",
-            node_features="both", **rule,
-        )  # fmt: skip
+        spec = GraphSpec(
+            layers="all", combine="union", head_mode="any", node_features="both", **rule
+        )
+        dataset = HallucinationGraphDataset(tmp_path, smollm2_truthfulqa_store, spec)
         assert dataset.layers == list(range(30))
         assert dataset[0].edge_attr.shape[1] == dataset[0].x.shape[1] - 576 == 270
         assert_equal_to_loop(dataset.index_select(range(3)), store, dataset.layers, **rule)

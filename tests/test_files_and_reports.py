@@ -94,10 +94,10 @@ def test_an_output_path_blocked_by_a_file_is_one_line(synthetic_store, tmp_path,
 
     blocker = tmp_path / "a_file"
     blocker.write_text("in the way")
-    draw = ["draw", "--traces", str(synthetic_store), "--layer", "1", "--question-id"]
+    draw = ["draw", "--traces", str(synthetic_store), "--graph.layer", "1", "--question_id"]
     draw += [TraceStore(synthetic_store).question_ids[0]]
     for args, expected in [
-        (["build", "--traces", str(synthetic_store), "--root", str(blocker), "--layer", "1"],
+        (["build", "--traces", str(synthetic_store), "--root", str(blocker), "--graph.layer", "1"],
          f"Not a directory: {blocker / 'processed'}"),
         ([*draw, "--out", str(blocker / "graph.png")], f"File exists: {blocker}"),
     ]:  # fmt: skip

@@ -14,6 +14,7 @@ from extraction.errors import UserError
 from extraction.store import TraceStore
 from graphs import HallucinationGraphDataset
 from graphs.cli import main as graphs_main
+from graphs.spec import GraphSpec
 
 
 class Payload:
@@ -31,7 +32,7 @@ def plant(path: Path, marker: Path) -> None:
 
 
 def build(store: Path, root: Path) -> HallucinationGraphDataset:
-    return HallucinationGraphDataset(root, store, layer=1)
+    return HallucinationGraphDataset(root, store, GraphSpec(layer=1))
 
 
 def test_a_planted_graph_file_is_refused_and_does_not_run(synthetic_store, tmp_path):
@@ -58,9 +59,9 @@ def test_planted_pre_transform_and_pre_filter_files_are_never_read(
     marker = tmp_path / "payload_ran"
     for name in ("pre_transform.pt", "pre_filter.pt"):
         plant(processed / name, marker)
-    args = ["build", "--traces", str(synthetic_store), "--root", str(root), "--layer", "1"]
+    args = ["build", "--traces", str(synthetic_store), "--root", str(root), "--graph.layer", "1"]
     assert graphs_main(args) == 0
-    assert graphs_main([*args, "--force-reload"]) == 0
+    assert graphs_main([*args, "--force_reload", "true"]) == 0
     assert not marker.exists()
     assert "6 graphs" in capsys.readouterr().out
 
@@ -70,7 +71,15 @@ def test_build_on_a_store_without_labels_says_so(synthetic_store, tmp_path, caps
     shutil.copytree(synthetic_store, store)
     unlabelled = {"label": None, "label_method": "none", "label_score": None}
     TraceStore(store).rewrite_labels({qid: unlabelled for qid in TraceStore(store).question_ids})
-    args = ["build", "--traces", str(store), "--root", str(tmp_path / "graphs"), "--layer", "1"]
+    args = [
+        "build",
+        "--traces",
+        str(store),
+        "--root",
+        str(tmp_path / "graphs"),
+        "--graph.layer",
+        "1",
+    ]
     assert graphs_main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "has no labelled trace (6 traces" in err

@@ -16,6 +16,7 @@ from graphs import HallucinationGraphDataset, to_networkx, trace_to_graph
 from graphs import dataset as graphs_dataset
 from graphs.build import traces_to_batch, traces_to_graphs
 from graphs.source import read_layer
+from graphs.spec import GraphSpec
 
 SETTINGS = [
     {},  # the seed's: head mean, >= 0.01, self-loops, all tokens
@@ -98,22 +99,24 @@ def assert_is_reference(data, expected: nx.DiGraph, n_prompt: int, seq_len: int,
 def assert_same_graph(store: TraceStore, question_id: str, layer: int, options: dict) -> None:
     expected = seed_graph(store, question_id, layer, **options)
     inputs = read_layer(store, question_id, layer)
-    data = trace_to_graph(inputs.attention, inputs.hidden, inputs.n_prompt_tokens, **options)
+    data = trace_to_graph(
+        inputs.attention, inputs.hidden, inputs.n_prompt_tokens, GraphSpec(**options)
+    )
     seq_len = len(inputs.tokens_decoded)
     assert_is_reference(data, expected, inputs.n_prompt_tokens, seq_len, options)
 
 
 def assert_batched_is_reference(attentions, hiddens, n_prompts, options) -> None:
     """traces_to_graphs == traces_to_batch == trace_to_graph of each == the reference."""
-    graphs = traces_to_graphs(attentions, hiddens, n_prompts, **options)
-    batch = traces_to_batch(attentions, hiddens, n_prompts, **options)
+    graphs = traces_to_graphs(attentions, hiddens, n_prompts, GraphSpec(**options))
+    batch = traces_to_batch(attentions, hiddens, n_prompts, GraphSpec(**options))
     assert len(graphs) == batch.num_graphs == len(attentions)
     for data, attention, hidden, n_prompt in zip(
         graphs, attentions, hiddens, n_prompts, strict=True
     ):
         expected = reference_graph(attention, hidden, n_prompt, **options)
         assert_is_reference(data, expected, n_prompt, attention.shape[-1], options)
-        assert_equal_data(data, trace_to_graph(attention, hidden, n_prompt, **options))
+        assert_equal_data(data, trace_to_graph(attention, hidden, n_prompt, GraphSpec(**options)))
     assert_equal_data(batch, Batch.from_data_list(graphs))
     for key in batch._slice_dict:
         assert torch.equal(batch._slice_dict[key], Batch.from_data_list(graphs)._slice_dict[key])
@@ -203,7 +206,7 @@ def test_batched_builders_reject_bad_input():
     with pytest.raises(ValueError, match="hidden-state rows"):
         traces_to_graphs([a], [g], [1])
     with pytest.raises(UserError, match="threshold"):
-        traces_to_batch([a], [h], [1], threshold=0)
+        traces_to_batch([a], [h], [1], GraphSpec(threshold=0))
 
 
 def test_listed_graphs_equal_plain_data():
@@ -257,7 +260,9 @@ def test_edges_run_from_attended_to_attending_token():
     attention[0, 0, 0] = 1.0
     attention[0, 1] = torch.tensor([0.25, 0.75, 0.0])
     attention[0, 2] = torch.tensor([0.0, 0.9921875, 0.0078125])
-    data = trace_to_graph(attention, torch.zeros(3, 2), n_prompt_tokens=2, self_loops=False)
+    data = trace_to_graph(
+        attention, torch.zeros(3, 2), n_prompt_tokens=2, spec=GraphSpec(self_loops=False)
+    )
     assert data.edge_index.tolist() == [[0, 1], [1, 2]]
     assert data.edge_weight.tolist() == [0.25, 0.9921875]
     assert data.is_answer.tolist() == [False, False, True]
@@ -266,7 +271,7 @@ def test_edges_run_from_attended_to_attending_token():
 
 def test_top_k_ties_keep_the_earlier_token():
     attention = torch.tensor([[[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.25, 0.25, 0.5]]])
-    data = trace_to_graph(attention, torch.zeros(3, 1), n_prompt_tokens=1, top_k=1)
+    data = trace_to_graph(attention, torch.zeros(3, 1), n_prompt_tokens=1, spec=GraphSpec(top_k=1))
     assert data.edge_index.tolist() == [[0, 0, 2], [0, 1, 2]]
 
 
@@ -274,7 +279,7 @@ def test_to_networkx_is_the_seed_graph(synthetic_store):
     store = TraceStore(synthetic_store)
     for question_id in store.question_ids:
         expected = seed_graph(store, question_id, 1)
-        graph = to_networkx(store, question_id, 1)
+        graph = to_networkx(store, question_id, GraphSpec(layer=1))
         assert list(graph.nodes(data="label")) == list(expected.nodes(data="label"))
         for node, features in expected.nodes(data="features"):
             assert np.array_equal(graph.nodes[node]["features"], features)
@@ -288,9 +293,9 @@ def test_to_networkx_is_the_seed_graph(synthetic_store):
 def test_to_networkx_accepts_a_path_or_a_trace(synthetic_store):
     store = TraceStore(synthetic_store)
     question_id = store.question_ids[0]
-    from_store = to_networkx(store, question_id, 0, top_k=2)
+    from_store = to_networkx(store, question_id, GraphSpec(layer=0, top_k=2))
     for source, qid in ((str(synthetic_store), question_id), (store[question_id], None)):
-        graph = to_networkx(source, qid, 0, top_k=2)
+        graph = to_networkx(source, qid, GraphSpec(layer=0, top_k=2))
         assert list(graph.edges(data="weight")) == list(from_store.edges(data="weight"))
 
 
@@ -301,12 +306,14 @@ def test_dataset_builds_in_chunks_and_saves_each_graph_alone(
     monkeypatch.setattr(graphs_dataset, "CHUNK_TRACES", chunk_traces)
     monkeypatch.setattr(graphs_dataset, "CHUNK_ELEMENTS", chunk_elements)
     store = TraceStore(synthetic_store)
-    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, layer=1, self_loops=False)
+    dataset = HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(layer=1, self_loops=False)
+    )
     assert dataset.question_ids == store.question_ids  # 6 traces: chunks of 4 + 2, or of 1
     for data, entry in zip(dataset, dataset.entries, strict=True):
         inputs = read_layer(store, entry["question_id"], 1)
         alone = trace_to_graph(
-            inputs.attention, inputs.hidden, inputs.n_prompt_tokens, self_loops=False
+            inputs.attention, inputs.hidden, inputs.n_prompt_tokens, GraphSpec(self_loops=False)
         )
         for key in alone.keys():  # noqa: SIM118 (Data has no iter)
             assert torch.equal(data[key], alone[key]), key

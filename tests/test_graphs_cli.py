@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 
 from extraction.store import TraceStore
 from graphs.cli import main
+from graphs.spec import GraphSpec
 from tests.conftest import assert_one_line_errors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,7 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_config(tmp_path: Path, store: Path, **overrides) -> Path:
     config = yaml.safe_load((REPO / "configs/graphs/default.yaml").read_text(encoding="utf-8"))
-    config.update(traces=str(store), root=str(tmp_path / "graphs"), **overrides)
+    config.update(traces=str(store), root=str(tmp_path / "graphs"))
+    config["graph"] = {"layer": 15, **overrides}  # the spec inline, instead of a file
     path = tmp_path / "graphs.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -23,11 +26,12 @@ def write_config(tmp_path: Path, store: Path, **overrides) -> Path:
 
 def test_build_then_inspect(synthetic_store, tmp_path, capsys):
     config = write_config(tmp_path, synthetic_store, layer=1)
-    assert main(["build", "--config", str(config), "--top-k", "3"]) == 0
+    assert main(["build", "--config", str(config), "--graph.top_k", "3"]) == 0
     built = capsys.readouterr().out
     assert "layers [1]" in built and "top_k=3" in built and "6 graphs" in built
 
-    assert main(["build", "--config", str(config), "--layers", "0", "1", "--nodes", "answer"]) == 0
+    flags = ["--graph.layer", "null", "--graph.layers", "[0,1]", "--graph.nodes", "answer"]
+    assert main(["build", "--config", str(config), *flags]) == 0
     assert "layers [0, 1]" in capsys.readouterr().out
 
     assert main(["inspect", str(tmp_path / "graphs")]) == 0
@@ -36,27 +40,53 @@ def test_build_then_inspect(synthetic_store, tmp_path, capsys):
     assert "mean degree" in summary and "splits.json" in summary and "train 4" in summary
 
 
-def test_build_all_layer_union_graphs(synthetic_store, tmp_path, capsys):
+def test_build_all_layer_union_graphs_from_a_spec_file(synthetic_store, tmp_path, capsys):
     config = write_config(tmp_path, synthetic_store)
-    flags = "--layers all --combine union --head-mode any --no-prompt-edges --node-features both"
+    charm = REPO / "configs/graphs/charm.yaml"
+    flags = f"--graph {charm} --graph.node_features both"
     assert main(["build", "--config", str(config), *flags.split()]) == 0
     built = capsys.readouterr().out
     assert "layers [0, 1]" in built and "prompt_edges=False" in built and "union of 2" in built
-    assert main(["build", "--config", str(config), "--layers", "al", "--combine", "union"]) == 2
-    assert "error: layers must be block numbers or all" in capsys.readouterr().err
+    assert "node_features=both" in built and "head_mode=any" in built
+    bad = ["--graph.layer", "null", "--graph.layers", "al", "--graph.combine", "union"]
+    assert main(["build", "--config", str(config), *bad]) == 2
+    assert "error: " in capsys.readouterr().err
+
+
+def test_the_repository_configs_name_one_spec_each(capsys):
+    """configs/graphs/default.yaml names its spec file; a spec file sets both layer and layers
+    (naming it replaces the block choice) and nothing that is not a field."""
+    assert (
+        main(["build", "--config", str(REPO / "configs/graphs/default.yaml"), "--print_config"])
+        == 0
+    )
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["graph"] == GraphSpec(layer=15).as_dict()
+    for spec_file in ("layer15.yaml", "charm.yaml"):
+        values = yaml.safe_load((REPO / "configs/graphs" / spec_file).read_text(encoding="utf-8"))
+        assert {"layer", "layers"} <= set(values) <= set(GraphSpec().as_dict())
 
 
 def test_print_config(synthetic_store, tmp_path, capsys):
     config = write_config(tmp_path, synthetic_store)
-    assert main(["build", "--config", str(config), "--layers", "3", "4", "--print-config"]) == 0
+    flags = ["--graph.layer", "null", "--graph.layers", "[3,4]", "--print_config"]
+    assert main(["build", "--config", str(config), *flags]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["layer"] is None and printed["layers"] == [3, 4]
+    assert printed["graph"]["layer"] is None and printed["graph"]["layers"] == [3, 4]
 
 
 def test_draw(synthetic_store, tmp_path, capsys):
     out = tmp_path / "pictures" / "graph.png"
     question_id = TraceStore(synthetic_store).question_ids[0]
-    args = ["draw", "--traces", str(synthetic_store), "--question-id", question_id, "--layer", "1"]
+    args = [
+        "draw",
+        "--traces",
+        str(synthetic_store),
+        "--question_id",
+        question_id,
+        "--graph.layer",
+        "1",
+    ]
     assert main([*args, "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(out) in capsys.readouterr().out
@@ -64,13 +94,40 @@ def test_draw(synthetic_store, tmp_path, capsys):
 
 def test_errors_are_one_line_with_status_2(synthetic_store, tmp_path, capsys):
     bad_layers = write_config(tmp_path, synthetic_store, layers=[0])  # and layer 15: both set
+    png = tmp_path / "x.png"
     cases = [
         f"build --traces {tmp_path / 'nowhere'} --root {tmp_path}",
-        f"build --traces {synthetic_store} --root {tmp_path} --layer 7",
-        f"build --traces {synthetic_store} --root {tmp_path} --head-mode sum",
+        f"build --traces {synthetic_store} --root {tmp_path} --graph.layer 7",
+        f"build --traces {synthetic_store} --root {tmp_path} --graph.head_mode sum",
+        f"build --traces {synthetic_store} --root {tmp_path} --graph.threshold 0",
         f"build --config {bad_layers}",
         f"build --config {tmp_path / 'missing.yaml'}",
+        f"build --traces {synthetic_store} --layer 1",
         f"inspect {tmp_path}",
-        f"draw --traces {synthetic_store} --question-id nope --layer 0 --out {tmp_path / 'x.png'}",
+        f"draw --traces {synthetic_store} --question_id nope --graph.layer 0 --out {png}",
+        f"draw --traces {synthetic_store} --question_id nope --out {png}",
+        "nope",
     ]
     assert_one_line_errors(main, cases, capsys)
+
+
+def test_help_comes_from_the_signatures(capsys):
+    for command in ("build", "draw", "compare", "inspect"):
+        assert main([command, "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--graph.top_k" in shown and "Keep at most this many incoming edges" in shown
+    assert "--split_seed" in shown and "--question_id" in shown and "--attention_layer" in shown
+
+
+def test_inspect_reads_records_written_before_the_graph_spec(synthetic_store, tmp_path, capsys):
+    config = write_config(tmp_path, synthetic_store, layer=1)
+    assert main(["build", "--config", str(config)]) == 0
+    (record_path,) = (tmp_path / "graphs").glob("processed/*/graphs.json")
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    spec = record.pop("graph")
+    record["options"] = {key: spec[key] for key in ("nodes", "threshold", "top_k", "head_mode")}
+    record |= {"combine": "stack", "hidden_layer": None, "topology": False}
+    record_path.write_text(json.dumps(record), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "graphs")]) == 0
+    assert "threshold=0.01" in capsys.readouterr().out

@@ -38,8 +38,16 @@ def relabelled(synthetic_store: Path, work: Path, labels) -> Path:
 
 def test_compare_writes_every_output(synthetic_store, tmp_path, capsys):
     out = tmp_path / "compare"
-    args = ["compare", "--traces", str(synthetic_store), "--layers", "0", "1", "--output", str(out)]
-    assert main([*args, "--bootstrap", "200", "--top", "4", "--threshold", "0.05"]) == 0
+    args = [
+        "compare",
+        "--traces",
+        str(synthetic_store),
+        "--graph.layers",
+        "[0,1]",
+        "--output",
+        str(out),
+    ]
+    assert main([*args, "--bootstrap", "200", "--top", "4", "--graph.threshold", "0.05"]) == 0
     assert str(out / "compare.md") in capsys.readouterr().out
     for picture in PICTURES:
         assert (out / picture).read_bytes()[:8] == PNG_MAGIC
@@ -75,13 +83,17 @@ def test_compare_writes_every_output(synthetic_store, tmp_path, capsys):
 
 def test_compare_config_file_and_print_config(synthetic_store, tmp_path, capsys):
     config = yaml.safe_load((REPO / "configs/graphs/compare.yaml").read_text(encoding="utf-8"))
-    config.update(traces=str(synthetic_store), layers=[1], output=str(tmp_path / "c"), bootstrap=50)
+    config.update(traces=str(synthetic_store), output=str(tmp_path / "c"), bootstrap=50)
+    config["graph"]["layers"] = [1]
     path = tmp_path / "compare.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    assert main(["compare", "--config", str(path), "--nodes", "answer", "--print-config"]) == 0
+    assert (
+        main(["compare", "--config", str(path), "--graph.nodes", "answer", "--print_config"]) == 0
+    )
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["nodes"] == "answer" and printed["layers"] == [1] and printed["bootstrap"] == 50
-    assert main(["compare", "--config", str(path), "--nodes", "answer"]) == 0
+    assert printed["graph"]["nodes"] == "answer" and printed["graph"]["layers"] == [1]
+    assert printed["bootstrap"] == 50
+    assert main(["compare", "--config", str(path), "--graph.nodes", "answer"]) == 0
     record = json.loads((tmp_path / "c" / "compare.json").read_text(encoding="utf-8"))
     assert {"answer_to_prompt_mass", "attention_sink_mass"} <= set(record["constant"])
 
@@ -106,14 +118,15 @@ def test_errors_are_one_line_with_status_2(synthetic_store, tmp_path, capsys):
     base = f"compare --traces {synthetic_store} --output {tmp_path / 'out'}"
     cases = [
         f"compare --traces {tmp_path / 'nowhere'}",
-        f"{base} --layers 7",
-        f"{base} --layers 0 0",
-        f"{base} --layers 0 --attention-layer 1",
-        f"{base} --layers 0 --head-mode sum",
-        f"{base} --layers 0 --bootstrap 0",
-        f"{base} --layers 0 --fdr 1.5",
-        f"compare --traces {synthetic_store} --layers 0 --output {file}",
-        f"compare --traces {one_class} --layers 0 --output {tmp_path / 'out'}",
+        f"{base} --graph.layers [7]",
+        f"{base} --graph.layers [0,0]",
+        f"{base} --graph.layer 0 --attention_layer 1",
+        f"{base} --graph.layer 0 --graph.head_mode sum",
+        f"{base} --graph.layers [0,1] --graph.combine union",
+        f"{base} --graph.layer 0 --bootstrap 0",
+        f"{base} --graph.layer 0 --fdr 1.5",
+        f"compare --traces {synthetic_store} --graph.layer 0 --output {file}",
+        f"compare --traces {one_class} --graph.layer 0 --output {tmp_path / 'out'}",
     ]
     assert_one_line_errors(main, cases, capsys)
     assert not (tmp_path / "out").exists()

@@ -15,6 +15,7 @@ from extraction.errors import UserError
 from extraction.store import TraceStore, write_synthetic_store
 from graphs import HallucinationGraphDataset, graph_features, make_splits, to_networkx
 from graphs.source import layer_graph
+from graphs.spec import GraphSpec
 from graphs.splits import SPLITS
 from graphs.topology import FEATURES, answer_prompt_mass, clustering, pagerank
 from tests.conftest import judgement, write_jsonl
@@ -36,7 +37,7 @@ def processed(monkeypatch) -> list[str]:
 
 def test_graph_fields(synthetic_store, tmp_path):
     store = TraceStore(synthetic_store)
-    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, layer=1)
+    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1))
     assert len(dataset) == len(store) == 6
     assert dataset.question_ids == store.question_ids
     for data, question_id in zip(dataset, store.question_ids, strict=True):
@@ -56,7 +57,7 @@ def test_graph_fields(synthetic_store, tmp_path):
 def test_answer_nodes_and_head_features(synthetic_store, tmp_path):
     store = TraceStore(synthetic_store)
     dataset = HallucinationGraphDataset(
-        tmp_path, synthetic_store, layer=0, nodes="answer", head_mode="heads"
+        tmp_path, synthetic_store, GraphSpec(layer=0, nodes="answer", head_mode="heads")
     )
     for data in dataset:
         assert bool(data.is_answer.all())
@@ -65,29 +66,33 @@ def test_answer_nodes_and_head_features(synthetic_store, tmp_path):
 
 
 def test_same_options_reuse_the_cache_and_new_ones_rebuild(synthetic_store, tmp_path, processed):
-    first = HallucinationGraphDataset(tmp_path, synthetic_store, layer=1)
-    again = HallucinationGraphDataset(tmp_path, synthetic_store, layer=1)
+    first = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1))
+    again = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1))
     assert processed == [first.processed_dir] and again.processed_dir == first.processed_dir
 
-    stricter = HallucinationGraphDataset(tmp_path, synthetic_store, layer=1, threshold=0.05)
+    stricter = HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(layer=1, threshold=0.05)
+    )
     assert processed == [first.processed_dir, stricter.processed_dir]
     assert stricter.processed_dir != first.processed_dir
     assert sum(d.num_edges for d in stricter) < sum(d.num_edges for d in first)
 
-    HallucinationGraphDataset(tmp_path, synthetic_store, layer=1, pre_transform=lambda d: d)
-    HallucinationGraphDataset(tmp_path, synthetic_store, layer=1, force_reload=True)
+    HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(layer=1), pre_transform=lambda d: d
+    )
+    HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1), force_reload=True)
     assert len(processed) == 4 and len(set(processed)) == 3
 
 
 def test_relabelling_the_store_rebuilds(synthetic_store, tmp_path, processed):
     store_dir = tmp_path / "store"
     shutil.copytree(synthetic_store, store_dir)
-    before = HallucinationGraphDataset(tmp_path / "graphs", store_dir, layer=0)
+    before = HallucinationGraphDataset(tmp_path / "graphs", store_dir, GraphSpec(layer=0))
     first = before.question_ids[0]
     TraceStore(store_dir).rewrite_labels(
         {first: {"label": None, "label_method": "none", "label_score": None}}
     )
-    after = HallucinationGraphDataset(tmp_path / "graphs", store_dir, layer=0)
+    after = HallucinationGraphDataset(tmp_path / "graphs", store_dir, GraphSpec(layer=0))
     assert after.processed_dir != before.processed_dir and len(processed) == 2
     assert after.question_ids == before.question_ids[1:]  # unlabelled traces are skipped
     assert after.record["skipped"]["unlabelled"] == 1
@@ -101,9 +106,9 @@ def test_labels_from_a_judgement_file(synthetic_store, tmp_path):
         judgement(q, store.rows[q].generated_answer_clean, j, "test") for q, j in judged.items()
     ]
     path = write_jsonl(tmp_path / "judged.jsonl", rows)
-    index = HallucinationGraphDataset(tmp_path / "graphs", synthetic_store, layer=0)
+    index = HallucinationGraphDataset(tmp_path / "graphs", synthetic_store, GraphSpec(layer=0))
     dataset = HallucinationGraphDataset(
-        tmp_path / "graphs", synthetic_store, layer=0, labels=str(path)
+        tmp_path / "graphs", synthetic_store, GraphSpec(layer=0), labels=str(path)
     )
     assert dataset.processed_dir != index.processed_dir
     assert dataset.question_ids == rest  # the unjudged answer has no label: skipped
@@ -120,7 +125,7 @@ def test_pre_filter_and_transform(synthetic_store, tmp_path):
     kept = HallucinationGraphDataset(
         tmp_path,
         synthetic_store,
-        layer=1,
+        GraphSpec(layer=1),
         pre_filter=lambda data: data.num_nodes % 2 == 0,
         pre_transform=drop_first_feature,
     )
@@ -163,12 +168,17 @@ def test_bad_split_ratios():
 
 def test_splits_are_shared_by_every_dataset_of_a_root(synthetic_store, tmp_path):
     parts = {
-        name: HallucinationGraphDataset(tmp_path, synthetic_store, layer=1, split=name).question_ids
+        name: HallucinationGraphDataset(
+            tmp_path, synthetic_store, GraphSpec(layer=1), split=name
+        ).question_ids
         for name in SPLITS
     }
     other = {
         name: HallucinationGraphDataset(
-            tmp_path, synthetic_store, layers=[0, 1], nodes="answer", threshold=0.2, split=name
+            tmp_path,
+            synthetic_store,
+            GraphSpec(layers=[0, 1], nodes="answer", threshold=0.2),
+            split=name,
         ).question_ids
         for name in SPLITS
     }
@@ -178,7 +188,9 @@ def test_splits_are_shared_by_every_dataset_of_a_root(synthetic_store, tmp_path)
 
 
 def test_loader_batches_single_layer_graphs(synthetic_store, tmp_path):
-    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, layer=1, topology=True)
+    dataset = HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(layer=1, topology=True)
+    )
     batch = next(iter(DataLoader(dataset, batch_size=4)))
     assert batch.num_graphs == 4 and batch.y.shape == (4,)
     assert batch.topo.shape == (4, len(FEATURES))
@@ -188,9 +200,13 @@ def test_loader_batches_single_layer_graphs(synthetic_store, tmp_path):
 
 def test_multi_layer_graphs_batch_into_a_layer_sequence(synthetic_store, tmp_path):
     layers = [1, 0, 1]
-    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, layers=layers, topology=True)
+    dataset = HallucinationGraphDataset(
+        tmp_path, synthetic_store, GraphSpec(layers=layers, topology=True)
+    )
     singles = {
-        layer: HallucinationGraphDataset(tmp_path, synthetic_store, layer=layer, topology=True)
+        layer: HallucinationGraphDataset(
+            tmp_path, synthetic_store, GraphSpec(layer=layer, topology=True)
+        )
         for layer in (0, 1)
     }
     data = dataset[0]
@@ -221,8 +237,8 @@ def test_multi_layer_graphs_batch_into_a_layer_sequence(synthetic_store, tmp_pat
 def test_topology_matches_networkx(synthetic_store):
     store = TraceStore(synthetic_store)
     for question_id in store.question_ids:
-        _, data = layer_graph(store, question_id, 1)
-        reversed_graph = to_networkx(store, question_id, 1).reverse()
+        _, data = layer_graph(store, question_id, GraphSpec(layer=1))
+        reversed_graph = to_networkx(store, question_id, GraphSpec(layer=1)).reverse()
         expected = nx.pagerank(reversed_graph, weight="weight")
         assert torch.allclose(
             pagerank(data),
@@ -242,8 +258,8 @@ def test_topology_matches_networkx(synthetic_store):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"layer": 1, "layers": [0]}, "exactly one"),
-        ({}, "exactly one"),
+        ({"layer": 1, "layers": [0]}, "set one of layer"),
+        ({}, "names no block"),
         ({"layers": []}, "empty"),
         ({"layer": 2}, "layer 2 is not stored"),
         ({"layers": [0, -1]}, "layer -1 is not stored"),
@@ -251,24 +267,27 @@ def test_topology_matches_networkx(synthetic_store):
         ({"layer": 0, "nodes": "prompt"}, "nodes"),
         ({"layer": 0, "threshold": 0}, "threshold"),
         ({"layer": 0, "top_k": 0}, "top_k"),
-        ({"layer": 0, "split": "dev"}, "split"),
     ],
 )
 def test_bad_options(synthetic_store, tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message):
-        HallucinationGraphDataset(tmp_path, synthetic_store, **kwargs)
+        HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**kwargs))
+    with pytest.raises(UserError, match="split"):
+        HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=0), split="dev")
 
 
 def test_missing_store(tmp_path):
     with pytest.raises(UserError, match="not a trace store"):
-        HallucinationGraphDataset(tmp_path / "graphs", tmp_path / "nowhere", layer=0)
+        HallucinationGraphDataset(tmp_path / "graphs", tmp_path / "nowhere", GraphSpec(layer=0))
 
 
 def test_unlabelled_traces_are_kept_for_scoring_only(tmp_path):
     store = write_synthetic_store(tmp_path / "store", n_traces=4, labelled=False)
     with pytest.raises(UserError, match="has no labelled trace"):  # nothing to train on
-        HallucinationGraphDataset(tmp_path / "g", traces=store, layer=1)
-    scored = HallucinationGraphDataset(tmp_path / "g", traces=store, layer=1, keep_unlabelled=True)
+        HallucinationGraphDataset(tmp_path / "g", traces=store, spec=GraphSpec(layer=1))
+    scored = HallucinationGraphDataset(
+        tmp_path / "g", traces=store, keep_unlabelled=True, spec=GraphSpec(layer=1)
+    )
     assert scored.len() == 4
     assert all(scored.get(i).y.tolist() == [-1] for i in range(4))
     assert scored.splits == {"train": [], "val": [], "test": []}

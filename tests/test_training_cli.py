@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from extraction.store import TraceStore
 from tests.conftest import judgement, write_jsonl
@@ -27,7 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def run_args(store: Path, work: Path, *extra: str, layer: int = 1) -> list[str]:
     return [
         "--config", GCN, "--data.traces", store, "--data.root", work / "graphs",
-        "--data.layer", layer, "--data.split_ratios", "[0.34,0.33,0.33]", "--data.batch_size", 2,
+        "--data.graph.layer", layer, "--data.split_ratios", "[0.34,0.33,0.33]",
+        "--data.batch_size", 2,
         "--trainer.default_root_dir", work / "runs", "--trainer.max_epochs", 3,
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         *extra,
@@ -89,7 +91,8 @@ def test_multilayer_gat_edge_attr(synthetic_store, tmp_path):
     """The multi-layer model on two layers, GAT on per-head edge features."""
     args = run_args(
         synthetic_store, tmp_path,
-        "--data.layer", "null", "--data.layers", "[0,1]", "--data.head_mode", "heads",
+        "--data.graph.layer", "null", "--data.graph.layers", "[0,1]",
+        "--data.graph.head_mode", "heads",
         "--model", "training.models.MultiLayerClassifier", "--model.conv", "gat",
         "--model.sequence", "transformer", "--trainer.max_epochs", 1,
     )  # fmt: skip
@@ -98,9 +101,9 @@ def test_multilayer_gat_edge_attr(synthetic_store, tmp_path):
 
 
 def test_charm_config_fits_and_tests_on_all_layer_graphs(synthetic_store, tmp_path, capsys):
-    args = run_args(synthetic_store, tmp_path, "--data.node_features", "both")
+    args = run_args(synthetic_store, tmp_path, "--data.graph.node_features", "both")
     args[1] = REPO / "configs" / "training" / "charm.yaml"  # instead of gcn.yaml
-    args[args.index("--data.layer") + 1] = "null"
+    args[args.index("--data.graph.layer") + 1] = "null"
     assert main(strs(["fit", *args])) == 0
     assert main(strs(["test", *args, "--ckpt_path", best_checkpoint(tmp_path)])) == 0
     report_line = next(
@@ -172,8 +175,8 @@ def test_baselines_on_labels_from_a_judgement_file(synthetic_store, tmp_path):
     [
         (["--model.class_path", "training.models.Nope"], "has no attribute 'Nope'"),
         (["--data.traces", "/nonexistent/store"], "is not a trace store"),
-        (["--data.layers", "[0]"], "exactly one of --data.layer and --data.layers"),
-        (["--data.layer", "7"], "layer 7 is not stored"),
+        (["--data.graph.layers", "[0]"], "set one of layer (1) and layers ([0])"),
+        (["--data.graph.layer", "7"], "layer 7 is not stored"),
         (["--model.init_args.lr", "-0.01"], "--model.init_args.lr must be > 0"),
     ],
     ids=["unknown-model", "missing-store", "layer-and-layers", "missing-layer", "negative-lr"],
@@ -231,8 +234,8 @@ def test_test_refuses_a_spec_that_contradicts_the_checkpoint(synthetic_store, tm
     )
     err = contradiction(capsys, args, checkpoint, "--model.init_args.hidden_channels", 128)
     assert "--model.init_args.hidden_channels 128 (checkpoint: 64)" in err
-    err = contradiction(capsys, args, checkpoint, "--data.layer", 0)
-    assert "--data.layer 0 (checkpoint: 1)" in err and str(checkpoint) in err
+    err = contradiction(capsys, args, checkpoint, "--data.graph.layer", 0)
+    assert "--data.graph.layer 0 (checkpoint: 1)" in err and str(checkpoint) in err
     assert not list((tmp_path / "runs").rglob("report.json"))
 
     err = contradiction(capsys, args, tmp_path / "missing.ckpt")
@@ -296,3 +299,25 @@ def test_round_trip_on_real_smollm2_traces(smollm2_triviaqa_store, tmp_path):
     )
     scores_line = next(line for line in predicted.stdout.splitlines() if line.startswith("scores:"))
     check_scores(Path(scores_line.split()[1]), smollm2_triviaqa_store)
+
+
+@pytest.mark.parametrize(
+    ("command", "own", "expected"),
+    [
+        ("sweep-layers", ["--layers", "0", "5", "10"], {"layers": [0, 5, 10]}),
+        ("sweep-layers", ["--layers", "[0,5]", "--output", "out"], {"layers": [0, 5]}),
+        ("baselines", ["--reports", "a.json", "b.json"], {"reports": ["a.json", "b.json"]}),
+        ("baselines", [], {"reports": [], "output": "runs/baselines"}),
+    ],
+)
+def test_commands_on_fit_config_speak_its_dialect(tmp_path, capsys, command, own, expected):
+    """sweep-layers' and baselines' own options are flags and YAML keys of the one parser:
+    --print_config shows them beside fit's, a config file may set them."""
+    assert main(strs([command, "--config", GCN, *own, "--print_config"])) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert {key: printed[key] for key in expected} == expected
+    assert printed["data"]["graph"]["layer"] == 15  # fit's configuration, as read from GCN
+    config = tmp_path / "own.yaml"
+    config.write_text(yaml.safe_dump(printed))
+    assert main(strs([command, "--config", config, "--print_config"])) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == printed

@@ -30,7 +30,7 @@ from extraction import UserError, atomic_write_text, read_json
 from graphs import SPLITS
 from training.data import HallucinationGraphDataModule
 from training.detectors.scores import sequence_uncertainty
-from training.lightning_cli import PROG, command_parser, parse_run_config
+from training.lightning_cli import PROG, Option, parse_command
 from training.metrics import (
     ThresholdRule,
     auroc_interval,
@@ -108,7 +108,7 @@ def run_baselines(datamodule: HallucinationGraphDataModule, rule: ThresholdRule)
     labels = {split: np.array(datamodule.datasets[split].labels) for split in SPLITS}
     test_labels = torch.tensor(labels["test"])
     candidates = {name: (features, (1.0,)) for name, features in trace_features(datamodule).items()}
-    layer = datamodule.hparams.layer
+    layer = datamodule.spec.layer
     if layer is not None:
         candidates[f"probe_layer{layer}"] = (mean_answer_state(datamodule), PROBE_C)
     results = {}
@@ -175,17 +175,18 @@ def _detector_reports(paths: list[str], split_hash: str) -> dict[str, dict]:
 
 
 def main(argv: list[str]) -> None:
-    writes = "baselines.md, baselines.json, roc_baselines.png"
-    parser = command_parser("baselines", DESCRIPTION, "runs/baselines", writes)
-    parser.add_argument("--reports", nargs="*", default=[], help="report.json files of `test`")
-    args, rest = parser.parse_known_args(argv)
-    config = parse_run_config(rest)
+    options = [
+        Option("output", Path, Path("runs/baselines"), "folder for baselines.{md,json} and "
+               "roc_baselines.png"),
+        Option("reports", list[str], [], "report.json files of `test` to show alongside"),
+    ]  # fmt: skip
+    config, _ = parse_command("baselines", DESCRIPTION, options, argv)
     datamodule = HallucinationGraphDataModule(**config.data.as_dict())
     rule = config.model.init_args.threshold_rule
     datamodule.prepare_data()
     datamodule.setup("test")
     fingerprint = datamodule.fingerprint("test")
-    detectors = _detector_reports(args.reports, fingerprint["split_sha256"])
+    detectors = _detector_reports(config.reports, fingerprint["split_sha256"])
     baselines = run_baselines(datamodule, rule)
 
     rows = {
@@ -201,20 +202,20 @@ def main(argv: list[str]) -> None:
     )
     table = markdown_table(rows)
     write_json(
-        args.output / "baselines.json",
+        config.output / "baselines.json",
         {
             "threshold_rule": rule,
             "data": fingerprint,
             "detectors": rows,
             "baselines": baselines,
-            "reports": args.reports,
+            "reports": config.reports,
             **environment(),
         },
     )
     table = f"labels: {fingerprint['labels']}\n\n{table}"
-    atomic_write_text(args.output / "baselines.md", table)
+    atomic_write_text(config.output / "baselines.md", table)
     plot_roc(
-        args.output / "roc_baselines.png",
+        config.output / "roc_baselines.png",
         curves,
         title=f"{fingerprint['model']}, {Path(fingerprint['traces']).name}\ntest: "
         f"{fingerprint['n_hallucinated']} hallucinated / "
@@ -222,4 +223,4 @@ def main(argv: list[str]) -> None:
         f"labels: {fingerprint['labels']}",
     )
     print(table, end="")
-    print(f"written: {args.output / 'baselines.md'}, baselines.json, roc_baselines.png")
+    print(f"written: {config.output / 'baselines.md'}, baselines.json, roc_baselines.png")

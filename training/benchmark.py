@@ -25,10 +25,10 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
 from extraction import UserError, atomic_write_text, read_json
-from graphs import SPLITS
+from graphs import SPLITS, GraphSpec
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
-from training.data import GRAPH_SHAPE, HallucinationGraphDataModule
+from training.data import HallucinationGraphDataModule
 from training.detectors.features import load_or_compute
 from training.detectors.fitting import Split
 from training.detectors.registry import DETECTORS, Detector
@@ -36,9 +36,9 @@ from training.lightning_cli import PROG, HallugraphCLI
 
 log = logging.getLogger(__name__)
 
-# Data options a graph detector keeps from its own training config: they decide what its graphs
-# are. Everything else (store, root, split, labels, loaders) comes from the benchmark.
-OWN_OPTIONS = (*GRAPH_SHAPE, "batch_size")
+# Data options a graph detector keeps from its own training config: its graph spec decides what
+# its graphs are. Everything else (store, root, split, labels, loaders) comes from the benchmark.
+OWN_OPTIONS = ("graph", "batch_size")
 
 
 @dataclass
@@ -51,7 +51,8 @@ class GraphDetector:
 
     @classmethod
     def parse(cls, name: str, spec: str) -> GraphDetector:
-        """``"configs/training/charm.yaml --data.node_features hidden"``: config, then overrides."""
+        """``"configs/training/charm.yaml --data.graph.node_features hidden"``: config, then
+        overrides."""
         config, *overrides = shlex.split(spec)
         return cls(name, Path(config), overrides)
 
@@ -80,8 +81,8 @@ def build_parser(prog: str) -> ArgumentParser:
         type=dict[str, str],
         default={},
         help="graph detector name -> its training config (configs/training/*.yaml), optionally "
-        "followed by training-CLI overrides of it: 'configs/training/charm.yaml --data.threshold "
-        "0.1'",
+        "followed by training-CLI overrides of it: 'configs/training/charm.yaml "
+        "--data.graph.threshold 0.1'",
     )
     parser.add_argument("--graph.max_epochs", type=int, default=30)
     parser.add_argument("--graph.patience", type=int, default=5, help="early stopping, epochs")
@@ -139,7 +140,7 @@ def _graph_scores(
         "model": type(cli.model).__name__,
         "epochs": cli.trainer.current_epoch,
         "best_val_auroc": float(cli.trainer.checkpoint_callback.best_model_score),
-        "graph": {key: cli.datamodule.hparams[key] for key in OWN_OPTIONS},
+        "graph": {**cli.datamodule.hparams.graph, "batch_size": cli.datamodule.hparams.batch_size},
     }
     return cli.datamodule.datasets["test"].question_ids, results["probs"].numpy(), settings
 
@@ -172,6 +173,7 @@ def _cached(path: Path, key: str) -> dict | None:
 
 def run(cfg) -> Path:
     options = cfg.data.as_dict()
+    options["graph"] = GraphSpec.from_dict(options["graph"]).as_dict()  # checked, plain values
     output = Path(cfg.output)
     graph = {"max_epochs": cfg.graph.max_epochs, "patience": cfg.graph.patience}
     trace_detectors = _select(cfg.detectors)

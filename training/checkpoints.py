@@ -8,19 +8,20 @@ naming both values.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
 from extraction import UserError
+from graphs import GraphSpec
 
 # Set by Lightning on the live trainer (``"best"`` after a fit in the same process, ...).
 LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")
 # Model arguments that do not change what a trained model computes, and those the data decides.
 NOT_THE_MODEL = ("lr", "weight_decay", "pos_weight", "threshold_rule", "in_channels", "edge_dim")
-GRAPH_KEYS = ("layer", "layers", "nodes", "threshold", "top_k", "head_mode", "self_loops")
-GRAPH_KEYS += ("combine", "prompt_edges", "node_features", "hidden_layer")
+GRAPH_KEYS = tuple(field.name for field in dataclasses.fields(GraphSpec))
 
 
 def load_checkpoint(ckpt_path: str) -> dict:
@@ -62,9 +63,14 @@ def check_checkpoint_matches(ckpt_path: str, model: dict, data: dict) -> None:
             continue
         if _plain(init_args[key]) != _plain(value):
             contradictions.append(f"--model.init_args.{key} {init_args[key]} (checkpoint: {value})")
+    # Checkpoints written before the graph spec (issue 8) kept its keys in the data section.
+    saved_graph = saved_data.get("graph") or saved_data
+    graph = data.get("graph") or {}
     for key in GRAPH_KEYS:
-        if key in saved_data and _plain(data.get(key)) != _plain(saved_data[key]):
-            contradictions.append(f"--data.{key} {data.get(key)} (checkpoint: {saved_data[key]})")
+        if key in saved_graph and _plain(graph.get(key)) != _plain(saved_graph[key]):
+            contradictions.append(
+                f"--data.graph.{key} {graph.get(key)} (checkpoint: {saved_graph[key]})"
+            )
     if contradictions:
         raise UserError(
             f"{ckpt_path} was trained with another model or graphs: "

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Literal
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.trainer.states import TrainerFn
@@ -19,14 +18,9 @@ from torch_geometric.loader import DataLoader
 
 from extraction import UserError
 from extraction.store import TraceStore
-from graphs import SPLITS, HallucinationGraphDataset, check_layers, graph_widths, resolve_layers
+from graphs import SPLITS, GraphSpec, HallucinationGraphDataset
 
 log = logging.getLogger(__name__)
-
-
-# The data options that decide what one graph is (not which store, split or loader).
-GRAPH_SHAPE = ("layer", "layers", "combine", "nodes", "threshold", "top_k", "head_mode")
-GRAPH_SHAPE += ("self_loops", "prompt_edges", "node_features", "hidden_layer")
 
 
 class HallucinationGraphDataModule(LightningDataModule):
@@ -36,21 +30,9 @@ class HallucinationGraphDataModule(LightningDataModule):
     Args:
         traces: trace store directory written by ``python -m extraction``.
         root: graph dataset directory (processed graphs and ``splits.json``).
-        layer: the transformer block whose graph is used; exactly one of ``layer``/``layers``.
-        layers: several blocks (or ``all``): one graph per trace, combined by ``combine``.
-        combine: ``stack`` (disjoint union of the per-layer graphs, for
-            ``MultiLayerClassifier``) or ``union`` (one token graph with every layer's heads as
-            edge features, for ``MPNNClassifier``).
-        nodes: ``all`` tokens or ``answer`` tokens only as nodes.
-        threshold: keep attention edges with weight >= threshold.
-        top_k: keep at most this many strongest edges per attending token.
-        head_mode: ``mean``/``max`` over heads (``edge_weight``), ``heads`` (``edge_attr``) or
-            ``any`` (an edge when any head passes; every head in ``edge_attr``).
-        self_loops: keep each token's attention to itself.
-        prompt_edges: keep the edges between two prompt tokens.
-        node_features: ``hidden``, ``attention_diagonal`` or ``both``.
-        hidden_layer: the block of a ``union`` graph's hidden-state features (default: the
-            middle of ``layers``).
+        graph: which graphs (:class:`graphs.GraphSpec`): a mapping of graph options, or a
+            graph spec file such as ``configs/graphs/layer15.yaml``; it names ``layer`` or
+            ``layers``.
         split_seed: seed of the stratified split.
         split_ratios: train/val/test fractions.
         batch_size: graphs per batch.
@@ -67,17 +49,7 @@ class HallucinationGraphDataModule(LightningDataModule):
         self,
         traces: str,
         root: str,
-        layer: int | None = None,
-        layers: list[int] | Literal["all"] | None = None,
-        combine: Literal["stack", "union"] = "stack",
-        nodes: Literal["all", "answer"] = "all",
-        threshold: float = 0.01,
-        top_k: int | None = None,
-        head_mode: Literal["mean", "max", "heads", "any"] = "mean",
-        self_loops: bool = True,
-        prompt_edges: bool = True,
-        node_features: Literal["hidden", "attention_diagonal", "both"] = "hidden",
-        hidden_layer: int | None = None,
+        graph: GraphSpec,
         split_seed: int = 0,
         split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
         batch_size: int = 32,
@@ -86,52 +58,47 @@ class HallucinationGraphDataModule(LightningDataModule):
         predict_root: str | None = None,
         labels: str = "index",
     ) -> None:
+        arguments = {key: value for key, value in locals().items() if key != "self"}
+        arguments.pop("__class__", None)
         super().__init__()
-        self.save_hyperparameters()
-        if (layer is None) == (layers is None):
-            raise UserError("set exactly one of --data.layer and --data.layers")
+        if isinstance(graph, dict):  # a data module rebuilt from saved hyperparameters
+            graph = GraphSpec.from_dict(graph)
+        # Plain values in the hyperparameters, so a checkpoint loads with weights_only=True.
+        self.save_hyperparameters({**arguments, "graph": graph.as_dict()})
         self.store = TraceStore(traces)  # UserError when it is not a store
-        # "all" stays "all" in the hyperparameters (and the checkpoint); the blocks it means here:
-        self.layers = [layer] if layer is not None else resolve_layers(self.store, layers)
-        check_layers(self.store, self.layers)
+        # The spec as given ("all" stays "all" in the hyperparameters) and resolved for the store:
+        self.spec = graph.resolve(self.store.stored_blocks)
         model = self.store.manifest.model
         self.num_node_features: int
         self.num_edge_features: int | None
-        self.num_node_features, self.num_edge_features = graph_widths(
-            model.hidden_size,
-            model.num_heads,
-            len(self.layers),
-            combine if layers is not None else "stack",
-            head_mode,
-            node_features,
+        self.num_node_features, self.num_edge_features = self.spec.widths(
+            model.hidden_size, model.num_heads
         )
         self.datasets: dict = {}
         self.pos_weight: float | None = None
 
     @property
     def graph_options(self) -> dict:
-        """The dataset arguments that decide what a graph is (no paths, no loader settings)."""
-        keys = (*GRAPH_SHAPE, "split_seed", "split_ratios")
-        options = {key: self.hparams[key] for key in keys}
-        if options["layers"] is not None:
-            options["layers"] = self.layers
-        return options
+        """What decides the graphs and the split (no paths, no loader settings): the resolved
+        graph spec, the split seed and ratios."""
+        split = {"split_seed": self.hparams.split_seed}
+        return {**self.spec.as_dict(), **split, "split_ratios": list(self.hparams.split_ratios)}
 
     def _dataset(
         self, split: str | None, root: str | None = None, traces: str | None = None
     ) -> HallucinationGraphDataset:
         """A split of the training store, or (``split=None``) every trace of a store to score,
         those without gold answers included."""
-        options = dict(self.graph_options)
-        options["split_ratios"] = tuple(options["split_ratios"])
         return HallucinationGraphDataset(
             root or self.hparams.root,
             traces=traces or self.hparams.traces,
+            spec=self.spec,
             split=split,
+            split_seed=self.hparams.split_seed,
+            split_ratios=tuple(self.hparams.split_ratios),
             keep_unlabelled=split is None,
             # Scoring (split=None) needs no labels, and another store has no judgements.
             labels=self.hparams.labels if split is not None else "index",
-            **options,
         )
 
     def _predict_location(self) -> tuple[str, str]:

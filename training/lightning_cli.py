@@ -5,10 +5,14 @@ so every constructor argument is a config key. The commands built on it (``sweep
 
 from __future__ import annotations
 
+import itertools
+import types
+import typing
 import warnings
-from argparse import ArgumentParser
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -37,14 +41,20 @@ class HallugraphCLI(LightningCLI):
     """LightningCLI with our defaults: checkpoint and early stopping on validation AUROC, a scores
     writer for ``predict``, and model input sizes read from the data (never typed by hand)."""
 
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        run: bool = True,
+        prog: str = PROG,
+        description: str = DESCRIPTION,
+    ) -> None:
         super().__init__(
             model_class=GraphClassifier,
             datamodule_class=HallucinationGraphDataModule,
             subclass_mode_model=True,
             save_config_callback=ConfigAndReport,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": PROG, "exit_on_error": False, "description": DESCRIPTION},
+            parser_kwargs={"prog": prog, "exit_on_error": False, "description": description},
             trainer_defaults={"default_root_dir": "runs"},
             args=args,
             run=run,
@@ -115,27 +125,71 @@ class HallugraphCLI(LightningCLI):
         )
 
 
-class _ParsedOnly(HallugraphCLI):
-    """Parses and checks the configuration; builds no model, data module or trainer."""
+@dataclass(frozen=True)
+class Option:
+    """One option of a command built on ``fit``'s configuration (``--output``, ``--layers``)."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+
+
+class CommandConfig(HallugraphCLI):
+    """``fit``'s configuration plus a command's own options in the same parser, so they share
+    its dialect: a flag and a YAML key each, ``--help`` and ``--print_config`` show them all.
+    Nothing is built (no model, data module or trainer)."""
+
+    def __init__(
+        self, command: str, description: str, options: list[Option], args: list[str]
+    ) -> None:
+        self.options = options
+        super().__init__(args, run=False, prog=f"{PROG} {command}", description=description)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        super().add_arguments_to_parser(parser)
+        for option in self.options:
+            parser.add_argument(
+                f"--{option.name}", type=option.type, default=option.default, help=option.help
+            )
 
     def instantiate_classes(self) -> None:
         pass
 
 
-def command_parser(command: str, description: str, output: str, writes: str) -> ArgumentParser:
-    """The parser of a command built on ``fit``'s configuration: its own flags (``--output`` and
-    what the caller adds); ``parse_known_args`` leaves the rest for :func:`parse_run_config`."""
-    parser = ArgumentParser(prog=f"{PROG} {command}", description=description)
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=Path(output),
-        help=f"folder for {writes} (default: %(default)s)",
-    )
-    return parser
+def parse_command(
+    command: str, description: str, options: list[Option], argv: list[str]
+) -> tuple[Namespace, list[str]]:
+    """The checked configuration of ``command`` (``fit``'s and its own ``options``) and the
+    arguments that are ``fit``'s alone (to run ``fit`` with). A list option also takes its items
+    one after another (``--layers 0 5 10``), as the extraction dialect does."""
+    own = {f"--{option.name}": option for option in options}
+    lists = {flag for flag, option in own.items() if _is_list(option.type)}
+    run_args: list[str] = []
+    command_args: list[str] = []
+    tokens = iter(enumerate(argv))
+    for i, arg in tokens:
+        flag = arg.partition("=")[0]
+        if flag not in own:
+            run_args.append(arg)
+            command_args.append(arg)
+            continue
+        if "=" in arg:
+            command_args.append(arg)
+            continue
+        values = list(itertools.takewhile(lambda token: not token.startswith("--"), argv[i + 1 :]))
+        if flag not in lists or (len(values) == 1 and values[0].startswith("[")):
+            values = values[:1]
+            command_args += [arg, *values]
+        else:
+            command_args += [arg, "[" + ", ".join(values) + "]"]
+        for _ in values:
+            next(tokens)
+    return CommandConfig(command, description, options, command_args).config, run_args
 
 
-def parse_run_config(args: list[str]) -> Namespace:
-    """The configuration ``fit`` would run with (config files, flags, defaults), checked, with
-    nothing built: for commands that need a config value, not a trainer."""
-    return _ParsedOnly(args=args, run=False).config
+def _is_list(kind) -> bool:
+    """``list[int]``, also inside ``list[int] | None``."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return any(_is_list(arg) for arg in typing.get_args(kind))
+    return typing.get_origin(kind) is list

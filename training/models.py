@@ -114,8 +114,6 @@ class GNNClassifier(GraphClassifier):
     """One layer's attention graph → GNN → pooled graph vector → logit.
 
     Args:
-        in_channels: node feature width (the LLM hidden size; linked from the data module).
-        edge_dim: ``edge_attr`` width when heads are kept separately, else ``None`` (linked).
         hidden_channels: GNN and MLP width.
         num_layers: message-passing layers.
         dropout: dropout between GNN layers and in the MLP head.
@@ -129,8 +127,6 @@ class GNNClassifier(GraphClassifier):
 
     def __init__(
         self,
-        in_channels: int,
-        edge_dim: int | None = None,
         hidden_channels: int = 64,
         num_layers: int = 2,
         dropout: float = 0.2,
@@ -140,16 +136,9 @@ class GNNClassifier(GraphClassifier):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.encoder = GraphEncoder(
-            self.family,
-            in_channels,
-            hidden_channels,
-            num_layers,
-            dropout,
-            norm,
-            edge_dim,
-            **self.gnn_kwargs(),
-        )
+        widths = self.hparams.in_channels, hidden_channels, num_layers
+        layers = dropout, norm, self.hparams.edge_dim
+        self.encoder = GraphEncoder(self.family, *widths, *layers, **self.gnn_kwargs())
         self.pooling = make_pooling(pooling, hidden_channels)
         self.head = mlp_head(hidden_channels, dropout)
 
@@ -218,8 +207,6 @@ class MultiLayerClassifier(GraphClassifier):
 
     def __init__(
         self,
-        in_channels: int,
-        edge_dim: int | None = None,
         conv: Family = "gcn",
         hidden_channels: int = 64,
         num_layers: int = 2,
@@ -235,8 +222,9 @@ class MultiLayerClassifier(GraphClassifier):
     ) -> None:
         super().__init__(**kwargs)
         gnn_kwargs = {"heads": heads, "v2": True} if conv == "gat" else {}
+        widths = self.hparams.in_channels, hidden_channels, num_layers
         self.encoder = GraphEncoder(
-            conv, in_channels, hidden_channels, num_layers, dropout, norm, edge_dim, **gnn_kwargs
+            conv, *widths, dropout, norm, self.hparams.edge_dim, **gnn_kwargs
         )
         self.pooling = make_pooling(pooling, hidden_channels)
         if sequence == "gru":
@@ -318,8 +306,6 @@ class MPNNClassifier(GraphClassifier):
     ``edge_weight`` is a one-wide edge feature).
 
     Args:
-        in_channels: node feature width (linked from the data module).
-        edge_dim: ``edge_attr`` width (linked); ``None`` for graphs with ``edge_weight``.
         hidden_channels: width of node and edge embeddings and messages.
         num_layers: message-passing layers.
         dropout: dropout of the updates, the embeddings and the MLP head.
@@ -332,8 +318,6 @@ class MPNNClassifier(GraphClassifier):
 
     def __init__(
         self,
-        in_channels: int,
-        edge_dim: int | None = None,
         hidden_channels: int = 64,
         num_layers: int = 2,
         dropout: float = 0.2,
@@ -344,11 +328,12 @@ class MPNNClassifier(GraphClassifier):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        in_channels = self.hparams.in_channels
         self.input_norm = nn.LayerNorm(in_channels)
         self.node_encoder = nn.Sequential(
             nn.Linear(in_channels + 2, hidden_channels), nn.ReLU(), nn.Dropout(dropout)
         )
-        edge_width = edge_dim or 1
+        edge_width = self.hparams.edge_dim or 1
         self.edge_encoder = nn.Sequential(
             nn.BatchNorm1d(edge_width) if edge_norm else nn.Identity(),
             nn.Linear(edge_width, hidden_channels),

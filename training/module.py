@@ -26,6 +26,10 @@ class GraphClassifier(LightningModule):
     """Binary graph classifier with BCE-with-logits, torchmetrics and a validation-chosen threshold.
 
     Args:
+        in_channels: node feature width (the LLM hidden size, the attention diagonal or both;
+            linked from the data module, never typed).
+        edge_dim: ``edge_attr`` width (heads kept separately, or every (layer, head) pair of a
+            union graph) or ``None`` for graphs with a scalar ``edge_weight`` (linked).
         pos_weight: weight of the positive (hallucinated) class in the loss; ``"auto"`` takes
             ``negatives / positives`` of the training split from the data module, ``None`` is 1.
         threshold_rule: how the decision threshold is chosen on validation: maximise Youden's J
@@ -38,6 +42,8 @@ class GraphClassifier(LightningModule):
 
     def __init__(
         self,
+        in_channels: int,
+        edge_dim: int | None = None,
         pos_weight: float | Literal["auto"] | None = "auto",
         threshold_rule: ThresholdRule = "youden",
         lr: float = 1e-3,

@@ -14,7 +14,7 @@ from extraction import UserError, read_json
 from extraction.store import TraceStore
 from graphs import SPLITS
 from training.baselines import PROBE_C, fit_logistic, mean_answer_state
-from training.lightning_cli import PROG, HallugraphCLI, command_parser, parse_run_config
+from training.lightning_cli import PROG, HallugraphCLI, Option, parse_command
 from training.report import REPORT, environment, plot_layer_sweep, write_json
 
 log = logging.getLogger(__name__)
@@ -26,27 +26,28 @@ DESCRIPTION = (
 
 
 def main(argv: list[str]) -> None:
-    writes = "the per-layer runs, sweep.json and sweep_auroc.png"
-    parser = command_parser("sweep-layers", DESCRIPTION, "runs/sweep", writes)
-    parser.add_argument("--layers", type=int, nargs="+", help="default: every stored layer")
-    args, rest = parser.parse_known_args(argv)
-    if "fit" in rest[:1]:
+    if "fit" in argv[:1]:
         raise UserError(f"`{PROG} sweep-layers` runs fit and test itself; drop `fit`")
-
+    options = [
+        Option("output", Path, Path("runs/sweep"), "folder for the per-layer runs, sweep.json "
+               "and sweep_auroc.png"),
+        Option("layers", list[int] | None, None, "blocks to sweep (default: every stored one)"),
+    ]  # fmt: skip
+    config, rest = parse_command("sweep-layers", DESCRIPTION, options, argv)
     # Without --layers, the config's own data section names the store: sweep all it holds.
-    layers = args.layers or TraceStore(parse_run_config(rest).data.traces).stored_blocks
+    layers = config.layers or TraceStore(config.data.traces).stored_blocks
     results = []
     for layer in layers:
         cli = HallugraphCLI(
             args=[
                 *rest,
-                *("--data.layer", str(layer), "--data.layers", "null"),
-                *("--trainer.default_root_dir", str(args.output / f"layer_{layer:02d}")),
+                *("--data.graph.layer", str(layer), "--data.graph.layers", "null"),
+                *("--trainer.default_root_dir", str(config.output / f"layer_{layer:02d}")),
             ],
             run=False,
         )
         results.append(_fit_and_test(cli, layer))
-    _write(args.output, results)
+    _write(config.output, results)
 
 
 def _fit_and_test(cli, layer: int) -> dict:

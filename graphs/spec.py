@@ -1,0 +1,188 @@
+"""``GraphSpec``: every option that decides what a graph is, in one frozen object.
+
+One spec is passed whole to the builders (:func:`graphs.trace_to_graph`), the dataset, the
+pictures, the networkx export, ``python -m graphs`` and the training data module; its fields are
+the YAML keys of a ``graph:`` section and the ``--graph.*`` / ``--data.graph.*`` flags, and its
+resolved form is the graph cache's key. Adding a graph option is one field here (with its check
+in :meth:`GraphSpec.__post_init__`) plus the code that uses it (docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from extraction import UserError
+
+HeadMode = Literal["mean", "max", "heads", "any"]
+NodeMode = Literal["all", "answer"]
+NodeFeatures = Literal["hidden", "attention_diagonal", "both"]
+Combine = Literal["stack", "union"]
+HEAD_MODES: tuple[str, ...] = get_args(HeadMode)
+NODE_MODES: tuple[str, ...] = get_args(NodeMode)
+NODE_FEATURES: tuple[str, ...] = get_args(NodeFeatures)
+COMBINE_MODES: tuple[str, ...] = get_args(Combine)
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """Which graphs to build from a trace: which blocks, which tokens, which edges, which
+    features.
+
+    Args:
+        layer: One block: its attention, with its output (hidden state layer + 1) as node
+            features. Set exactly one of layer and layers where a store is read.
+        layers: Several blocks (or ``all`` stored blocks): one graph per trace, made by
+            ``combine``.
+        combine: ``stack`` (the disjoint union of the per-layer graphs, with ``node_layer``) or
+            ``union`` (one token graph; the heads of every layer side by side as edge features:
+            column = layer position * heads + head).
+        hidden_layer: With combine union: the block whose output is the hidden-state node
+            feature (null: the middle one of layers).
+        nodes: ``all`` (prompt + answer tokens) or ``answer`` (answer tokens only, renumbered
+            from 0).
+        threshold: Keep an edge when the head-aggregated attention is >= this (the seed's 0.01).
+        top_k: Keep at most this many incoming edges per token (null: all).
+        head_mode: ``mean`` (the seed's) or ``max`` over heads, or ``heads`` (one edge feature
+            per head; threshold and top-k apply to the mean), or ``any`` (an edge when any head
+            passes the threshold and top-k; every head's value, half precision, in edge_attr).
+        self_loops: Keep each token's attention to itself.
+        prompt_edges: Keep the edges between two prompt tokens (false drops them).
+        node_features: ``hidden`` (the block's output), ``attention_diagonal`` (each head's
+            attention of a token to itself) or ``both`` (hidden first).
+        topology: Attach graph-level topology features as ``topo`` (PageRank, clustering,
+            betweenness, answer-to-prompt attention mass; betweenness makes building slower).
+    """
+
+    layer: int | None = None
+    layers: tuple[int, ...] | Literal["all"] | None = None
+    combine: Combine = "stack"
+    hidden_layer: int | None = None
+    nodes: NodeMode = "all"
+    threshold: float = 0.01
+    top_k: int | None = None
+    head_mode: HeadMode = "mean"
+    self_loops: bool = True
+    prompt_edges: bool = True
+    node_features: NodeFeatures = "hidden"
+    topology: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", _normalise_layers(self.layers))
+        if self.layer is not None and self.layers is not None:
+            raise UserError(
+                f"set one of layer ({self.layer}) and layers ({_shown(self.layers)}), not both: "
+                "set the other to null (--graph.layer null, --data.graph.layers null, ...)"
+            )
+        if self.layers == ():
+            raise UserError("layers is empty; give at least one block")
+        if not 0 < self.threshold <= 1:
+            raise UserError(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.top_k is not None and self.top_k < 1:
+            raise UserError(f"top_k must be a positive number of edges per token, got {self.top_k}")
+        for name, allowed in (
+            ("head_mode", HEAD_MODES),
+            ("nodes", NODE_MODES),
+            ("node_features", NODE_FEATURES),
+            ("combine", COMBINE_MODES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise UserError(
+                    f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}"
+                )
+        for name in ("self_loops", "prompt_edges", "topology"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.hidden_layer is not None and (self.combine != "union" or self.layers is None):
+            raise UserError("hidden_layer is for layers with combine: union; drop it or set both")
+        if self.topology and self.combine == "union" and self.layers is not None:
+            raise UserError("topology features are per layer; use combine: stack with them")
+
+    @property
+    def multi_layer(self) -> bool:
+        """One graph of several blocks (``layers``), not of one block (``layer``)."""
+        return self.layers is not None
+
+    @property
+    def blocks(self) -> list[int]:
+        """The blocks of a resolved spec, in order (see :meth:`resolve`)."""
+        if self.layer is not None:
+            return [self.layer]
+        if not isinstance(self.layers, tuple):
+            raise ValueError("resolve the spec against a store first (layers is 'all' or unset)")
+        return list(self.layers)
+
+    def resolve(self, available: Sequence[int]) -> GraphSpec:
+        """This spec made concrete for a store that holds the blocks ``available``: ``layers:
+        all`` becomes the list, each block is checked, a union graph's hidden-state block is
+        chosen (None when no hidden state is used) and ``combine`` of a single layer is
+        ``stack``. The resolved spec is what a graph cache is keyed by."""
+        if self.layer is None and self.layers is None:
+            raise UserError(
+                "the graph spec names no block: set layer (one block) or layers (several, or all)"
+            )
+        layers = tuple(available) if self.layers == "all" else self.layers
+        check_blocks([self.layer] if self.layer is not None else list(layers), available)
+        if self.layer is not None:
+            return dataclasses.replace(self, combine="stack")
+        hidden_layer = None
+        if self.combine == "union" and self.node_features != "attention_diagonal":
+            middle = layers[len(layers) // 2]
+            hidden_layer = middle if self.hidden_layer is None else self.hidden_layer
+            check_blocks([hidden_layer], available)
+        return dataclasses.replace(self, layers=layers, hidden_layer=hidden_layer)
+
+    def widths(self, hidden_size: int, num_heads: int) -> tuple[int, int | None]:
+        """``(x width, edge_attr width or None for edge_weight)`` of this resolved spec's graphs
+        from a model with these sizes."""
+        pairs = num_heads * (len(self.blocks) if self.combine == "union" else 1)
+        node = {"hidden": hidden_size, "attention_diagonal": pairs, "both": hidden_size + pairs}
+        return node[self.node_features], pairs if self.head_mode in ("heads", "any") else None
+
+    def as_dict(self) -> dict:
+        """Plain JSON/YAML values (``layers`` as a list), field by field."""
+        values = dataclasses.asdict(self)
+        if isinstance(values["layers"], tuple):
+            values["layers"] = list(values["layers"])
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> GraphSpec:
+        """A spec from a ``graph:`` mapping (every key a field; missing ones default; keys
+        jsonargparse adds, such as ``__path__``, are left out)."""
+        values = {key: value for key, value in values.items() if not key.startswith("__")}
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise UserError(f"unknown graph option(s) {unknown}; the options: {sorted(names)}")
+        return cls(**values)
+
+
+def check_blocks(blocks: Sequence[int], available: Sequence[int]) -> None:
+    """Raise :class:`UserError` on a block that the store does not hold."""
+    contiguous = bool(available) and list(available) == list(range(available[0], available[-1] + 1))
+    stored = f"{available[0]}..{available[-1]}" if contiguous else str(list(available))
+    for block in blocks:
+        if block not in available:
+            raise UserError(f"layer {block} is not stored; choose a block in {stored}")
+
+
+def _normalise_layers(layers) -> tuple[int, ...] | str | None:
+    """``all`` (or ``["all"]``) stays ``"all"``; a list of blocks (numbers or their strings, as
+    a flag gives them) becomes a tuple of ints."""
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        layers = [layers]
+    if list(layers) == ["all"]:
+        return "all"
+    try:
+        return tuple(int(layer) for layer in layers)
+    except (TypeError, ValueError):
+        raise UserError(f"layers must be block numbers or all, got {list(layers)}") from None
+
+
+def _shown(layers) -> str:
+    return layers if isinstance(layers, str) else str(list(layers))
