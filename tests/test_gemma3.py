@@ -126,7 +126,7 @@ def test_pipeline_on_a_gemma3_store(gemma3_demo_store, tmp_path, capsys):
     args = [
         "--config", Path(__file__).resolve().parents[1] / "configs" / "training" / "gcn.yaml",
         "--data.traces", gemma3_demo_store, "--data.root", tmp_path / "train_graphs",
-        "--data.layer", 9, "--data.split_ratios", "[0.4,0.2,0.4]",
+        "--data.graph.layer", 9, "--data.split_ratios", "[0.4,0.2,0.4]",
         "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", 5,
         "--trainer.log_every_n_steps", 1, "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
