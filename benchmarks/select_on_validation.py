@@ -15,10 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
+from typing import NoReturn
+
+
+def fail(message: str) -> NoReturn:
+    """One ``error:`` line and exit status 2, as the project's commands do."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def seed_results(output: Path, name: str) -> dict[int, dict]:
+    if not (output / "cache" / name).is_dir():
+        fail(f"{output / 'cache' / name} not found: no results of {name}")
     return {
         (result := json.loads(path.read_text()))["seed"]: result
         for path in sorted((output / "cache" / name).glob("seed*.json"))
@@ -28,6 +38,8 @@ def seed_results(output: Path, name: str) -> dict[int, dict]:
 def select(output: Path, prefix: str) -> dict[int, tuple[str, dict]]:
     """Per seed: (variant, result) with the highest ``best_val_auroc`` among ``prefix*``."""
     variants = {p.name: seed_results(output, p.name) for p in (output / "cache").glob(f"{prefix}*")}
+    if not variants:
+        fail(f"no results of {prefix}* under {output / 'cache'}")
     seeds = set.intersection(*(set(results) for results in variants.values()))
     return {
         seed: max(
@@ -41,8 +53,10 @@ def select(output: Path, prefix: str) -> dict[int, tuple[str, dict]]:
 def paired(results: dict[int, dict], reference: dict[int, dict], name: str) -> list[float]:
     """Per seed: test AUROC minus the reference's, on the same test questions."""
     for seed, result in results.items():
+        if seed not in reference:
+            fail(f"seed {seed}: {name} has a result, the reference has none")
         if result["test_question_ids"] != reference[seed]["test_question_ids"]:
-            raise SystemExit(f"error: seed {seed}: {name} and the reference differ in test set")
+            fail(f"seed {seed}: {name} and the reference differ in test set")
     return [results[seed]["auroc"] - reference[seed]["auroc"] for seed in sorted(results)]
 
 

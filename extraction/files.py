@@ -72,10 +72,13 @@ def save_figure(fig, path: str | Path, **options) -> Path:
 
 
 def read_json(path: str | Path):
-    """A JSON file; a damaged one is a one-line :class:`UserError` naming it and the line."""
+    """A JSON file; a missing or damaged one is a one-line :class:`UserError` naming it (and the
+    line)."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; check the path") from None
     except json.JSONDecodeError as exc:
         raise UserError(
             f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); the file is damaged"

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from extraction import UserError
 from extraction.store import TraceRecord, TraceStore, write_synthetic_store
 from tests.conftest import judgement
+from training.benchmark import GraphDetector
 from training.cli import main
 from training.detectors.features import load_or_compute
 from training.detectors.registry import DETECTORS
@@ -162,3 +164,10 @@ def test_report_names_the_judgement_file_it_scored_on(store12, tmp_path):
     summary = f"{path}, flipped.jsonl (12 labelled)"
     assert report["label_methods"]["summary"] == summary
     assert f"labels: {summary};" in (out / "benchmark.md").read_text()
+
+
+def test_graph_detector_without_a_config_is_a_one_line_error():
+    with pytest.raises(UserError, match="graph detector 'x' names no training config"):
+        GraphDetector.parse("x", "  ")
+    detector = GraphDetector.parse("t", "configs/training/charm.yaml --data.graph.threshold 0.1")
+    assert detector.overrides == ["--data.graph.threshold", "0.1"]

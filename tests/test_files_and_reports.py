@@ -9,7 +9,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from extraction.files import atomic_open, atomic_write_text, save_figure
+from extraction import UserError
+from extraction.files import atomic_open, atomic_write_text, read_json, save_figure
 from extraction.store import TraceStore
 from training.baselines import _detector_reports, markdown_table
 from training.metrics import choose_threshold, evaluate
@@ -104,3 +105,8 @@ def test_an_output_path_blocked_by_a_file_is_one_line(synthetic_store, tmp_path,
         assert graphs_main(args) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and expected in err and "Traceback" not in err
+
+
+def test_a_missing_json_file_is_a_one_line_error(tmp_path):
+    with pytest.raises(UserError, match=r"missing\.json does not exist; check the path"):
+        read_json(tmp_path / "missing.json")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.select_on_validation import select
 
 
@@ -25,3 +27,10 @@ def test_each_seed_keeps_the_variant_best_on_validation(tmp_path):
     chosen = select(tmp_path, "mpnn")
     assert {seed: name for seed, (name, _) in chosen.items()} == {0: "mpnn", 1: "mpnn_hidden"}
     assert chosen[1][1]["auroc"] == 0.5
+
+
+def test_missing_results_are_one_error_line_and_status_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        select(tmp_path, "mpnn")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: no results of mpnn* under {tmp_path / 'cache'}\n"

@@ -53,7 +53,10 @@ class GraphDetector:
     def parse(cls, name: str, spec: str) -> GraphDetector:
         """``"configs/training/charm.yaml --data.graph.node_features hidden"``: config, then
         overrides."""
-        config, *overrides = shlex.split(spec)
+        words = shlex.split(spec)
+        if not words:
+            raise UserError(f"graph detector {name!r} names no training config")
+        config, *overrides = words
         return cls(name, Path(config), overrides)
 
     family = "graph"
