@@ -43,7 +43,9 @@ class Trace:
     ``hidden_states[l + 1]`` the output of block ``l``; ``attentions[l]`` is block ``l``'s attention
     ``[heads, T, T]`` where ``attn[h, i, j]`` is how much token ``i`` attends to token ``j``.
     Both are dicts so that a store written with ``--layers`` still indexes by the model's numbering.
-    Positions ``0 .. n_prompt_tokens-1`` are the prompt, the rest the answer.
+    Positions ``0 .. n_prompt_tokens-1`` are the prompt, the rest the answer. One of several
+    generations of a question (``--num_generations``) has its own ``question_id``
+    (``{source_question_id}#{generation}``); generation 0 is the beam-search answer.
     """
 
     question_id: str
@@ -61,6 +63,14 @@ class Trace:
     label: int | None = None
     label_method: str | None = None
     label_score: float | None = None
+    source_question_id: str | None = None
+    generation: int = 0
+
+    @property
+    def unit(self) -> str:
+        """The question this trace answers (its own id unless it is one of several generations;
+        DESIGN.md, "Contracts")."""
+        return self.source_question_id or self.question_id
 
     @property
     def seq_len(self) -> int:
