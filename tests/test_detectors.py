@@ -147,7 +147,7 @@ def test_skip_reason_needs_two_generations_of_some_question():
     decoding = Decoding(num_beams=5, do_sample=False)
     reason = sampling.skip_reason({"q1": ["q1"], "q2": ["q2"]}, decoding)
     assert reason.startswith("single-generation store") and "num_beams=5" in reason
-    assert "--num-generations" in reason
+    assert "--num_generations" in reason
     assert sampling.skip_reason({"q1": ["q1#0", "q1#1"], "q2": ["q2#0"]}, decoding) is None
 
 

@@ -89,7 +89,7 @@ def skip_reason(units: Mapping[str, Sequence[str]], decoding: Decoding) -> str |
     if most >= 2:
         return None
     return (
-        f"single-generation store: one answer per question (num_beams={decoding.num_beams}, "
-        f"do_sample={decoding.do_sample}); extract with --num-generations K (K >= 2) to compare "
-        "several answers per question"
+        f"single-generation store: one answer per question (num_generations="
+        f"{decoding.generations}, num_beams={decoding.num_beams}, do_sample={decoding.do_sample})"
+        "; extract with --num_generations K (K >= 2) to compare several answers per question"
     )
