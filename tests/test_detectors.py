@@ -194,3 +194,13 @@ def test_paired_bootstrap_of_identical_and_of_better_detectors():
     assert better["low"] > 0 and better["difference"] == pytest.approx(
         1.0 - seed_metrics(random, labels)["auroc"]
     )
+
+
+def test_split_keep_filters_every_split_with_its_labels():
+    split, labels = toy_split(12)
+    first = np.arange(12) % 3 == 0  # e.g. generation 0 of questions of three traces
+    kept = split.keep(first)
+    for name in ("train", "val", "test"):
+        assert first[kept.rows[name]].all() and set(kept.rows[name]) <= set(split.rows[name])
+        assert len(kept.rows[name]) == first[split.rows[name]].sum()
+        assert (kept.labels[name] == labels[kept.rows[name]]).all()
