@@ -99,9 +99,10 @@ class Trace:
         return complete_blocks(self.attentions, self.hidden_states)
 
     def seed_record(self) -> dict:
-        """The seed's six-field dict (numpy arrays, lists ordered by layer index)."""
-        return {
-            "question_id": self.question_id,
+        """The seed's six-field dict (numpy arrays, lists ordered by layer index). One of several
+        generations of a question is addressed as the question's id plus ``generation``."""
+        record = {
+            "question_id": self.unit,
             "generated_answer_clean": self.generated_answer_clean,
             "hidden_states": [
                 self.hidden_states[i].float().numpy() for i in sorted(self.hidden_states)
@@ -110,3 +111,6 @@ class Trace:
             "tokens": self.tokens.numpy(),
             "tokens_decoded": list(self.tokens_decoded),
         }
+        if self.source_question_id is not None:
+            record["generation"] = self.generation
+        return record
