@@ -148,12 +148,7 @@ def _extract(
                     question, generation, reason = trace_or_error
                     ids = _trace_ids(question, generation, cfg.num_generations)
                     writer.add_error(
-                        ids["question_id"],
-                        question.question,
-                        question.gold,
-                        reason,
-                        ids["source_question_id"],
-                        generation,
+                        question=question.question, gold=question.gold, reason=reason, **ids
                     )
                     log.warning("question %s failed: %s", ids["question_id"], reason)
                     result.errors += 1

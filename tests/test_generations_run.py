@@ -149,3 +149,17 @@ def test_export_carries_question_and_generation(k_store, tmp_path):
         (store.row(tid).unit, store.row(tid).generation) for tid in store.question_ids
     ]
     assert (k_store / CONSISTENCY).exists()
+
+
+def test_a_question_that_fails_is_an_error_row_per_generation(tiny_model_dir, tmp_path):
+    out = tmp_path / "store"
+    args = [*tiny_args(tiny_model_dir, out, n=6), *SAMPLING, "--max-total-tokens", 31]
+    assert run_extraction(*args) == 0
+    store = TraceStore(out)
+    failed: dict[str, list[int]] = {}
+    for row in store.errors:
+        assert row.error.startswith("too long:")
+        assert row.question_id == f"{row.source_question_id}#{row.generation}"
+        failed.setdefault(row.unit, []).append(row.generation)
+    assert failed and all(sorted(gens) == list(range(K)) for gens in failed.values())
+    assert set(store.units).isdisjoint(failed) and len(store.units) + len(failed) == 6

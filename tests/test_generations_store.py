@@ -13,6 +13,7 @@ from extraction.labels import rougeL_similarities, sentence_embeddings
 from extraction.store import IndexRow, TraceStore, trace_id, write_synthetic_store
 from extraction.store.consistency import (
     CONSISTENCY,
+    consistency_name,
     eigen_block,
     read_consistency,
     sync_consistency,
@@ -113,3 +114,15 @@ def test_a_damaged_consistency_file_is_one_line(k_store, tmp_path):
     (root / CONSISTENCY).write_bytes(b"not safetensors")
     with pytest.raises(UserError, match="damaged consistency file"):
         TraceStore(root).consistency("synthetic_0000")
+
+
+def test_the_record_matching_the_traces_wins_across_rank_files(k_store, tmp_path):
+    root = tmp_path / "store"
+    shutil.copytree(k_store, root)
+    records = read_consistency(root / CONSISTENCY)
+    fresh = records["synthetic_0001"]
+    write_consistency(root / consistency_name(rank=1), {"synthetic_0001": fresh})
+    # consistency.safetensors sorts after consistency.rank1: "last file wins" would pick this.
+    records["synthetic_0001"] = type(fresh)(**{**vars(fresh), "trace_ids": fresh.trace_ids[:1]})
+    write_consistency(root / CONSISTENCY, records)
+    assert TraceStore(root).consistency("synthetic_0001").trace_ids == fresh.trace_ids

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import torch
@@ -114,10 +114,10 @@ class TraceStore:
         """Traces per question the run asked for (1 for stores before ``--num_generations``)."""
         return self.manifest.settings.decoding.generations
 
-    @property
+    @cached_property
     def units(self) -> dict[str, list[str]]:
         """Question id → the ids of its ok traces, in generation order (in a one-generation
-        store each question's only trace has the question's id)."""
+        store each question's only trace has the question's id). Read it, do not change it."""
         units: dict[str, list[IndexRow]] = {}
         for qid in self.question_ids:
             units.setdefault(self.rows[qid].unit, []).append(self.rows[qid])
@@ -134,14 +134,12 @@ class TraceStore:
                 f"{self.root} has one generation per question: the consistency data need a store "
                 "extracted with --num_generations 2 or more (and --do_sample)"
             )
-        if self._consistency is None:
-            self._consistency = {}
-            for path in consistency_files(self.root):
-                self._consistency.update(read_consistency(path))
-        record = self._consistency.get(question_id)
         expected = self.units.get(question_id)
         if expected is None:
             raise KeyError(f"no trace of question {question_id!r} in {self.root}")
+        if self._consistency is None:
+            self._consistency = self._read_consistency()
+        record = self._consistency.get(question_id)
         if record is None or list(record.trace_ids) != expected:
             state = "missing" if record is None else f"out of date ({list(record.trace_ids)})"
             raise UserError(
@@ -150,6 +148,17 @@ class TraceStore:
                 "without the model)"
             )
         return record
+
+    def _read_consistency(self) -> dict[str, Consistency]:
+        """Every rank's records; where two ranks wrote one question (a resume with another
+        number of processes), the record that matches the store's traces."""
+        units = self.units
+        merged: dict[str, Consistency] = {}
+        for path in consistency_files(self.root):
+            for qid, record in read_consistency(path).items():
+                if qid not in merged or list(record.trace_ids) == units.get(qid):
+                    merged[qid] = record
+        return merged
 
     def row(self, question_id: str) -> IndexRow:
         """The index row of a stored trace (``KeyError`` for an error row or an unknown id)."""
