@@ -88,6 +88,8 @@ def check_estimate_options(cfg: EstimateConfig) -> None:
         raise UserError("--min_attention and --attention_density go with --attention_format sparse")
     if cfg.attention_density is not None and not 0 < cfg.attention_density <= 1:
         raise UserError(f"--attention_density must be in (0, 1] (got {cfg.attention_density})")
+    if cfg.attention_format == "sparse" and cfg.attention_density is None:
+        density_model(cfg.min_attention)  # W outside the measured range: say so now
     if cfg.mean_tokens is not None and cfg.mean_tokens < 2:
         raise UserError(f"--mean_tokens must be at least 2 (got {cfg.mean_tokens})")
     if cfg.timed_questions < 0:

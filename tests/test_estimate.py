@@ -146,6 +146,7 @@ def test_bad_options_are_one_line_before_any_model_loads(no_model_loads, capsys)
             "estimate --num_samples 0",
             "estimate --dataset triviaqa",
             "estimate --mean_tokens many",
+            "estimate --attention_format sparse --min_attention 0.5",
         ],
         capsys,
     )
