@@ -76,6 +76,12 @@ class LengthProfile:
         pairs = tuple((p, answers[k % len(answers)]) for k, p in enumerate(prompts))
         return LengthProfile(pairs, f"{source}; answers: {self.source}")
 
+    def with_answers_like(self, measured: LengthProfile) -> LengthProfile:
+        """This profile's answer lengths times one factor, so their mean is ``measured``'s."""
+        factor = measured.mean_answer / self.mean_answer
+        pairs = tuple((p, max(0, round(a * factor))) for p, a in self.pairs)
+        return LengthProfile(pairs, f"{self.source}, scaled ×{factor:.2f} to {measured.source}")
+
     def scaled_to(self, mean_tokens: float) -> LengthProfile:
         """Every length times one factor, so the mean sequence is ``mean_tokens``."""
         factor = mean_tokens / self.mean_tokens

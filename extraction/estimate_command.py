@@ -136,6 +136,8 @@ def run_estimate(cfg: EstimateConfig) -> None:
             f"{min(len(questions), PROMPTS_MEASURED)} prompts measured with the model's tokenizer",
         )
     timed = _timed_run(cfg) if is_local(cfg.model) and cfg.timed_questions else None
+    if timed is not None:  # this model's own answers, with these decoding settings
+        profile = profile.with_answers_like(timed.lengths)
     if cfg.mean_tokens is not None:
         profile = profile.scaled_to(cfg.mean_tokens)
     layout = _layout(cfg, shape, len(blocks))
@@ -210,7 +212,7 @@ def _timed_run(cfg: EstimateConfig) -> TimedRun | None:
     return TimedRun(
         seconds_per_question=result.extract_seconds / (result.processed + result.errors),
         traces=len(rows),
-        lengths=LengthProfile(pairs, "the timed run"),
+        lengths=LengthProfile(pairs, f"the timed run's {len(rows)} answers"),
         bytes_on_disk=on_disk,
         peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     )

@@ -107,6 +107,10 @@ def test_scaling_a_profile_keeps_its_spread():
 
     assert scaled.mean_tokens == pytest.approx(2 * profile.mean_tokens, rel=0.02)
     assert scaled.longest[1] == pytest.approx(2 * profile.longest[1], abs=2)
+    measured = LengthProfile(((10, 4), (12, 6)), "a timed run")
+    like = profile.with_answers_like(measured)
+    assert like.mean_answer == pytest.approx(5, abs=0.1)
+    assert like.mean_prompt == profile.mean_prompt
 
 
 def test_estimate_prints_bytes_and_memory_of_a_hub_model(capsys):
@@ -174,6 +178,7 @@ def test_a_local_model_is_timed_and_its_store_matches_the_arithmetic(tiny_model_
 
     assert "Questions: 40" in out and "prompts measured with the model's tokenizer" in out
     assert "s a question, measured on 3 questions" in out
+    assert "scaled" in out and "to the timed run's 3 answers" in out
     written, computed = _timed_bytes(out)
     assert computed == pytest.approx(written, rel=0.1)
 
