@@ -294,9 +294,7 @@ def _report(
 
     if timed is None:
         reason = (
-            "the model is not on this machine"
-            if not is_local(cfg.model)
-            else "no timed run (--timed_questions 0)"
+            "the model is not on this machine" if not is_local(cfg.model) else "--timed_questions 0"
         )
         say(f"\nTime: not measured ({reason}); docs/SCALING.md projects GPU time")
         return

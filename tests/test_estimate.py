@@ -12,6 +12,7 @@ import pytest
 
 from extraction.cli import main
 from extraction.estimate import (
+    REFERENCE,
     LengthProfile,
     StoreLayout,
     density_model,
@@ -90,6 +91,24 @@ def test_sparse_density_falls_with_length_and_threshold_and_rises_with_heads():
     assert strict.fraction(40, 9) < loose.fraction(40, 9)
     assert loose.fraction(100, 32) > loose.fraction(100, 9)
     assert 0 < loose.fraction(10_000, 32) <= 1
+
+
+@pytest.mark.parametrize(
+    ("store", "heads", "tolerance"), [("smollm2_demo", 9, 0.01), ("gemma3_demo", 4, 0.06)]
+)
+def test_the_density_model_reproduces_the_measured_stores(store, heads, tolerance):
+    """Over a store's own lengths, the kept fraction is what benchmarks/attention_density.py
+    counted: closely on SmolLM2 (fitted on it), within ~5 points on Gemma-3 (not fitted)."""
+    measured = json.loads(REFERENCE.read_text())["stores"]
+    (reference,) = [entry for entry in measured if entry["store"] == store]
+    lengths = [prompt + answer for prompt, answer in reference["lengths"]]
+    positions = [t * (t + 1) // 2 for t in lengths]
+    for w in (0.01, 0.05):
+        model = density_model(w)
+        kept = sum(model.fraction(t, heads) * p for t, p in zip(lengths, positions, strict=True))
+        assert kept / sum(positions) == pytest.approx(
+            reference["density"][str(w)]["fraction"], abs=tolerance
+        )
 
 
 def test_sparse_bytes_shrink_the_attention_only():
@@ -206,3 +225,14 @@ def test_the_reference_profile_is_the_bundled_demo_run():
     assert len(profile.pairs) == 350
     assert 35 < profile.mean_tokens < 45
     assert Path("extraction/data/estimate_reference.json").exists()
+
+
+def test_a_run_config_sizes_its_run(capsys):
+    """``--config`` of an extraction run works unchanged (the packaged model: shapes from its
+    config, prompts tokenized; no timed run)."""
+    args = ["estimate", "--config", "configs/extraction/default.yaml", "--timed_questions", "0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Questions: 350" in out and "350 prompts measured with the model's tokenizer" in out
+    assert "Bytes on disk: 673" in out  # the demo store written with these settings: 673.05 MB
+    assert "Time: not measured (--timed_questions 0)" in out
