@@ -293,9 +293,12 @@ def _report(
         say("  (plus the CUDA context, ~0.5 GiB, and the allocator's slack)")
 
     if timed is None:
-        reason = (
-            "the model is not on this machine" if not is_local(cfg.model) else "--timed_questions 0"
-        )
+        if not is_local(cfg.model):
+            reason = "the model is not on this machine"
+        elif cfg.timed_questions == 0:
+            reason = "--timed_questions 0"
+        else:
+            reason = "no timed run, see above"
         say(f"\nTime: not measured ({reason}); docs/SCALING.md projects GPU time")
         return
     hours = timed.seconds_per_question * count / 3600
