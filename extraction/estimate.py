@@ -70,6 +70,10 @@ class LengthProfile:
         """The longest prompt and the longest sequence (what pads the worst batch)."""
         return max(p for p, _ in self.pairs), max(p + a for p, a in self.pairs)
 
+    @property
+    def longest_answer(self) -> int:
+        return max(a for _, a in self.pairs)
+
     def with_prompts(self, prompts: list[int], source: str) -> LengthProfile:
         """Measured prompt lengths, each with an answer length of this profile in turn."""
         answers = [a for _, a in self.pairs]
@@ -242,14 +246,17 @@ def peak_memory(
     batch: BatchSettings,
     profile: LengthProfile,
     layout: StoreLayout,
+    cuda: bool,
 ) -> dict[str, float]:
-    """Peak memory of an extraction by phase, for the worst batch (the profile's longest prompt
-    and sequence): ``weights + max(generation, final pass)``.
+    """Peak memory of an extraction by phase, for the worst batch (the profile's longest prompt,
+    answer and sequence): ``weights + max(generation, final pass)`` on the device.
 
     Generation holds the beams' key/value cache and a step's float32 scores. The final pass
-    (one block's attention at a time) holds every hidden state (``output_hidden_states``), one
-    block's float32 attention and its cast, a block's MLP activations, the logits with one
-    row's float32 log-softmax, and the batch's packed traces.
+    (``extraction/final_state.py``: one block's attention at a time, packed as it is produced)
+    holds every hidden state (``output_hidden_states``), one block's float32 attention and its
+    cast, a block's MLP activations, and the answer positions' logits with one row's float32
+    log-softmax. The batch's packed traces go to host memory: on CUDA they are reported apart
+    (``host``), on CPU they add to the final pass.
     """
     longest_prompt, longest = profile.longest
     sequences = batch.batch_size * batch.num_beams
@@ -267,17 +274,19 @@ def peak_memory(
     hidden_states = (shape.num_layers + 1) * rows * shape.hidden_size * batch.compute_bytes
     attention = batch.batch_size * shape.num_heads * longest**2 * (4 + batch.compute_bytes)
     mlp = rows * shape.intermediate_size * 3 * batch.compute_bytes
-    logits = rows * shape.vocab_size * batch.compute_bytes + 2 * longest * shape.vocab_size * 4
+    answer = profile.longest_answer + 1
+    logits = (batch.batch_size * batch.compute_bytes + 2 * 4) * answer * shape.vocab_size
     packed = batch.batch_size * sum(
         trace_bytes(layout, longest_prompt, longest - longest_prompt).values()
     )
     generation = kv_cache + step_scores
-    final_pass = hidden_states + attention + mlp + logits + packed
+    final_pass = hidden_states + attention + mlp + logits + (0 if cuda else packed)
     return {
         "weights": weights,
         "generation": generation,
         "final_pass": final_pass,
         "peak": weights + max(generation, final_pass),
+        "host": packed if cuda else 0.0,
         "kv_cache": kv_cache,
         "hidden_states": hidden_states,
         "one_block_attention": attention,

@@ -265,7 +265,7 @@ def _report(
     dtype = compute_dtype(cfg.torch_dtype, cuda)
     batch = BatchSettings(cfg.batch_size, cfg.num_beams, cfg.max_new_tokens, dtype.itemsize)
     weights = weight_bytes(shape, quantization, dtype.itemsize)
-    memory = peak_memory(shape, weights, batch, profile, layout)
+    memory = peak_memory(shape, weights, batch, profile, layout, cuda)
     device = "CUDA" if cuda else "CPU"
     weights_as = {
         "none": str(dtype).removeprefix("torch."),
@@ -283,14 +283,17 @@ def _report(
         f"  {'generation':<26} {_gib(memory['generation']):>10}  (key/value cache "
         f"{_gib(memory['kv_cache'])})"
     )
+    packed = "" if cuda else f", the batch's packed traces {_gib(memory['packed_batch'])}"
     say(
         f"  {'final pass':<26} {_gib(memory['final_pass']):>10}  (hidden states "
         f"{_gib(memory['hidden_states'])}, one block's attention "
-        f"{_gib(memory['one_block_attention'])}, logits {_gib(memory['logits'])}, the batch's "
-        f"packed traces {_gib(memory['packed_batch'])})"
+        f"{_gib(memory['one_block_attention'])}, answer logits {_gib(memory['logits'])}{packed})"
     )
     if cuda:
-        say("  (plus the CUDA context, ~0.5 GiB, and the allocator's slack)")
+        say(
+            f"  plus the CUDA context (~0.5 GiB) and the allocator's slack; in host memory, the "
+            f"batch's packed traces: {_gib(memory['host'])}"
+        )
 
     if timed is None:
         if not is_local(cfg.model):
