@@ -27,8 +27,10 @@ from transformers import AutoTokenizer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from extraction.config import ExtractionConfig
+from extraction.estimate import BatchSettings, LengthProfile, StoreLayout, peak_memory, weight_bytes
 from extraction.final_state import final_state_pass
 from extraction.generation import DEFAULT_STOP_STRINGS, Decoding, generate_answers
+from extraction.model_shapes import model_shape
 from extraction.models import OFFLINE_MODEL, load_model, resolve_source
 from extraction.prompts import SEED_PROMPT, build_prompt, encode_prompt
 from extraction.questions import load_questions
@@ -130,6 +132,7 @@ def bench_extraction(questions: int, batch_size: int, dataset_file: str | None) 
         store = TraceStore(result.store_dir)
         on_disk = sum(path.stat().st_size for path in store.shard_files)
         seq_lens = [store.rows[qid].seq_len for qid in store.question_ids]
+        estimated = estimated_peak(store, batch_size)
         return {
             "batch_size": batch_size,
             "traces": len(store),
@@ -138,7 +141,20 @@ def bench_extraction(questions: int, batch_size: int, dataset_file: str | None) 
             "bytes_per_trace": round(on_disk / max(1, len(store))),
             "mean_seq_len": round(sum(seq_lens) / max(1, len(seq_lens)), 1),
             "peak_gib": gib(torch.cuda.max_memory_allocated()),
+            "estimated_peak_gib": gib(estimated),
         }
+
+
+def estimated_peak(store: TraceStore, batch_size: int) -> float:
+    """What ``python -m extraction estimate`` predicts for this run's lengths and settings, to
+    set against the measured peak."""
+    shape = model_shape(OFFLINE_MODEL)
+    rows = [store.rows[qid] for qid in store.question_ids]
+    profile = LengthProfile(tuple((r.n_prompt_tokens, r.n_answer_tokens) for r in rows), "run")
+    layout = StoreLayout(shape.num_layers, shape.num_heads, shape.hidden_size, dtype_bytes=2)
+    weights = weight_bytes(shape, "4bit", compute_bytes=2)
+    batch = BatchSettings(batch_size, num_beams=5, max_new_tokens=64, compute_bytes=2)
+    return peak_memory(shape, weights, batch, profile, layout, cuda=True)["peak"]
 
 
 def _version(package: str) -> str | None:
