@@ -11,7 +11,6 @@ and a check of the byte arithmetic against files actually written.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import resource
 import tempfile
 from dataclasses import dataclass
@@ -38,8 +37,6 @@ from extraction.model_shapes import ModelShape, model_shape
 from extraction.models import compute_dtype, quantization_name, resolve_source
 from extraction.offline_model import PACKAGED_MODELS
 from extraction.questions import Question, dataset_name, load_questions
-
-log = logging.getLogger(__name__)
 
 ATTENTION_FORMATS = ("dense", "sparse")
 LOCAL_DATASETS = ("demo",)
