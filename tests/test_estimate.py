@@ -27,16 +27,22 @@ from tests.conftest import assert_one_line_errors
 TENSOR_PARTS = ("attention", "hidden_states", "tokens_and_answer_stats")
 
 
-def tensor_bytes_on_disk(store: TraceStore) -> int:
-    """The bytes of every tensor of every shard, from the safetensors headers."""
-    total = 0
+def shard_headers(store: TraceStore) -> dict[str, dict]:
+    """Every tensor's safetensors header entry (dtype, shape, data offsets), of every shard."""
+    entries = {}
     for path in store.shard_files:
         with path.open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             header = json.loads(handle.read(length))
         header.pop("__metadata__", None)
-        total += sum(end - start for start, end in (v["data_offsets"] for v in header.values()))
-    return total
+        entries.update(header)
+    return entries
+
+
+def tensor_bytes_on_disk(store: TraceStore) -> int:
+    return sum(
+        end - start for start, end in (e["data_offsets"] for e in shard_headers(store).values())
+    )
 
 
 def store_files_bytes(store: TraceStore) -> int:
@@ -236,3 +242,25 @@ def test_a_run_config_sizes_its_run(capsys):
     assert "Questions: 350" in out and "350 prompts measured with the model's tokenizer" in out
     assert "Bytes on disk: 673" in out  # the demo store written with these settings: 673.05 MB
     assert "Time: not measured (--timed_questions 0)" in out
+
+
+def test_sparse_tensor_bytes_match_a_written_sparse_store(tmp_path):
+    """With the store's own kept fraction, the sparse layout's bytes (values, int16 columns,
+    row offsets) are those the writer wrote (``--attention_format sparse``, issue 11)."""
+    sparse = pytest.importorskip("extraction.store.sparse")
+    shape = SyntheticShape(blocks=4, heads=8, hidden=256, prompt_tokens=40, answer_tokens=(9, 30))
+    root = tmp_path / "sparse"
+    store = TraceStore(write_synthetic_store(root, 10, shape, min_attention=0.05))
+    columns = [e["shape"][0] for key, e in shard_headers(store).items() if sparse.COLUMNS in key]
+    lengths = [store.row(qid).seq_len for qid in store.question_ids]
+    positions = shape.blocks * sum(t * (t + 1) // 2 for t in lengths)
+    kept = sum(columns)
+    layout = StoreLayout(
+        blocks=4, heads=8, hidden_size=256, dtype_bytes=2, density=kept / positions
+    )
+
+    estimate = store_bytes(layout, profile_of(store), len(store))
+
+    written = tensor_bytes_on_disk(store)
+    assert sum(estimate[part] for part in TENSOR_PARTS) == pytest.approx(written, rel=0.01)
+    assert sum(estimate.values()) == pytest.approx(store_files_bytes(store), rel=0.02)
