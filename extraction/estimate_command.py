@@ -43,31 +43,56 @@ LOCAL_DATASETS = ("demo",)
 PROMPTS_MEASURED = 2000  # prompt lengths measured on at most this many questions
 
 
-@dataclass
-class EstimateConfig(ExtractionConfig):
-    mean_tokens: float | None = None
-    timed_questions: int = 8
-    attention_format: str = "dense"
-    min_attention: float | None = None
-    attention_density: float | None = None
-
-
-EstimateConfig.__doc__ = (
-    (ExtractionConfig.__doc__ or "").replace(
-        "Extract final-state traces (hidden states + attentions over prompt + answer).",
-        "Estimate the bytes on disk, the peak memory and the time of an extraction (the run's "
-        "options; --config of a run works).",
-    )
-    + """    mean_tokens: Mean prompt + answer tokens to assume (default: the prompts measured with
-            the model's tokenizer, or the bundled demo run's lengths, with SmolLM2's answer
-            lengths).
-        timed_questions: Questions a local model extracts for real to measure the time (0: none).
-        attention_format: ``dense`` or ``sparse`` (only weights >= min_attention kept).
-        min_attention: With ``sparse``: the smallest weight kept (W, e.g. 0.01).
-        attention_density: With ``sparse``: the fraction of positions kept, instead of the
-            density measured on SmolLM2's traces.
-"""
+# The estimate's own options, after the run's; an option the run already has (the attention
+# format, once sparse storage exists) is the run's.
+ESTIMATE_OPTIONS = (
+    (
+        "mean_tokens",
+        float | None,
+        None,
+        "Mean prompt + answer tokens to assume (default: the prompts measured with the model's "
+        "tokenizer, or the bundled demo run's lengths, with SmolLM2's answer lengths).",
+    ),
+    (
+        "timed_questions",
+        int,
+        8,
+        "Questions a local model extracts for real to measure the time (0: none).",
+    ),
+    (
+        "attention_format",
+        str,
+        "dense",
+        "``dense`` or ``sparse`` (only weights >= min_attention kept).",
+    ),
+    (
+        "min_attention",
+        float | None,
+        None,
+        "With ``attention_format: sparse``, the smallest weight kept (W, e.g. 0.01).",
+    ),
+    (
+        "attention_density",
+        float | None,
+        None,
+        "With ``sparse``: the fraction of positions kept, instead of the density measured on "
+        "SmolLM2's traces.",
+    ),
 )
+_RUN_FIELDS = {field.name for field in dataclasses.fields(ExtractionConfig)}
+_ADDED = [option for option in ESTIMATE_OPTIONS if option[0] not in _RUN_FIELDS]
+
+EstimateConfig = dataclasses.make_dataclass(
+    "EstimateConfig",
+    [(name, kind, dataclasses.field(default=default)) for name, kind, default, _ in _ADDED],
+    bases=(ExtractionConfig,),
+)
+EstimateConfig.__module__ = __name__
+EstimateConfig.__doc__ = (ExtractionConfig.__doc__ or "").replace(
+    "Extract final-state traces (hidden states + attentions over prompt + answer).",
+    "Estimate the bytes on disk, the peak memory and the time of an extraction (the run's "
+    "options; --config of a run works).",
+) + "".join(f"    {name}: {text}\n    " for name, _, _, text in _ADDED)
 
 
 def check_estimate_options(cfg: EstimateConfig) -> None:
@@ -182,8 +207,7 @@ def _timed_run(cfg: EstimateConfig) -> TimedRun | None:
     if cfg.device and cfg.device.startswith("cuda") and not torch.cuda.is_available():
         console.say("(no timed run: --device cuda, and this machine has no CUDA GPU)")
         return None
-    run_fields = {field.name for field in dataclasses.fields(ExtractionConfig)}
-    settings = {key: value for key, value in vars(cfg).items() if key in run_fields}
+    settings = {key: value for key, value in vars(cfg).items() if key in _RUN_FIELDS}
     with tempfile.TemporaryDirectory(prefix="estimate-") as folder:
         local = _questions_are_local(cfg)
         settings.update(

@@ -3,11 +3,14 @@ registry's shapes without downloads, and one-line errors before anything loads."
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import re
 import struct
 from pathlib import Path
 
+import docstring_parser
 import pytest
 
 from extraction.cli import main
@@ -20,6 +23,7 @@ from extraction.estimate import (
     store_bytes,
     trace_bytes,
 )
+from extraction.estimate_command import EstimateConfig
 from extraction.model_shapes import model_shape
 from extraction.store import SyntheticShape, TraceStore, write_synthetic_store
 from tests.conftest import assert_one_line_errors
@@ -264,3 +268,15 @@ def test_sparse_tensor_bytes_match_a_written_sparse_store(tmp_path):
     written = tensor_bytes_on_disk(store)
     assert sum(estimate[part] for part in TENSOR_PARTS) == pytest.approx(written, rel=0.01)
     assert sum(estimate.values()) == pytest.approx(store_files_bytes(store), rel=0.02)
+
+
+def test_every_estimate_option_is_documented_once_and_accepted(capsys):
+    """The run's options and the estimate's own, each documented once (the run's docstring plus
+    the estimate's), in the dialect of every command."""
+    names = [field.name for field in dataclasses.fields(EstimateConfig)]
+    documented = docstring_parser.parse(inspect.getdoc(EstimateConfig)).params
+    assert [param.arg_name for param in documented] == names
+    assert {"mean_tokens", "timed_questions", "attention_format", "min_attention"} <= set(names)
+    assert main(["estimate", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert all(f"--{name}" in help_text for name in names)
