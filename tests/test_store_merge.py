@@ -74,7 +74,7 @@ def test_concatenation_is_what_save_file_writes(tmp_path):
 def test_an_unknown_dtype_is_refused(tmp_path):
     source = tmp_path / "odd.safetensors"
     save_file({"x": torch.zeros(2)}, str(source))
-    start, header = read_header(source)
+    _, header = read_header(source)
     header["x"]["dtype"] = "Q4"
     body = json.dumps(header).encode()
     source.write_bytes(len(body).to_bytes(8, "little") + body + b"\0" * 8)
