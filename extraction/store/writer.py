@@ -6,6 +6,10 @@ safely on disk, and at most the batch being written is lost. A rerun skips the i
 adopts the parts of the shard that was being filled, and overwrites any file written but not
 indexed. Merging parts into a shard writes the shard, then points their rows at it (the
 index is rewritten atomically), then deletes the parts.
+
+Memory: the writer holds one batch's tensors (until :meth:`TraceWriter.commit`), never a shard's.
+The merge streams the parts' bytes into the shard (:mod:`extraction.store.concat`), holding only
+their headers, so a run's peak does not grow with the shard size or the number of questions.
 """
 
 from __future__ import annotations
