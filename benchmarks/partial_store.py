@@ -10,6 +10,7 @@ dropped without its final merge, as by a SIGKILL). ``--manifest`` is the manifes
 resume writes (the same command's), so that run resumes into the result: it extracts only the
 remaining questions, then merges the adopted parts with its own. This measures the end of a
 long run (its largest merge, its longest batches) without spending hours redoing its start.
+The resuming run must label as the source did (``--label_method``, as its refusal says).
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ import argparse
 import json
 import shutil
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from extraction.files import read_json
-from extraction.label_methods import label_answer
 from extraction.store import TraceStore, TraceWriter
 from extraction.store.contract import run_file_prefix
 from extraction.store.layout import INDEX, MANIFEST
@@ -51,7 +50,7 @@ def main() -> None:
     shutil.copy(args.manifest, args.output / MANIFEST)
     for name in whole:
         shutil.copy(args.source / name, args.output / name)
-    rows = [relabelled(source.rows[qid].to_json()) for qid in done if shard_of[qid] in whole]
+    rows = [source.rows[qid].to_json() for qid in done if shard_of[qid] in whole]
     (args.output / INDEX).write_text("".join(json.dumps(row) + "\n" for row in rows))
     rest = [qid for qid in done if shard_of[qid] not in whole]
     manifest = read_json(args.manifest)
@@ -60,26 +59,10 @@ def main() -> None:
     writer = TraceWriter(args.output, manifest, file_prefix=prefix)
     for first in range(0, len(rest), args.batch_size):
         for qid in rest[first : first + args.batch_size]:
-            trace = source[qid]
-            writer.add(
-                replace(
-                    trace, **fresh_label(trace.generated_answer_clean, trace.gold, trace.question)
-                )
-            )
+            writer.add(source[qid])
         writer.commit()
     writer._release_lock()  # killed: no final merge, the parts stay
     print(f"{args.output}: {len(rows)} traces in {whole}, {len(rest)} in part files")
-
-
-def fresh_label(answer: str, gold: dict, question: str) -> dict:
-    """The label fields the resuming run gives (its default method): the source may have been
-    relabelled since, and a resume refuses rows labelled another way."""
-    label = label_answer(answer, gold, None, question)
-    return {"label": label.label, "label_method": label.method, "label_score": label.score}
-
-
-def relabelled(row: dict) -> dict:
-    return {**row, **fresh_label(row["generated_answer_clean"], row["gold"], row["question"])}
 
 
 if __name__ == "__main__":
