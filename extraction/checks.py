@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from extraction.config import STORAGE_DTYPES, ExtractionConfig
 from extraction.errors import UserError
-from extraction.label_methods import METHODS, default_method
+from extraction.label_methods import METHODS, default_method, recorded_method
 from extraction.models import QUANTIZATION_CHOICES, TORCH_DTYPES
 from extraction.questions import Question, check_name
 
@@ -111,7 +111,7 @@ def _check_same_question(
             "other gold answers: this is other data under the same ids; use another "
             "--output_dir (or --overwrite)"
         )
-    expected = label_method or default_method(question.gold) or "none"
+    expected = recorded_method(label_method or default_method(question.gold) or "none")
     stored = row.label_method if row.ok else expected
     if stored != expected:
         fix = (

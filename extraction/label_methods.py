@@ -43,6 +43,13 @@ _METHODS: dict[str, Callable[[str, dict], Label]] = {
 # Methods that read the question as well as the answer and the gold answers.
 _WITH_QUESTION = {"alias_match": alias_match, "truthfulqa_combined": truthfulqa_combined}
 METHODS: tuple[str, ...] = tuple(_METHODS)
+# Another name for a method: its labels record the method's own name.
+_ALIASES = {"truthfulqa_diff": "truthfulqa_diff_embedding"}
+
+
+def recorded_method(method: str) -> str:
+    """The ``label_method`` that labels made with ``method`` carry."""
+    return _ALIASES.get(method, method)
 
 
 def _missing_fields(gold: dict, method: str) -> str | None:
