@@ -65,8 +65,11 @@ def synthetic_trace(
     )
 
 
-def synthetic_manifest(shape: SyntheticShape, dataset: str = "synthetic") -> dict:
-    """A manifest with every field an extraction run writes (``model`` is ``synthetic``)."""
+def synthetic_manifest(
+    shape: SyntheticShape, dataset: str = "synthetic", min_attention: float | None = None
+) -> dict:
+    """A manifest with every field an extraction run writes (``model`` is ``synthetic``); with
+    ``min_attention``, of a sparse store."""
     blocks = list(range(shape.blocks))
     return {
         "format": "hallugraph-trace-store/1",
@@ -90,6 +93,8 @@ def synthetic_manifest(shape: SyntheticShape, dataset: str = "synthetic") -> dic
             "dataset_file": None,
             "attention_layers": blocks,
             "hidden_state_layers": hidden_state_indices(blocks),
+            "attention_format": "dense" if min_attention is None else "sparse",
+            "min_attention": min_attention,
         },
         "model": {
             "num_layers": shape.blocks,
@@ -109,16 +114,18 @@ def write_synthetic_store(
     *,
     labelled: bool = True,
     max_traces_per_shard: int = 4,
+    min_attention: float | None = None,
 ) -> Path:
     """Write ``n_traces`` random traces (``synthetic_0000``, ...) to a new store at ``root``.
 
     Labels alternate 0, 1, 0, ... (both classes in any split of four or more), or are None with
     ``labelled=False``. Same arguments, same store: every trace is seeded by its number.
+    With ``min_attention`` the attention is stored sparse (``--attention_format sparse``).
     """
     root = Path(root)
     with TraceWriter(
         root,
-        synthetic_manifest(shape),
+        synthetic_manifest(shape, min_attention=min_attention),
         file_prefix="synthetic",
         max_traces_per_shard=max_traces_per_shard,
     ) as writer:
