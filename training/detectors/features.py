@@ -118,6 +118,12 @@ def load_or_compute(
     if path.exists():
         log.info("detector features from %s", path)
         return StoreFeatures(list(store.question_ids), layers, load_file(path), skip), 0.0
+    if store.min_attention is not None:
+        log.warning(
+            "sparse store (min_attention %s): lookback, lapeig and the attention shift read the "
+            "weights below it as 0 (approximate); llmcheck_attention reads the stored diagonal",
+            store.min_attention,
+        )
     start = time.perf_counter()
     per_trace = [
         trace_features(store, qid, layers, k)
