@@ -9,7 +9,8 @@ and ``--attention_format sparse`` at W = 0.01 and 0.05, under ``--out``; then, f
 times reading one block's attention of every trace (``store.attention``: unpacking the lower
 triangle, or decoding the sparse rows) and building its graphs (``traces_to_graphs``, in chunks
 of 64), and checks that the graphs at thresholds >= W are identical to the dense copy's (one
-block with each head mode, a stack of every block, and a max union of every block). Prints
+block with each head mode, a stack of every block, and a max union of every block), and how far
+the attention-reading detector features move (they are approximate on a sparse store). Prints
 one JSON object.
 """
 
@@ -103,6 +104,22 @@ def same_graphs(dense: Path, sparse: Path, spec: GraphSpec, work: Path) -> bool:
     return same
 
 
+def detector_feature_error(dense: Path, sparse: Path) -> dict[str, float]:
+    """The largest absolute difference of each attention-reading detector feature (one trace's
+    per-layer arrays, ``training.detectors.features``) between the two stores."""
+    from training.detectors.features import trace_features
+
+    first, second = TraceStore(dense), TraceStore(sparse)
+    worst: dict[str, float] = {}
+    for qid in first.question_ids:
+        a = trace_features(first, qid, first.stored_blocks)
+        b = trace_features(second, qid, second.stored_blocks)
+        for key in ("llmcheck_attention", "lookback", "lapeig", "shift"):
+            error = float((a[key] - b[key]).abs().max())
+            worst[key] = max(worst.get(key, 0.0), error)
+    return {key: float(f"{value:.3g}") for key, value in worst.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="/work/stores/smollm2_demo")
@@ -157,6 +174,11 @@ def main() -> None:
             for spec in specs
         }  # fmt: skip
     result["identical_graphs"] = checks
+    result["detector_feature_max_abs_error"] = {
+        name: detector_feature_error(subset / "dense", subset / name)
+        for name, min_attention in FORMATS.items()
+        if min_attention is not None
+    }
     print(json.dumps(result, indent=1))
 
 
