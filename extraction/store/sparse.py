@@ -28,6 +28,7 @@ from extraction.errors import UserError
 
 ATTENTION_FORMATS = ("dense", "sparse")
 KEEP_MARGIN = 2**-12
+VALUES = "attentions"  # the dense layout's tensor kind: one name for a block's weights
 ROW_OFFSETS = "attention_row_offsets"
 COLUMNS = "attention_columns"
 INDEX_KINDS = (ROW_OFFSETS, COLUMNS)
@@ -64,7 +65,7 @@ def encode_sparse(
     packed: torch.Tensor, seq_len: int, min_attention: float
 ) -> dict[str, torch.Tensor]:
     """``[heads, T(T+1)/2]`` packed lower triangle (``layout.pack_causal``, store dtype) →
-    ``{"values", ROW_OFFSETS, COLUMNS}`` of the kept positions, row by row."""
+    ``{VALUES, ROW_OFFSETS, COLUMNS}`` (tensor kinds) of the kept positions, row by row."""
     rows, columns = torch.tril_indices(seq_len, seq_len)
     strongest = packed.float().amax(dim=0)  # float16 reductions are slow on CPU
     keep = (strongest >= min_attention * (1 - KEEP_MARGIN)) | (rows == columns)
@@ -73,7 +74,7 @@ def encode_sparse(
     offsets = torch.zeros(seq_len + 1, dtype=torch.int64)
     torch.cumsum(counts, dim=0, out=offsets[1:])
     return {
-        "values": packed.index_select(1, kept),
+        VALUES: packed.index_select(1, kept),
         ROW_OFFSETS: offsets.to(_index_dtype(len(kept))),
         COLUMNS: columns[kept].to(_index_dtype(seq_len - 1)),
     }

@@ -237,7 +237,7 @@ class TraceWriter:
                 tensors[tensor_key(qid, "attentions", block)] = packed
                 continue
             for kind, tensor in encode_sparse(packed, trace.seq_len, self.min_attention).items():
-                tensors[tensor_key(qid, "attentions" if kind == "values" else kind, block)] = tensor
+                tensors[tensor_key(qid, kind, block)] = tensor
         return {key: value.contiguous().cpu() for key, value in tensors.items()}
 
     def _save(self, name: str, tensors: dict[str, torch.Tensor], records: dict) -> tuple[str, int]:
