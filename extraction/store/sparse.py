@@ -66,12 +66,12 @@ def encode_sparse(
 ) -> dict[str, torch.Tensor]:
     """``[heads, T(T+1)/2]`` packed lower triangle (``layout.pack_causal``, store dtype) →
     ``{VALUES, ROW_OFFSETS, COLUMNS}`` (tensor kinds) of the kept positions, row by row."""
-    rows, columns = torch.tril_indices(seq_len, seq_len)
+    rows, columns = torch.tril_indices(seq_len, seq_len, device=packed.device)
     strongest = packed.float().amax(dim=0)  # float16 reductions are slow on CPU
     keep = (strongest >= min_attention * (1 - KEEP_MARGIN)) | (rows == columns)
     kept = keep.nonzero().squeeze(1)
     counts = torch.bincount(rows[kept], minlength=seq_len)
-    offsets = torch.zeros(seq_len + 1, dtype=torch.int64)
+    offsets = torch.zeros(seq_len + 1, dtype=torch.int64, device=packed.device)
     torch.cumsum(counts, dim=0, out=offsets[1:])
     return {
         VALUES: packed.index_select(1, kept),
