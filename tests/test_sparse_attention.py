@@ -203,3 +203,24 @@ def test_real_model_sparse_extraction_builds_the_dense_stores_graphs(tmp_path_fa
         )
     bytes_of = [sum(f.stat().st_size for f in TraceStore(s).shard_files) for s in (dense, sparse)]
     assert bytes_of[1] < bytes_of[0]
+
+
+def test_compare_on_a_sparse_store_says_its_attention_maps_are_approximate(stores, tmp_path):
+    from graphs.cli import main as graphs_main
+
+    out = tmp_path / "compare"
+    args = ["compare", "--traces", str(stores[1]), "--graph.layers", "[0,1]", "--output", str(out)]
+    assert graphs_main([*args, "--bootstrap", "50", "--graph.threshold", str(W)]) == 0
+    record = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+    assert "attention maps miss the weights below" in record["approximate"]
+    assert "Approximate: the attention maps" in (out / "compare.md").read_text(encoding="utf-8")
+    assert graphs_main([*args, "--graph.threshold", "0.01"]) == 2  # below W
+
+
+def test_benchmark_names_the_detectors_a_sparse_store_makes_approximate(stores):
+    from training.benchmark import sparse_caveats
+    from training.detectors.registry import DETECTORS
+
+    approximate = sparse_caveats(TraceStore(stores[1]), DETECTORS)
+    assert set(approximate) == {"lookback_lens", "lapeigvals", "hallushift"}
+    assert sparse_caveats(TraceStore(stores[0]), DETECTORS) == {}
