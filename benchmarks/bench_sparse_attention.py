@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--check-traces", type=int, default=40, help="traces in the graph checks")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # as the other graph benchmarks: steadier on a shared 2-core VM
     source = TraceStore(args.store)
     traces = source.question_ids[: args.traces]
     out = Path(args.out)
