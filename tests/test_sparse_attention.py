@@ -4,6 +4,7 @@ that every graph they allow is the dense store's, and the clear errors for the r
 from __future__ import annotations
 
 import json
+import shutil
 from itertools import product
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from extraction.export import export_pickle, load_pickle_batch
 from extraction.store import SyntheticShape, TraceStore, TraceWriter, write_synthetic_store
 from extraction.store.sparse import KEEP_MARGIN
 from extraction.store.synthetic import synthetic_manifest
-from graphs import GraphSpec, HallucinationGraphDataset
+from graphs import GraphSpec, HallucinationGraphDataset, traces_to_graphs
 from tests.conftest import assert_one_line_errors, real_store
 
 W = 0.05
@@ -62,10 +63,7 @@ def test_sparse_store_verifies_and_exports(stores, tmp_path):
 
 
 def test_a_damaged_sparse_index_tensor_is_found_by_verify(stores, tmp_path):
-    copy = tmp_path / "store"
-    copy.mkdir()
-    for path in stores[1].iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
+    copy = shutil.copytree(stores[1], tmp_path / "store")
     store = TraceStore(copy)
     qid = store.question_ids[0]
     shard = store.rows[qid].shard
@@ -132,6 +130,22 @@ def test_a_spec_a_sparse_store_cannot_build_exactly_is_refused(stores, spec, mes
     with pytest.raises(UserError, match=message):
         HallucinationGraphDataset(tmp_path, stores[1], spec)
     HallucinationGraphDataset(tmp_path / "dense", stores[0], spec)  # dense: every spec builds
+
+
+def test_why_a_head_mean_across_blocks_is_refused(stores):
+    """The refused union: each block keeps its own positions, so the mean over several blocks'
+    heads would read one block's unkept weights as 0 and differ from the dense store's."""
+    spec = GraphSpec(threshold=W, node_features="attention_diagonal")
+    weights = []
+    for store in map(TraceStore, stores):
+        attentions = [
+            torch.cat([store.attention(qid, block) for block in store.stored_blocks])
+            for qid in store.question_ids
+        ]
+        prompts = [store.row(qid).n_prompt_tokens for qid in store.question_ids]
+        graphs = traces_to_graphs(attentions, [None] * len(attentions), prompts, spec)
+        weights.append([graph.edge_weight for graph in graphs])
+    assert any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(*weights, strict=True))
 
 
 def test_one_layer_graph_of_a_sparse_store_checks_the_threshold(stores):
