@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import platform
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -45,6 +46,7 @@ class RunResult:
     processed: int = 0
     errors: int = 0
     skipped: int = 0
+    extract_seconds: float = 0.0  # answering and tracing, model loading excluded
 
 
 def run_extraction(cfg: ExtractionConfig) -> RunResult:
@@ -65,7 +67,7 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         torch_dtype=cfg.torch_dtype,
         device=cfg.device or _rank_device(rank),
     )
-    blocks = _attention_blocks(cfg.layers, loaded.num_layers)
+    blocks = attention_blocks(cfg.layers, loaded.num_layers)
     console.say(f"Number of model layers: {loaded.num_layers}")
     console.say(f"\nLoading dataset {name}...")
     result = RunResult(store_dir=store_dir, rank=rank)
@@ -92,7 +94,9 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
             cfg.shard_size,
             expected_files(todo, loaded, cfg, len(blocks)),
         )
+        start = time.perf_counter()
         _extract(todo, writer, loaded, cfg, blocks, result)
+        result.extract_seconds = time.perf_counter() - start
     return result
 
 
@@ -147,7 +151,7 @@ def expected_files(todo: list[Question], loaded: LoadedModel, cfg: ExtractionCon
     return fewest, max(fewest, by_size)
 
 
-def _attention_blocks(layers: list[int] | None, num_layers: int) -> list[int]:
+def attention_blocks(layers: list[int] | None, num_layers: int) -> list[int]:
     if layers is None:
         return list(range(num_layers))
     bad = [layer for layer in layers if not 0 <= layer < num_layers]
