@@ -209,7 +209,10 @@ def _timed_run(cfg: EstimateConfig) -> TimedRun | None:
         on_disk = sum(path.stat().st_size for path in store.shard_files)
         on_disk += (store.root / "index.jsonl").stat().st_size
     return TimedRun(
-        seconds_per_question=result.extract_seconds / (result.processed + result.errors),
+        # A question yields num_generations traces (or error rows).
+        seconds_per_question=result.extract_seconds
+        * cfg.num_generations
+        / (result.processed + result.errors),
         traces=len(rows),
         lengths=LengthProfile(pairs, f"the timed run's {len(rows)} answers"),
         bytes_on_disk=on_disk,
@@ -253,9 +256,12 @@ def _report(
         else:
             origin = f"measured on SmolLM2-135M's traces, for {shape.num_heads} heads"
         say(f"  sparse: {fraction:.1%} of positions kept at {typical} tokens ({origin})")
-    parts = store_bytes(layout, profile, count)
+    traces = count * cfg.num_generations
+    if cfg.num_generations > 1:
+        say(f"Generations per question: {cfg.num_generations} ({traces} traces)")
+    parts = store_bytes(layout, profile, traces)
     total = sum(parts.values())
-    say(f"\nBytes on disk: {_size(total)} ({_size(total / count)} a trace)")
+    say(f"\nBytes on disk: {_size(total)} ({_size(total / traces)} a trace)")
     for part, size in parts.items():
         say(f"  {part.replace('_', ' '):<26} {_size(size):>10}  {size / total:6.1%}")
 
@@ -306,7 +312,7 @@ def _report(
     hours = timed.seconds_per_question * count / 3600
     say(
         f"\nTime: {hours:.2f} h for {count} questions in one process "
-        f"({timed.seconds_per_question:.2f} s a question, measured on {timed.traces} questions, "
+        f"({timed.seconds_per_question:.2f} s a question, measured on {timed.traces} traces, "
         f"batch {cfg.batch_size}, model loading excluded); with N processes, about 1/N of it"
     )
     computed = sum(store_bytes(layout, timed.lengths, timed.traces).values())

@@ -153,6 +153,25 @@ def test_estimate_prints_bytes_and_memory_of_a_hub_model(capsys):
     assert "Time: not measured (the model is not on this machine)" in out
 
 
+def test_several_generations_multiply_the_traces(capsys):
+    args = "estimate --model llama2_chat_7B --dataset triviaqa --num_samples 1000 --mean_tokens 100"
+    assert main(args.split()) == 0
+    one = capsys.readouterr().out
+    assert main([*args.split(), "--num_generations", "5", "--do_sample"]) == 0
+    five = capsys.readouterr().out
+
+    def total_and_per_trace(out: str) -> tuple[str, str]:
+        line = next(line for line in out.splitlines() if line.startswith("Bytes on disk:"))
+        total, per_trace = line.removeprefix("Bytes on disk: ").split(" (")
+        return total, per_trace
+
+    assert "Generations per question: 5 (5000 traces)" in five
+    assert total_and_per_trace(one)[1] == total_and_per_trace(five)[1]
+    assert float(total_and_per_trace(five)[0].split()[0]) == pytest.approx(
+        5 * float(total_and_per_trace(one)[0].split()[0]), rel=0.01
+    )
+
+
 @pytest.fixture
 def no_model_loads(monkeypatch):
     """Fail the test if anything reads a model's config or weights."""

@@ -6,6 +6,10 @@ safely on disk, and at most the batch being written is lost. A rerun skips the i
 adopts the parts of the shard that was being filled, and overwrites any file written but not
 indexed. Merging parts into a shard writes the shard, then points their rows at it (the
 index is rewritten atomically), then deletes the parts.
+
+Memory: the writer holds one batch's tensors (until :meth:`TraceWriter.commit`), never a shard's.
+The merge streams the parts' bytes into the shard (:mod:`extraction.store.concat`), holding only
+their headers, so a run's peak does not grow with the shard size or the number of questions.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from extraction.errors import UserError
 from extraction.files import atomic_path, atomic_write_text, temp_pattern
+from extraction.store.concat import METADATA, concat_safetensors, read_header
 from extraction.store.consistency import CONSISTENCY, consistency_files
 from extraction.store.contract import IndexRow, Manifest, run_file_prefix
 from extraction.store.index import append_rows, read_index, truncate_partial_line, update_rows
@@ -262,9 +266,8 @@ class TraceWriter:
 
     def _save(self, name: str, tensors: dict[str, torch.Tensor], records: dict) -> tuple[str, int]:
         """Write one safetensors file atomically; its sha256 and size."""
-        metadata = {"format": SHARD_FORMAT, "records": json.dumps(records, ensure_ascii=False)}
         with atomic_path(self.root / name) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
+            save_file(tensors, str(tmp), metadata=_shard_metadata(records))
             return file_sha256(tmp), tmp.stat().st_size
 
     def commit(self) -> None:
@@ -292,17 +295,18 @@ class TraceWriter:
         log.debug("saved %s (%d traces)", name, len(rows))
 
     def _merge_parts(self) -> None:
-        """Merge the parts of the shard being filled into the shard file."""
+        """Merge the parts of the shard being filled into the shard file, streaming their bytes:
+        memory holds the headers, never the tensors."""
         if not self._parts:
             return
-        tensors: dict[str, torch.Tensor] = {}
+        parts = [self.root / part for part in self._parts]
         records: dict[str, dict] = {}
-        for part in self._parts:
-            with safe_open(str(self.root / part), framework="pt") as handle:
-                records.update(json.loads(handle.metadata()["records"]))
-                tensors.update({key: handle.get_tensor(key) for key in handle.keys()})  # noqa: SIM118
+        for part in parts:
+            records.update(json.loads(read_header(part)[1][METADATA]["records"]))
         name = shard_name(self.file_prefix, self._shard)
-        digest, size = self._save(name, tensors, records)
+        with atomic_path(self.root / name) as tmp:
+            concat_safetensors(parts, tmp, _shard_metadata(records))
+            digest, size = file_sha256(tmp), tmp.stat().st_size
         moved = {"shard": name, "shard_sha256": digest, "shard_bytes": size}
         update_rows(self.root / INDEX, dict.fromkeys(records, moved))
         self.rows.update((qid, replace(self.rows[qid], **moved)) for qid in records)
@@ -314,6 +318,10 @@ class TraceWriter:
         self._parts, self._parts_traces, self._parts_bytes = [], 0, 0
         self._shard += 1
         self._next_part = 0
+
+
+def _shard_metadata(records: dict[str, dict]) -> dict[str, str]:
+    return {"format": SHARD_FORMAT, "records": json.dumps(records, ensure_ascii=False)}
 
 
 def _record(trace: Trace) -> dict:
