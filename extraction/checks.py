@@ -13,6 +13,7 @@ from extraction.errors import UserError
 from extraction.label_methods import METHODS, default_method, recorded_method
 from extraction.models import QUANTIZATION_CHOICES, TORCH_DTYPES
 from extraction.questions import Question, check_name
+from extraction.store.sparse import check_attention_format
 
 if TYPE_CHECKING:
     from extraction.store import IndexRow
@@ -41,6 +42,7 @@ def check_options(cfg: ExtractionConfig) -> None:
         if value not in allowed:
             shown = ", ".join(str(choice) for choice in allowed if choice is not None)
             raise UserError(f"{flag} {value!r} is not one of {shown}")
+    check_attention_format(cfg.attention_format, cfg.min_attention)
     if cfg.label_method == "llm_judge":
         raise UserError(
             "llm_judge labels a finished store: extract, then run `python -m extraction label "

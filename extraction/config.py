@@ -52,6 +52,10 @@ class ExtractionConfig:
         revision: Hub revision (branch, tag or commit) of the model.
         device: ``cpu``, ``cuda``, ``cuda:1``... (default: CUDA when available).
         dtype: Storage dtype of hidden states and attentions.
+        attention_format: ``dense`` (every weight of the lower triangle) or ``sparse`` (only
+            where some head of the block reaches ``min_attention``, plus the diagonal; graphs
+            then need a threshold >= it).
+        min_attention: With ``attention_format: sparse``, the smallest weight kept (e.g. 0.01).
         layers: Block indices to keep (None = all): attention of block l and hidden state l+1,
             plus the embedding output (hidden state 0).
         shard_size: Traces per shard file (the seed's 500).
@@ -86,6 +90,8 @@ class ExtractionConfig:
     revision: str | None = None
     device: str | None = None
     dtype: str = "float16"
+    attention_format: str = "dense"
+    min_attention: float | None = None
     layers: list[int] | None = None
     shard_size: int = 500
     shard_max_mb: int = 1024

@@ -99,6 +99,8 @@ def summary(store: TraceStore, processed: int | None = None, first_trace: bool =
         say(f"   • {path.name}: {megabytes(path):.2f} MB")
     total = sum(megabytes(path) for path in shards)
     say(f"\n💾 Total size on disk: {total:.2f} MB ({total / 1024:.2f} GB)")
+    if store.min_attention is not None:
+        say(f"Attention: sparse, weights >= {store.min_attention} (graph thresholds must be >= it)")
     labels = [store.rows[qid].label for qid in store.question_ids]
     judged = [label for label in labels if label is not None]
     if judged:

@@ -38,13 +38,11 @@ from extraction.models import compute_dtype, quantization_name, resolve_source
 from extraction.offline_model import PACKAGED_MODELS
 from extraction.questions import Question, dataset_name, load_questions
 
-ATTENTION_FORMATS = ("dense", "sparse")
 LOCAL_DATASETS = ("demo",)
 PROMPTS_MEASURED = 2000  # prompt lengths measured on at most this many questions
 
 
-# The estimate's own options, after the run's; an option the run already has (the attention
-# format, once sparse storage exists) is the run's.
+# The estimate's own options, after the run's (the attention format and W are the run's).
 ESTIMATE_OPTIONS = (
     (
         "mean_tokens",
@@ -58,18 +56,6 @@ ESTIMATE_OPTIONS = (
         int,
         8,
         "Questions a local model extracts for real to measure the time (0: none).",
-    ),
-    (
-        "attention_format",
-        str,
-        "dense",
-        "``dense`` or ``sparse`` (only weights >= min_attention kept).",
-    ),
-    (
-        "min_attention",
-        float | None,
-        None,
-        "With ``attention_format: sparse``, the smallest weight kept (W, e.g. 0.01).",
     ),
     (
         "attention_density",
@@ -97,17 +83,9 @@ EstimateConfig.__doc__ = (ExtractionConfig.__doc__ or "").replace(
 
 def check_estimate_options(cfg: EstimateConfig) -> None:
     """The run's checks, and the estimate's own; nothing is loaded yet."""
-    check_options(cfg)
-    if cfg.attention_format not in ATTENTION_FORMATS:
-        raise UserError(f"--attention_format {cfg.attention_format!r} is not one of dense, sparse")
-    if cfg.attention_format == "sparse":
-        if cfg.min_attention is None or not 0 < cfg.min_attention <= 1:
-            raise UserError(
-                f"--attention_format sparse needs --min_attention W in (0, 1] "
-                f"(got {cfg.min_attention}), e.g. 0.01, the graphs' default threshold"
-            )
-    elif cfg.min_attention is not None or cfg.attention_density is not None:
-        raise UserError("--min_attention and --attention_density go with --attention_format sparse")
+    check_options(cfg)  # the attention format and W included
+    if cfg.attention_format != "sparse" and cfg.attention_density is not None:
+        raise UserError("--attention_density goes with --attention_format sparse")
     if cfg.attention_density is not None and not 0 < cfg.attention_density <= 1:
         raise UserError(f"--attention_density must be in (0, 1] (got {cfg.attention_density})")
     if cfg.attention_format == "sparse" and cfg.attention_density is None:

@@ -358,6 +358,8 @@ def _manifest(
             "dataset_file": cfg.dataset_file and str(Path(cfg.dataset_file).resolve()),
             "attention_layers": blocks,
             "hidden_state_layers": hidden_state_indices(blocks),
+            "attention_format": cfg.attention_format,
+            "min_attention": cfg.min_attention,
         },
         "model": {
             "num_layers": loaded.num_layers,

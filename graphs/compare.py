@@ -292,6 +292,8 @@ def report_markdown(summary: dict, results: list[dict], pictures: dict[str, str]
         *_table(strongest_per_statistic(results)),
         "",
     ]
+    if summary["approximate"]:
+        lines += [f"Approximate: {summary['approximate']}.", ""]
     if summary["constant"]:
         lines += [
             "Constant over every graph (not compared): " + ", ".join(summary["constant"]) + ".",
@@ -323,7 +325,7 @@ def check_config(cfg: GraphCompareConfig, store: TraceStore) -> list[int]:
         spec = dataclasses.replace(spec, layers="all")
     if not available:
         raise UserError("no blocks to compare: the store holds no attention")
-    layers = spec.resolve(available).blocks
+    layers = spec.resolve(available, store.min_attention).blocks
     if len(set(layers)) != len(layers):
         raise UserError(f"--graph.layers lists a block twice: {layers}")
     if cfg.attention_layer is not None and cfg.attention_layer not in layers:
@@ -338,6 +340,19 @@ def check_config(cfg: GraphCompareConfig, store: TraceStore) -> list[int]:
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} is a file; give a folder")
     return layers
+
+
+def sparse_caveat(store: TraceStore) -> str | None:
+    """What a sparse store makes approximate here (None for a dense one), logged: the attention
+    maps, which average every weight; the graph statistics are exact (docs/GRAPHS.md)."""
+    if store.min_attention is None:
+        return None
+    caveat = (
+        f"the attention maps miss the weights below the store's min_attention "
+        f"{store.min_attention} (not stored); the graph statistics are exact"
+    )
+    log.warning("sparse store: %s", caveat)
+    return caveat
 
 
 def run_compare(cfg: GraphCompareConfig, progress: bool = True) -> Path:
@@ -392,6 +407,7 @@ def run_compare(cfg: GraphCompareConfig, progress: bool = True) -> Path:
         },
         "statistics": {name: describe(name) for name in STATISTICS},
         "constant": constant,
+        "approximate": sparse_caveat(store),
     }
     record = {
         **summary,

@@ -147,7 +147,7 @@ class HallucinationGraphDataset(Dataset):
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         check_ratios(split_ratios)
         store = TraceStore(traces)
-        self.spec = spec.resolve(store.stored_blocks)
+        self.spec = spec.resolve(store.stored_blocks, store.min_attention)
         self.traces = str(store.root.resolve())
         self.label_source = label_source(store, labels)
         self.candidates = {

@@ -79,6 +79,9 @@ def layer_graph(
         raise UserError(
             f"one block's graph needs layer set in the graph spec, got layers {spec.layers}"
         )
-    inputs = read_layer(open_source(source), question_id, spec.layer)
+    source = open_source(source)
+    if isinstance(source, TraceStore):
+        spec.check_exact(source.min_attention)
+    inputs = read_layer(source, question_id, spec.layer)
     graph = trace_to_graph(inputs.attention, inputs.hidden, inputs.n_prompt_tokens, spec)
     return inputs, graph

@@ -114,11 +114,40 @@ class GraphSpec:
             raise ValueError("resolve the spec against a store first (layers is 'all' or unset)")
         return list(self.layers)
 
-    def resolve(self, available: Sequence[int]) -> GraphSpec:
+    def resolve(self, available: Sequence[int], min_attention: float | None = None) -> GraphSpec:
         """This spec made concrete for a store that holds the blocks ``available``: ``layers:
         all`` becomes the list, each block is checked, a union graph's hidden-state block is
         chosen (None when no hidden state is used) and ``combine`` of a single layer is
-        ``stack``. The resolved spec is what a graph cache is keyed by."""
+        ``stack``. The resolved spec is what a graph cache is keyed by. ``min_attention`` is a
+        sparse store's (``TraceStore.min_attention``): see :meth:`check_exact`."""
+        resolved = self._resolve(available)
+        resolved.check_exact(min_attention)
+        return resolved
+
+    def check_exact(self, min_attention: float | None) -> None:
+        """Refuse graphs that a sparse store, which holds only the positions where some head of
+        a block reaches ``min_attention`` (None: a dense store, every weight), cannot build
+        exactly: a threshold below it, or a head mean over several blocks side by side (combine
+        ``union`` with head_mode ``mean``/``heads``/``any``, which read another block's unkept
+        weights as 0; ``max`` is exact). Everything else is exact (docs/GRAPHS.md)."""
+        if min_attention is None:
+            return
+        if self.threshold < min_attention:
+            raise UserError(
+                f"threshold {self.threshold} is below the store's min_attention {min_attention} "
+                "(a sparse store keeps no weaker weight); use a threshold >= "
+                f"{min_attention} or a store extracted with --attention_format dense"
+            )
+        several = self.layers == "all" or (self.layers is not None and len(self.layers) > 1)
+        if self.combine == "union" and several and self.head_mode != "max":
+            raise UserError(
+                f"combine union with head_mode {self.head_mode} is not exact on a sparse store "
+                f"(min_attention {min_attention}): each block keeps its own positions, so one "
+                "block's weights below it read as 0 beside another's; use head_mode max, "
+                "combine stack, or a store extracted with --attention_format dense"
+            )
+
+    def _resolve(self, available: Sequence[int]) -> GraphSpec:
         if self.layer is None and self.layers is None:
             raise UserError(
                 "the graph spec names no block: set layer (one block) or layers (several, or all)"

@@ -194,6 +194,7 @@ def run(cfg) -> Path:
     )
     splits = [_split(dm, features) for dm in datamodules]
 
+    approximate = sparse_caveats(store, trace_detectors)
     skipped = {
         d.name: features.sampling_skip
         for d in trace_detectors
@@ -238,11 +239,24 @@ def run(cfg) -> Path:
             "manifest_sha256": store.manifest_sha256,
             "label_methods": _label_methods(store, datamodules[0]),
             "n_traces": len(features.question_ids),
+            "approximate": approximate,
             "generations": describe_generations(store),
             "timings_s": timings,
         },
         resamples=cfg.bootstrap,
     )
+
+
+def sparse_caveats(store, detectors: list[Detector]) -> dict[str, str]:
+    """``{detector: why}`` for the detectors that a sparse store makes approximate (they read
+    attention weights below its min_attention as 0); empty for a dense store. Logged too."""
+    if store.min_attention is None:
+        return {}
+    out = {d.name: d.sparse_caveat for d in detectors if d.sparse_caveat is not None}
+    for name, caveat in out.items():
+        log.warning("%s is approximate on a sparse store (min_attention %s): %s", name,
+                    store.min_attention, caveat)  # fmt: skip
+    return out
 
 
 def _run_one(

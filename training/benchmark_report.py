@@ -104,6 +104,12 @@ def markdown(summaries: dict, skipped: dict, families: dict, context: dict) -> s
         )
     for name, reason in skipped.items():
         lines.append(f"| – | {name} | {families[name]} | skipped: {reason} | | | | | |")
+    if context.get("approximate"):
+        lines += [
+            "",
+            "Approximate on this sparse store (attention below its min_attention not kept):",
+        ]
+        lines += [f"- {name}: {caveat}" for name, caveat in context["approximate"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -67,7 +67,7 @@ class HallucinationGraphDataModule(LightningDataModule):
         self.save_hyperparameters({**arguments, "graph": graph.as_dict()})
         self.store = TraceStore(traces)  # UserError when it is not a store
         # The spec as given ("all" stays "all" in the hyperparameters) and resolved for the store:
-        self.spec = graph.resolve(self.store.stored_blocks)
+        self.spec = graph.resolve(self.store.stored_blocks, self.store.min_attention)
         model = self.store.manifest.model
         self.num_node_features: int
         self.num_edge_features: int | None

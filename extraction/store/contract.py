@@ -82,7 +82,10 @@ class RunSettings:
     """What identifies a run (``manifest.settings``): a resume with other settings is refused.
 
     ``attention_layers`` are the blocks whose attention was stored, ``hidden_state_layers`` the
-    hidden-state indices (0 the embeddings, ``l + 1`` the output of block ``l``)."""
+    hidden-state indices (0 the embeddings, ``l + 1`` the output of block ``l``).
+    ``attention_format`` ``sparse`` keeps only the attention at positions where some head of
+    the block reaches ``min_attention`` (:mod:`extraction.store.sparse`); older stores are
+    ``dense``."""
 
     model: str
     dataset: str
@@ -97,6 +100,8 @@ class RunSettings:
     chat_template: bool | None = None
     decoding: Decoding = field(default_factory=Decoding)
     dataset_file: str | None = None
+    attention_format: str = "dense"
+    min_attention: float | None = None
 
     @property
     def file_prefix(self) -> str:

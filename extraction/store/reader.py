@@ -40,9 +40,11 @@ from extraction.store.layout import (
     tensor_key,
     unpack_causal,
 )
+from extraction.store.sparse import COLUMNS, INDEX_KINDS, ROW_OFFSETS, decode_sparse
 from extraction.trace import EMBEDDINGS, Trace, complete_blocks, resid_post_index
 
 _STORED_INDICES = {"hidden_states": "hidden_state_indices", "attentions": "attention_indices"}
+_STORED_INDICES |= dict.fromkeys(INDEX_KINDS, "attention_indices")
 
 
 class TraceStore:
@@ -102,6 +104,12 @@ class TraceStore:
     def manifest_sha256(self) -> str:
         """The sha256 of ``manifest.json`` as written: what a cache of derived data keys on."""
         return file_sha256(self.root / MANIFEST)
+
+    @property
+    def min_attention(self) -> float | None:
+        """The smallest attention weight a sparse store is sure to hold (None: a dense store,
+        which holds every weight); see :mod:`extraction.store.sparse`."""
+        return self.manifest.settings.min_attention
 
     @property
     def stored_blocks(self) -> list[int]:
@@ -223,9 +231,14 @@ class TraceStore:
         return self._tensor(question_id, "hidden_states", resid_post_index(block))
 
     def attention(self, question_id: str, block: int) -> torch.Tensor:
-        """``[heads, T, T]`` of block ``block``; ``[h, i, j]`` = attention of token i to token j."""
+        """``[heads, T, T]`` of block ``block``; ``[h, i, j]`` = attention of token i to token j
+        (in a sparse store, 0 where no head reached ``min_attention``)."""
         seq_len = self.row(question_id).seq_len
-        return unpack_causal(self._tensor(question_id, "attentions", block), seq_len)
+        values = self._tensor(question_id, "attentions", block)
+        if self.min_attention is None:
+            return unpack_causal(values, seq_len)
+        offsets = self._tensor(question_id, ROW_OFFSETS, block)
+        return decode_sparse(values, offsets, self._tensor(question_id, COLUMNS, block), seq_len)
 
     def answer_stats(self, question_id: str) -> AnswerStats:
         """Each answer token's log-probability and entropy; reads no layer."""
@@ -328,7 +341,8 @@ class TraceStore:
             record = self.record(qid)
             keys = [tensor_key(qid, kind) for kind in ("tokens", "token_logprobs", "token_entropy")]
             keys += [tensor_key(qid, "hidden_states", i) for i in record.hidden_state_indices]
-            keys += [tensor_key(qid, "attentions", b) for b in record.attention_indices]
+            kinds = ("attentions", *(INDEX_KINDS if self.min_attention is not None else ()))
+            keys += [tensor_key(qid, k, b) for k in kinds for b in record.attention_indices]
             handle = self._open(row.shard)
             return tensors_sha256({key: handle.get_tensor(key) for key in keys}) == row.trace_sha256
         except (UserError, SafetensorError, KeyError):

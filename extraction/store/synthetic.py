@@ -67,9 +67,13 @@ def synthetic_trace(
 
 
 def synthetic_manifest(
-    shape: SyntheticShape, dataset: str = "synthetic", num_generations: int = 1
+    shape: SyntheticShape,
+    dataset: str = "synthetic",
+    num_generations: int = 1,
+    min_attention: float | None = None,
 ) -> dict:
-    """A manifest with every field an extraction run writes (``model`` is ``synthetic``)."""
+    """A manifest with every field an extraction run writes (``model`` is ``synthetic``); with
+    ``min_attention``, of a sparse store."""
     blocks = list(range(shape.blocks))
     decoding = {
         "num_beams": 1,
@@ -98,6 +102,8 @@ def synthetic_manifest(
             "dataset_file": None,
             "attention_layers": blocks,
             "hidden_state_layers": hidden_state_indices(blocks),
+            "attention_format": "dense" if min_attention is None else "sparse",
+            "min_attention": min_attention,
         },
         "model": {
             "num_layers": shape.blocks,
@@ -118,6 +124,7 @@ def write_synthetic_store(
     labelled: bool = True,
     max_traces_per_shard: int = 4,
     num_generations: int = 1,
+    min_attention: float | None = None,
 ) -> Path:
     """Write ``n_traces`` random traces (``synthetic_0000``, ...) to a new store at ``root``.
 
@@ -128,7 +135,8 @@ def write_synthetic_store(
     (``synthetic_0000#0`` .. ``#K-1``) and the consistency file, as ``--num_generations K``
     writes them. Generation 0 is labelled as above; the odd generations (1, 3, ...) repeat
     generation 0's trace, the even ones get random answers labelled ``(question + generation)
-    % 2``, so the K answers of a question partly agree.
+    % 2``, so the K answers of a question partly agree. With ``min_attention`` the attention is
+    stored sparse (``--attention_format sparse``).
     """
     from extraction.store.consistency import sync_consistency
     from extraction.store.reader import TraceStore
@@ -136,7 +144,7 @@ def write_synthetic_store(
     root = Path(root)
     with TraceWriter(
         root,
-        synthetic_manifest(shape, num_generations=num_generations),
+        synthetic_manifest(shape, num_generations=num_generations, min_attention=min_attention),
         file_prefix="synthetic",
         max_traces_per_shard=max_traces_per_shard,
     ) as writer:

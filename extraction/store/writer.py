@@ -43,6 +43,7 @@ from extraction.store.layout import (
     shard_name,
     tensor_key,
 )
+from extraction.store.sparse import check_attention_format, encode_sparse
 from extraction.trace import Trace
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,9 @@ class TraceWriter:
     ) -> None:
         if max_traces_per_shard < 1 or max_shard_bytes < 1:
             raise UserError("shard limits must be positive: check --shard_size/--shard_max_mb")
-        Manifest.from_json(manifest, "the run's manifest")
+        settings = Manifest.from_json(manifest, "the run's manifest").settings
+        check_attention_format(settings.attention_format, settings.min_attention)
+        self.min_attention = settings.min_attention  # None: dense attention
         self.root = Path(root)
         self.file_prefix = file_prefix
         self.max_traces_per_shard = max_traces_per_shard
@@ -182,9 +185,12 @@ class TraceWriter:
             atomic_write_text(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False))
             return
         previous = read_manifest(self.root)
-        before, now = dict(previous.get("settings") or {}), manifest["settings"]
+        before, now = dict(previous.get("settings") or {}), dict(manifest["settings"])
         if before.get("dataset_file"):  # older stores kept the path as typed
             before["dataset_file"] = str(Path(before["dataset_file"]).resolve())
+        for settings in (before, now):  # older stores: dense attention, no threshold
+            settings.setdefault("attention_format", "dense")
+            settings.setdefault("min_attention", None)
         changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
         if changed:
             shown = "; ".join(f"{key}: {before.get(key)!r} → {now.get(key)!r}" for key in changed)
@@ -251,7 +257,11 @@ class TraceWriter:
             tensors[tensor_key(qid, "hidden_states", index)] = hidden.to(self.storage_dtype)
         for block, attention in trace.attentions.items():
             packed = pack_causal(attention.to(self.storage_dtype))
-            tensors[tensor_key(qid, "attentions", block)] = packed
+            if self.min_attention is None:
+                tensors[tensor_key(qid, "attentions", block)] = packed
+                continue
+            for kind, tensor in encode_sparse(packed, trace.seq_len, self.min_attention).items():
+                tensors[tensor_key(qid, kind, block)] = tensor
         return {key: value.contiguous().cpu() for key, value in tensors.items()}
 
     def _save(self, name: str, tensors: dict[str, torch.Tensor], records: dict) -> tuple[str, int]:

@@ -129,6 +129,12 @@ def load_or_compute(
         log.info("detector features from %s", path)
         arrays = load_file(path)
         return StoreFeatures(list(store.question_ids), layers, arrays, skip, generations), 0.0
+    if store.min_attention is not None:
+        log.warning(
+            "sparse store (min_attention %s): lookback, lapeig and the attention shift read the "
+            "weights below it as 0 (approximate); llmcheck_attention reads the stored diagonal",
+            store.min_attention,
+        )
     start = time.perf_counter()
     per_trace = [
         trace_features(store, qid, layers, k)

@@ -25,6 +25,8 @@ class Detector:
     method: str
     run: Callable[[StoreFeatures, Split, int], Outcome]
     needs_sampling: bool = False
+    # What a sparse store (weights below its min_attention not kept) makes approximate.
+    sparse_caveat: str | None = None
 
 
 def _per_layer(features: StoreFeatures, key: str) -> dict[str, np.ndarray]:
@@ -104,18 +106,21 @@ DETECTORS: list[Detector] = [
         "Lookback Lens",
         "logistic regression on every (layer, head) lookback ratio; C chosen on val",
         _flat_classifier(("lookback",), LOGISTIC_GRID),
+        sparse_caveat="the prompt and answer attention masses miss the weights below min_attention",
     ),
     Detector(
         "lapeigvals",
         "LapEigvals",
         "logistic regression on the top-k Laplacian eigenvalues of every (layer, head); C on val",
         _flat_classifier(("lapeig",), LOGISTIC_GRID),
+        sparse_caveat="the in-degrees miss the weights below min_attention",
     ),
     Detector(
         "hallushift",
         "HalluShift",
         "MLP (64) on consecutive-layer shifts + token-probability features",
         _flat_classifier(("shift", "token_probs"), MLP),
+        sparse_caveat="the attention rows' shift misses the weights below min_attention",
     ),
     *(
         Detector(name, "sampling", TRAINING_FREE, _question_score(i, name), True)
