@@ -65,6 +65,7 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         torch_dtype=cfg.torch_dtype,
         device=cfg.device or _rank_device(rank),
     )
+    _check_positions(cfg, loaded)
     blocks = _attention_blocks(cfg.layers, loaded.num_layers)
     console.say(f"Number of model layers: {loaded.num_layers}")
     console.say(f"\nLoading dataset {name}...")
@@ -147,6 +148,16 @@ def expected_files(todo: list[Question], loaded: LoadedModel, cfg: ExtractionCon
     return fewest, max(fewest, by_size)
 
 
+def _check_positions(cfg: ExtractionConfig, loaded: LoadedModel) -> None:
+    """Past its trained positions a model's output is noise, not an error: refuse the limit."""
+    positions = getattr(loaded.model.config, "max_position_embeddings", None)
+    if positions is not None and cfg.max_total_tokens > positions:
+        raise UserError(
+            f"--max_total_tokens {cfg.max_total_tokens} is more than {cfg.model} handles "
+            f"({positions} positions): use at most {positions}"
+        )
+
+
 def _attention_blocks(layers: list[int] | None, num_layers: int) -> list[int]:
     if layers is None:
         return list(range(num_layers))
@@ -207,7 +218,12 @@ def _traces(questions, prompts, loaded: LoadedModel, cfg: ExtractionConfig, bloc
     answers = generate_answers(loaded.model, tokenizer, prompts, cfg.decoding, cfg.stop_strings)
     sequences = [ids + answer.answer_ids for ids, answer in zip(prompts, answers, strict=True)]
     states = final_state_pass(
-        loaded.model, sequences, [len(p) for p in prompts], tokenizer.pad_token_id, blocks
+        loaded.model,
+        sequences,
+        [len(p) for p in prompts],
+        tokenizer.pad_token_id,
+        blocks,
+        storage_dtype=getattr(torch, cfg.dtype),
     )
     check_storable(states, cfg.dtype)
     traces = []

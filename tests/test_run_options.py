@@ -33,3 +33,12 @@ def test_too_long_questions_are_recorded_and_the_run_goes_on(tiny_model_dir, tmp
     for row in store.errors:
         assert row.error.startswith("too long:") and "--max_total_tokens 31" in row.error
     assert f"Total errors: {len(store.errors)}" in capsys.readouterr().out
+
+
+def test_max_total_tokens_beyond_the_models_positions(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "store"
+    args = tiny_args(tiny_model_dir, out, n=2)
+    assert run_extraction(*args, "--max-total-tokens", 4096) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: --max_total_tokens 4096 is more than") and "2048 positions" in err
+    assert not out.exists()
