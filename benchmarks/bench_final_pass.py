@@ -1,23 +1,25 @@
 """Peak RSS and time of the final-state pass on long sequences (docs/BENCHMARKS.md).
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_final_pass.py --lengths 256 512 1024 2048
+    git worktree add /tmp/before <commit before the hooks>
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_final_pass.py --code /tmp/before . \
+        --lengths 256 512 1024 2048 --out results.json
 
 One sequence of ``T`` real tokens (TruthfulQA questions and best answers in the seed's
 ``Question: ...\\nAnswer: ...`` pattern; the last ``--answer-tokens`` count as the answer), the
-packaged SmolLM2 in float32, every block kept, batch 1. Each length runs in its own process, so
-its peak RSS (``ru_maxrss``) is that pass's alone: the model is loaded and warmed up on a short
-sequence first (``baseline``), then one pass at ``T`` runs until its attention is what the writer
-stores (packed lower triangle in ``--dtype``).
-
-``--code DIR`` imports ``extraction`` from another checkout (e.g. ``git worktree add DIR main``)
-to measure it with the same script: before the per-block hooks, the pass returned every block's
-``[heads, T, T]`` float32 attention and the writer packed it.
+packaged SmolLM2 in float32, every block kept, batch 1. Each length and each checkout (``--code``,
+side by side, length by length) runs in its own process, so its peak RSS (``ru_maxrss``) is that
+pass's alone: the model is loaded and warmed up on a short sequence first (``baseline``), then
+one pass at ``T`` runs until its tensors are what the writer stores (attention packed, hidden
+states cast to ``--dtype``). ``sha256`` hashes those tensors, to show the checkouts store the same
+bytes. Before the per-block hooks the pass returned every block's ``[heads, T, T]`` float32
+attention and the writer cast and packed it; the script does that for such a checkout.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import inspect
 import json
 import resource
@@ -57,16 +59,18 @@ def measure_one(seq_len: int, answer_tokens: int, dtype_name: str) -> dict:
     from extraction.store.layout import pack_causal
 
     dtype = getattr(torch, dtype_name)
-    # main before the hooks had no storage_dtype: the writer cast and packed [heads, T, T].
     packs_itself = "storage_dtype" in inspect.signature(final_state_pass).parameters
     extra = {"storage_dtype": dtype} if packs_itself else {}
 
-    def stored_pass(tokens: list[int]) -> dict[int, torch.Tensor]:
+    def stored_pass(tokens: list[int]) -> list[torch.Tensor]:
+        """The tensors the writer stores, in a fixed order."""
         n_prompt = max(1, len(tokens) - answer_tokens)
         (state,) = final_state_pass(loaded.model, [tokens], [n_prompt], pad_id, blocks, **extra)
-        if packs_itself:
-            return state.attentions
-        return {b: pack_causal(a.to(dtype)) for b, a in state.attentions.items()}
+        attentions = [state.attentions[b] for b in sorted(state.attentions)]
+        if not packs_itself:
+            attentions = [pack_causal(a.to(dtype)) for a in attentions]
+        hidden = [state.hidden_states[i].to(dtype) for i in sorted(state.hidden_states)]
+        return [*attentions, *hidden, state.token_logprobs, state.token_entropy]
 
     loaded = load_model(MODEL, quantization="none", torch_dtype="float32")
     pad_id = loaded.tokenizer.pad_token_id
@@ -77,13 +81,17 @@ def measure_one(seq_len: int, answer_tokens: int, dtype_name: str) -> dict:
     start = time.perf_counter()
     stored = stored_pass(tokens)
     seconds = time.perf_counter() - start
-    stored_bytes = sum(t.numel() * t.element_size() for t in stored.values())
+    peak = peak_rss_mib()
+    digest = hashlib.sha256()
+    for tensor in stored:
+        digest.update(tensor.contiguous().view(torch.uint8).numpy())
     return {
         "seq_len": seq_len,
         "seconds": round(seconds, 2),
         "baseline_rss_mib": round(baseline),
-        "peak_rss_mib": round(peak_rss_mib()),
-        "stored_attention_mib": round(stored_bytes / 2**20, 1),
+        "peak_rss_mib": round(peak),
+        "stored_attention_mib": round(sum(a.nbytes for a in stored[: len(blocks)]) / 2**20, 1),
+        "sha256": digest.hexdigest(),
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -94,28 +102,29 @@ def main() -> None:
     parser.add_argument("--answer-tokens", type=int, default=32)
     parser.add_argument("--dtype", default="float16", help="storage dtype")
     parser.add_argument(
-        "--code", type=Path, default=REPO, help="checkout to import extraction from"
+        "--code", type=Path, nargs="+", default=[REPO], help="checkouts to import extraction from"
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     if args.one is not None:
-        sys.path.insert(0, str(args.code.resolve()))
+        sys.path.insert(0, str(args.code[0].resolve()))
         print(json.dumps(measure_one(args.one, args.answer_tokens, args.dtype)))
         return
     results = []
     for seq_len in args.lengths:
-        command = [
-            sys.executable, __file__, "--one", str(seq_len), "--code", str(args.code),
-            "--answer-tokens", str(args.answer_tokens), "--dtype", args.dtype,
-        ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"error: T={seq_len} failed:\n{done.stderr[-2000:]}")
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), flush=True)
+        for code in args.code:
+            command = [
+                sys.executable, __file__, "--one", str(seq_len), "--code", str(code),
+                "--answer-tokens", str(args.answer_tokens), "--dtype", args.dtype,
+            ]  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"error: T={seq_len} ({code}) failed:\n{done.stderr[-2000:]}")
+            results.append({"code": str(code), **json.loads(done.stdout.strip().splitlines()[-1])})
+            print(json.dumps(results[-1]), flush=True)
     if args.out:
-        args.out.write_text(json.dumps({"code": str(args.code), "results": results}, indent=2))
+        args.out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
