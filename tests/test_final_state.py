@@ -3,7 +3,7 @@ pass, batched equal to unbatched, and tokens aligned with states."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from extraction.final_state import eager_attention, final_state_pass
 from extraction.prompts import SEED_PROMPT
-from extraction.store import TraceStore
+from extraction.store import SyntheticShape, TraceStore, synthetic_trace
 from extraction.store.layout import pack_causal
 
 FP16_TOL = 2e-3  # fp16 storage: ~3 significant digits
@@ -108,6 +108,18 @@ def test_pass_packs_kept_blocks_only_and_leaves_the_model_clean(tiny_model_dir):
         final_state_pass(model, sequences, [3, 5], 2, [0, 1], storage_dtype=torch.float16)
     assert forward_hooks(model) == hooks
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_a_trace_holding_packed_attention_answers_full_maps():
+    """What the final pass hands the writer (packed lower triangles) reads as ``[heads, T, T]``."""
+    full = synthetic_trace("q0", SyntheticShape(), answer_tokens=4, label=0, seed=3)
+    packed = replace(full, attentions={b: pack_causal(a) for b, a in full.attentions.items()})
+    for block in full.attentions:
+        assert torch.equal(packed.attention(block), full.attention(block))
+    for kept, reference in zip(
+        packed.seed_record()["attentions"], full.seed_record()["attentions"], strict=True
+    ):
+        assert (kept == reference).all()
 
 
 def test_tokens_decoded_and_answer_line_up(tiny_store, tiny_model_dir):
