@@ -64,7 +64,7 @@ def pack_causal(attention: torch.Tensor) -> torch.Tensor:
     return flat.index_select(1, _lower_triangle(seq_len, attention.device))
 
 
-def packed(attention: torch.Tensor) -> torch.Tensor:
+def packed_causal(attention: torch.Tensor) -> torch.Tensor:
     """A block's attention as stored, ``[heads, T(T+1)/2]``: ``[heads, T, T]`` is packed, an
     already packed one (what the final-state pass hands over) passes through."""
     return pack_causal(attention) if attention.dim() == 3 else attention

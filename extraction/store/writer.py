@@ -31,7 +31,7 @@ from extraction.store.layout import (
     MANIFEST,
     SHARD_FORMAT,
     acquire_lock,
-    packed,
+    packed_causal,
     parse_shard_name,
     read_manifest,
     run_file_pattern,
@@ -226,7 +226,8 @@ class TraceWriter:
         for index, hidden in trace.hidden_states.items():
             tensors[tensor_key(qid, "hidden_states", index)] = hidden.to(self.storage_dtype)
         for block, attention in trace.attentions.items():
-            tensors[tensor_key(qid, "attentions", block)] = packed(attention).to(self.storage_dtype)
+            packed = packed_causal(attention).to(self.storage_dtype)
+            tensors[tensor_key(qid, "attentions", block)] = packed
         return {key: value.contiguous().cpu() for key, value in tensors.items()}
 
     def _save(self, name: str, tensors: dict[str, torch.Tensor], records: dict) -> tuple[str, int]:
