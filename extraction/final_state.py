@@ -8,7 +8,8 @@ masked columns get exactly zero weight after the softmax.
 Memory grows with ``T²`` for one block, not for all of them: a forward hook on each block's
 attention module takes its ``[B, heads, T, T]`` float32 weights as they are produced, keeps each
 sequence's packed lower triangle in the storage dtype (kept blocks only) and drops the weights
-before the next block runs. Only the answer positions' logits are computed.
+before the next block runs. Only the kept hidden states are collected, and only the answer
+positions' logits computed.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def final_state_pass(
     # Position k-1 predicts token k: the answer's predictions are the last n_answer + 1
     # columns but the very last (every row ends at the last column).
     kept_logits = max(n_answer) + 1
+    hidden_indices = hidden_state_indices(attention_blocks)
     device = model.device
     with (
         torch.inference_mode(),
@@ -128,11 +130,10 @@ def final_state_pass(
             input_ids=input_ids.to(device),
             attention_mask=mask.to(device),
             position_ids=position_ids(mask).to(device),
-            output_hidden_states=True,
+            output_hidden_states=hidden_indices,  # transformers keeps only these
             use_cache=False,
             logits_to_keep=kept_logits,
         )
-    hidden_indices = hidden_state_indices(attention_blocks)
     states = []
     for row, (seq, start, answer) in enumerate(zip(sequences, starts, n_answer, strict=True)):
         logits = out.logits[row, kept_logits - answer - 1 : kept_logits - 1].float()
