@@ -78,6 +78,7 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         torch_dtype=cfg.torch_dtype,
         device=cfg.device or _rank_device(rank),
     )
+    _check_positions(cfg, loaded)
     blocks = attention_blocks(cfg.layers, loaded.num_layers)
     console.say(f"Number of model layers: {loaded.num_layers}")
     console.say(f"\nLoading dataset {name}...")
@@ -199,6 +200,16 @@ def expected_files(todo: list[Question], loaded: LoadedModel, cfg: ExtractionCon
     return fewest, max(fewest, by_size)
 
 
+def _check_positions(cfg: ExtractionConfig, loaded: LoadedModel) -> None:
+    """Past its trained positions a model's output is noise, not an error: refuse the limit."""
+    positions = getattr(loaded.model.config, "max_position_embeddings", None)
+    if positions is not None and cfg.max_total_tokens > positions:
+        raise UserError(
+            f"--max_total_tokens {cfg.max_total_tokens} is more than {cfg.model} handles "
+            f"({positions} positions): use at most {positions}"
+        )
+
+
 def attention_blocks(layers: list[int] | None, num_layers: int) -> list[int]:
     if layers is None:
         return list(range(num_layers))
@@ -301,7 +312,12 @@ def _traces(items: list[Todo], prompts, loaded: LoadedModel, cfg: ExtractionConf
     for start in range(0, len(sequences), cfg.batch_size):
         end = start + cfg.batch_size
         chunk = final_state_pass(
-            loaded.model, sequences[start:end], n_prompt[start:end], tokenizer.pad_token_id, blocks
+            loaded.model,
+            sequences[start:end],
+            n_prompt[start:end],
+            tokenizer.pad_token_id,
+            blocks,
+            storage_dtype=getattr(torch, cfg.dtype),
         )
         check_storable(chunk, cfg.dtype)
         states += chunk

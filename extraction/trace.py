@@ -41,7 +41,9 @@ class Trace:
 
     Index convention (one for the whole project): ``hidden_states[0]`` is the embedding output and
     ``hidden_states[l + 1]`` the output of block ``l``; ``attentions[l]`` is block ``l``'s attention
-    ``[heads, T, T]`` where ``attn[h, i, j]`` is how much token ``i`` attends to token ``j``.
+    ``[heads, T, T]`` where ``attn[h, i, j]`` is how much token ``i`` attends to token ``j``, or
+    its packed lower triangle ``[heads, T(T+1)/2]`` in the storage dtype (what the final-state pass
+    hands the writer; :meth:`attention` unpacks it).
     Both are dicts so that a store written with ``--layers`` still indexes by the model's numbering.
     Positions ``0 .. n_prompt_tokens-1`` are the prompt, the rest the answer. One of several
     generations of a question (``--num_generations``) has its own ``question_id``
@@ -91,7 +93,10 @@ class Trace:
 
     def attention(self, block: int) -> torch.Tensor:
         """``[heads, T, T]`` of block ``block``."""
-        return self.attentions[block]
+        from extraction.store.layout import unpack_causal  # the store package imports this module
+
+        attention = self.attentions[block]
+        return attention if attention.dim() == 3 else unpack_causal(attention, self.seq_len)
 
     @property
     def stored_blocks(self) -> list[int]:
@@ -107,7 +112,7 @@ class Trace:
             "hidden_states": [
                 self.hidden_states[i].float().numpy() for i in sorted(self.hidden_states)
             ],
-            "attentions": [self.attentions[i].float().numpy() for i in sorted(self.attentions)],
+            "attentions": [self.attention(i).float().numpy() for i in sorted(self.attentions)],
             "tokens": self.tokens.numpy(),
             "tokens_decoded": list(self.tokens_decoded),
         }

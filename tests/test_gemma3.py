@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from extraction.final_state import final_state_pass
 from extraction.offline_model import converted_checkpoint
 from extraction.store import TraceStore
+from extraction.store.layout import pack_causal, unpack_causal
 from graphs.cli import main as graphs_main
 from tests.conftest import TRUTHFULQA, require_shared_data
 from tests.test_final_state import check_real_store, check_store_equals_eager_pass
@@ -89,13 +90,15 @@ def test_sliding_window_and_batching_in_the_final_state_pass(gemma):
     long = long_prompt(tokenizer, 600)
     short = long[:40]
     blocks = list(range(model.config.num_hidden_layers))
-    batched = final_state_pass(model, [long, short], [590, 30], tokenizer.pad_token_id, blocks)
+    batched = final_state_pass(
+        model, [long, short], [590, 30], tokenizer.pad_token_id, blocks, storage_dtype=torch.float32
+    )
     for seq, state in zip((long, short), batched, strict=True):
         with torch.no_grad():
             out = model(torch.tensor([seq]), output_attentions=True, output_hidden_states=True)
         for block in blocks:
             torch.testing.assert_close(
-                state.attentions[block], out.attentions[block][0], atol=1e-5, rtol=1e-4
+                state.attentions[block], pack_causal(out.attentions[block][0]), atol=1e-5, rtol=1e-4
             )
         for index, hidden in state.hidden_states.items():
             # Float32 rounding in a residual stream of ~1e5 (padding or the window going wrong
@@ -103,7 +106,7 @@ def test_sliding_window_and_batching_in_the_final_state_pass(gemma):
             reference = out.hidden_states[index][0]
             atol = 1e-4 * float(reference.abs().max())
             torch.testing.assert_close(hidden, reference, atol=atol, rtol=0)
-    attentions = batched[0].attentions
+    attentions = {b: unpack_causal(a, len(long)) for b, a in batched[0].attentions.items()}
     last = len(long) - 1
     beyond = slice(0, last - SLIDING_WINDOW + 1)  # keys at distance >= 512 from the last token
     for block, kind in enumerate(model.config.layer_types):

@@ -55,3 +55,12 @@ def test_a_truthfulqa_store_resumes_with_the_default_label_method(tmp_path):
     check_same_questions(rows("truthfulqa_diff_embedding"), [question], "truthfulqa_diff", tmp_path)
     with pytest.raises(UserError, match="--label_method truthfulqa_diff_rougeL"):
         check_same_questions(rows("truthfulqa_diff_rougeL"), [question], None, tmp_path)
+
+
+def test_max_total_tokens_beyond_the_models_positions(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "store"
+    args = tiny_args(tiny_model_dir, out, n=2)
+    assert run_extraction(*args, "--max-total-tokens", 4096) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: --max_total_tokens 4096 is more than") and "2048 positions" in err
+    assert not out.exists()

@@ -50,9 +50,9 @@ def tensor_key(question_id: str, kind: str, index: int | None = None) -> str:
     return f"{question_id}/{kind}" if index is None else f"{question_id}/{kind}.{index}"
 
 
-def _lower_triangle(seq_len: int) -> torch.Tensor:
+def _lower_triangle(seq_len: int, device: torch.device | None = None) -> torch.Tensor:
     """Flat positions ``i * T + j`` of the lower triangle (j <= i), row by row."""
-    rows, cols = torch.tril_indices(seq_len, seq_len)
+    rows, cols = torch.tril_indices(seq_len, seq_len, device=device)
     return rows * seq_len + cols
 
 
@@ -61,7 +61,13 @@ def pack_causal(attention: torch.Tensor) -> torch.Tensor:
     construction, so storing it would double the bytes for nothing."""
     seq_len = attention.shape[-1]
     flat = attention.reshape(attention.shape[0], seq_len * seq_len)
-    return flat.index_select(1, _lower_triangle(seq_len))
+    return flat.index_select(1, _lower_triangle(seq_len, attention.device))
+
+
+def packed_causal(attention: torch.Tensor) -> torch.Tensor:
+    """A block's attention as stored, ``[heads, T(T+1)/2]``: ``[heads, T, T]`` is packed, an
+    already packed one (what the final-state pass hands over) passes through."""
+    return pack_causal(attention) if attention.dim() == 3 else attention
 
 
 def unpack_causal(packed: torch.Tensor, seq_len: int) -> torch.Tensor:

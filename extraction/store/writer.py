@@ -36,7 +36,7 @@ from extraction.store.layout import (
     MANIFEST,
     SHARD_FORMAT,
     acquire_lock,
-    pack_causal,
+    packed_causal,
     parse_shard_name,
     read_manifest,
     run_file_pattern,
@@ -256,7 +256,7 @@ class TraceWriter:
         for index, hidden in trace.hidden_states.items():
             tensors[tensor_key(qid, "hidden_states", index)] = hidden.to(self.storage_dtype)
         for block, attention in trace.attentions.items():
-            packed = pack_causal(attention.to(self.storage_dtype))
+            packed = packed_causal(attention).to(self.storage_dtype)
             if self.min_attention is None:
                 tensors[tensor_key(qid, "attentions", block)] = packed
                 continue
