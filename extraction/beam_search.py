@@ -117,7 +117,7 @@ class _Search:
         """A question's beams start as copies of its prompt, and transformers runs every copy
         through the model; here each prompt runs once and its cache and logits are copied."""
         firsts = slice(None, None, self.num_beams)
-        kwargs = {key: value[firsts] if key in _ROW_KWARGS else value for key, value in model_kwargs.items()}
+        kwargs = {k: v[firsts] if torch.is_tensor(v) else v for k, v in model_kwargs.items()}
         outputs = self.model._prefill(
             input_ids[firsts], self.cfg, kwargs, is_first_iteration=not self.cfg.is_assistant
         )
