@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from extraction.beam_search import compacting_beam_search
 from extraction.padding import left_pad
@@ -52,8 +52,12 @@ class RowsPerForward:
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
+    """The tiny Llama with larger random weights: its answers depend on the question, so
+    questions finish at different steps (with the default scale each repeats one token)."""
+    config = AutoConfig.from_pretrained(tiny_model_dir, initializer_range=1.0)
+    torch.manual_seed(0)
     return (
-        AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval(),
+        AutoModelForCausalLM.from_config(config).eval(),
         AutoTokenizer.from_pretrained(tiny_model_dir),
     )
 
