@@ -46,9 +46,30 @@ def check_options(cfg: ExtractionConfig) -> None:
             "llm_judge labels a finished store: extract, then run `python -m extraction label "
             "DIR --method llm_judge --judge_model NAME`"
         )
+    check_sampling(cfg)
     if cfg.layers is not None and any(layer < 0 for layer in cfg.layers):
         raise UserError(f"--layers {cfg.layers}: block indices start at 0")
     check_name(cfg.model_slug, "the model name")
+
+
+def check_sampling(cfg: ExtractionConfig) -> None:
+    """``--num_generations`` and the sampling options agree and are in range."""
+    if cfg.num_generations < 1:
+        raise UserError(f"--num_generations must be at least 1 (got {cfg.num_generations})")
+    if not cfg.temperature > 0:
+        raise UserError(f"--temperature must be above 0 (got {cfg.temperature})")
+    if not 0 < cfg.top_p <= 1:
+        raise UserError(f"--top_p must be in (0, 1] (got {cfg.top_p}); 1 keeps every token")
+    if cfg.num_generations > 1 and not cfg.do_sample:
+        raise UserError(
+            f"--num_generations {cfg.num_generations} needs --do_sample: generation 0 is the "
+            "beam-search answer, the others are sampled"
+        )
+    if cfg.do_sample and cfg.num_generations == 1:
+        raise UserError(
+            "--do_sample draws generations 1..K-1: pass --num_generations 2 or more (generation "
+            "0 stays the beam-search answer)"
+        )
 
 
 def check_output_dir(path: Path) -> None:
@@ -70,27 +91,35 @@ def check_output_dir(path: Path) -> None:
 def check_same_questions(
     rows: dict[str, IndexRow], questions: list[Question], label_method: str | None, root: Path
 ) -> None:
-    """A resume must not mix data or labels: every question already in the store must have the
-    same text and gold answers, and its label the method this run would use."""
+    """A resume must not mix data or labels: every question already in the store (each of its
+    generations) must have the same text and gold answers, and its label the method this run
+    would use."""
+    by_question: dict[str, list[IndexRow]] = {}
+    for row in rows.values():
+        by_question.setdefault(row.unit, []).append(row)
     for question in questions:
-        row = rows.get(question.question_id)
-        if row is None:
-            continue
-        if row.question != question.question or row.gold != question.gold:
-            raise UserError(
-                f"{root} already holds question {question.question_id!r} with another text or "
-                "other gold answers: this is other data under the same ids; use another "
-                "--output_dir (or --overwrite)"
-            )
-        expected = label_method or default_method(question.gold) or "none"
-        stored = row.label_method if row.ok else expected
-        if stored != expected:
-            fix = (
-                f"pass --label_method {stored} to resume"
-                if stored in METHODS
-                else f"relabel it with `python -m extraction label {root} --method M` first"
-            )
-            raise UserError(
-                f"{root} labelled {question.question_id!r} with {stored!r}, this run would use "
-                f"{expected!r}: {fix}, or write to another --output_dir"
-            )
+        for row in by_question.get(question.question_id, ()):
+            _check_same_question(row, question, label_method, root)
+
+
+def _check_same_question(
+    row: IndexRow, question: Question, label_method: str | None, root: Path
+) -> None:
+    if row.question != question.question or row.gold != question.gold:
+        raise UserError(
+            f"{root} already holds question {question.question_id!r} with another text or "
+            "other gold answers: this is other data under the same ids; use another "
+            "--output_dir (or --overwrite)"
+        )
+    expected = label_method or default_method(question.gold) or "none"
+    stored = row.label_method if row.ok else expected
+    if stored != expected:
+        fix = (
+            f"pass --label_method {stored} to resume"
+            if stored in METHODS
+            else f"relabel it with `python -m extraction label {root} --method M` first"
+        )
+        raise UserError(
+            f"{root} labelled {question.question_id!r} with {stored!r}, this run would use "
+            f"{expected!r}: {fix}, or write to another --output_dir"
+        )

@@ -8,6 +8,7 @@ python -m extraction label DIR [--method M]   # recompute labels (index only)
 python -m extraction label DIR --from_file JUDGEMENTS.jsonl    # import judged labels
 python -m extraction label DIR --method llm_judge --judge_model NAME
 python -m extraction export-pickle DIR [--output DIR] [--batch_size 500]
+python -m extraction estimate --model NAME --num_samples N [--mean_tokens T] [run options]
 
 Every command takes ``--config FILE``, ``--print_config`` and ``--help`` (extraction.cli_config).
 """
@@ -21,7 +22,7 @@ from extraction.errors import UserError
 PROG = "python -m extraction"
 DESCRIPTION = (
     "Extract final-state traces (hidden states + attentions over prompt + answer). More "
-    f"commands: `{PROG} inspect|verify|label|export-pickle --help`."
+    f"commands: `{PROG} inspect|verify|label|export-pickle|estimate --help`."
 )
 
 
@@ -43,6 +44,16 @@ def _run(argv: list[str]) -> None:
         )
     else:
         console.summary(TraceStore(result.store_dir), processed=result.processed)
+
+
+def _estimate(argv: list[str]) -> None:
+    from extraction.estimate_command import EstimateConfig, run_estimate
+
+    cfg, print_config = parse_config(EstimateConfig, argv, f"{PROG} estimate")
+    if print_config:
+        print(to_yaml(cfg), end="")
+        return
+    run_estimate(cfg)
 
 
 def inspect(path: str, trust_pickle: bool = False) -> None:
@@ -155,6 +166,7 @@ COMMANDS: dict[str, Command] = {
     "verify": _subcommand(verify, "verify"),
     "label": _subcommand(label, "label"),
     "export-pickle": _subcommand(export_pickle, "export-pickle"),
+    "estimate": _estimate,
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from extraction.generation import DEFAULT_STOP_STRINGS, Decoding
+from extraction.generation import DEFAULT_STOP_STRINGS, Decoding, Sampling
 from extraction.models import OFFLINE_MODEL
 from extraction.prompts import SEED_PROMPT
 
@@ -35,6 +35,15 @@ class ExtractionConfig:
         max_new_tokens: Longest answer, in tokens.
         early_stopping: Stop beam search once ``num_beams`` finished candidates exist.
         stop_strings: The answer ends before the first of these (after it has started).
+        num_generations: Answers (traces) per question: generation 0 is the beam-search answer,
+            1..K-1 are sampled (needs ``do_sample``). With K > 1 a trace's id is
+            ``{question_id}#{generation}``.
+        do_sample: Sample generations 1..K-1 (multinomial, ``temperature``, ``top_p``).
+        temperature: Sampling temperature (> 0; the default 0.5 is INSIDE/EigenScore's).
+        top_p: Nucleus sampling: keep the smallest set of tokens whose probability reaches this
+            (0 < top_p <= 1; 1 keeps all; the default 0.99 is INSIDE's).
+        seed: Seed of the samples; each question's are drawn from this and its id, so a resume
+            draws the same ones.
         batch_size: Questions generated and traced together.
         max_total_tokens: Questions whose prompt plus ``max_new_tokens`` exceed this are recorded
             as errors instead of run.
@@ -65,6 +74,11 @@ class ExtractionConfig:
     max_new_tokens: int = 64
     early_stopping: bool = True
     stop_strings: list[str] = field(default_factory=lambda: list(DEFAULT_STOP_STRINGS))
+    num_generations: int = 1
+    do_sample: bool = False
+    temperature: float = 0.5
+    top_p: float = 0.99
+    seed: int = 0
     batch_size: int = 8
     max_total_tokens: int = 1024
     quantization: str = "auto"
@@ -83,6 +97,10 @@ class ExtractionConfig:
     @property
     def decoding(self) -> Decoding:
         return Decoding(self.num_beams, self.max_new_tokens, self.early_stopping)
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.temperature, self.top_p, self.max_new_tokens, self.seed)
 
     def store_dir(self, dataset: str) -> Path:
         return Path(self.output_dir or Path("traces_data") / f"{self.model_slug}_{dataset}")

@@ -23,10 +23,17 @@ def megabytes(path: Path) -> float:
 
 
 def run_header(
-    n_questions: int, n_skipped: int, shard_size: int, expected: tuple[int, int]
+    n_questions: int,
+    n_skipped: int,
+    shard_size: int,
+    expected: tuple[int, int],
+    generations: int = 1,
 ) -> None:
-    """``expected``: the fewest and most shard files (the byte cap can close a shard early)."""
+    """``expected``: the fewest and most shard files (the byte cap can close a shard early);
+    ``n_skipped`` counts traces (questions, with one generation each)."""
     say(f"Number of samples to process: {n_questions}")
+    if generations > 1:
+        say(f"Generations per question: {generations} ({n_questions * generations} traces)")
     if n_skipped:
         say(f"Already in the store (resuming): {n_skipped}")
     say(f"Shard size: {shard_size} traces per file")
@@ -47,6 +54,26 @@ def example(trace: Trace, number: int) -> None:
 
 def shard_saved(path: Path, n_traces: int) -> None:
     say(f"💾 Saved shard {path.name}: {n_traces} traces, {megabytes(path):.2f} MB")
+
+
+def generations(store: TraceStore) -> None:
+    """How much the K answers of each question agree (a store of several generations)."""
+    from extraction.agreement import agreement
+
+    found = agreement(store)
+
+    def share(value: float | None, form: str) -> str:
+        return "n/a" if value is None else format(value, form)
+
+    k = store.num_generations
+    say(f"\n--- {k} generations per question (0: beam search, 1..{k - 1}: sampled) ---")
+    say(f"Questions: {found.questions} ({found.complete} with all {k} traces)")
+    say(f"Samples labelled as generation 0: {share(found.label_agreement, '.1%')}")
+    say(f"Distinct answers per question: {share(found.distinct_answers, '.2f')} of {k} (mean)")
+    say(
+        f"Lexical similarity between answers (ROUGE-L F, mean over pairs): "
+        f"{share(found.lexical_similarity, '.3f')} ({found.with_records} consistency records)"
+    )
 
 
 def summary(store: TraceStore, processed: int | None = None, first_trace: bool = True) -> None:
@@ -79,6 +106,8 @@ def summary(store: TraceStore, processed: int | None = None, first_trace: bool =
             f"Hallucination rate: {sum(judged) / len(judged):.1%} "
             f"({sum(judged)} of {len(judged)} labelled answers)"
         )
+    if store.num_generations > 1:
+        generations(store)
     if not store.question_ids or not first_trace:
         return
     first = store[store.question_ids[0]]

@@ -6,6 +6,7 @@ one separate forward pass (``final_state.py``; DESIGN.md explains why).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,29 @@ class Decoding:
         if self.num_beams > 1:
             kwargs["early_stopping"] = self.early_stopping
         return kwargs
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the samples (generations 1..K-1 of ``--num_generations K``) are drawn: multinomial
+    sampling at ``temperature`` from the nucleus ``top_p`` (no top-k cut: HF's default of 50 is
+    switched off), each question's samples from its own seed (:func:`question_seed`)."""
+
+    temperature: float = 0.5
+    top_p: float = 0.99
+    max_new_tokens: int = 64
+    seed: int = 0
+
+    def generate_kwargs(self, num_samples: int) -> dict:
+        return {
+            "do_sample": True,
+            "num_beams": 1,
+            "num_return_sequences": num_samples,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": 0,
+            "max_new_tokens": self.max_new_tokens,
+        }
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,43 @@ def generate_answers(
         )
     new_tokens = sequences[:, input_ids.shape[1] :].tolist()
     eos_ids = _eos_ids(model, tokenizer)
+    return [cut_answer(tokens, tokenizer, eos_ids, stop_strings) for tokens in new_tokens]
+
+
+def question_seed(seed: int, question_id: str) -> int:
+    """The seed of one question's samples: from ``--seed`` and the question id only, so a resume
+    (or another ``--batch_size``) draws the same samples."""
+    digest = hashlib.sha256(f"{seed}\0{question_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def sample_answers(
+    model,
+    tokenizer,
+    prompt: list[int],
+    num_samples: int,
+    sampling: Sampling,
+    seed: int,
+    stop_strings=DEFAULT_STOP_STRINGS,
+) -> list[Answer]:
+    """``num_samples`` sampled answers to one prompt (token ids), drawn from ``seed``.
+
+    One prompt per call, with no padding: HF's sampler draws from the global generator, so only
+    a call of its own makes a question's samples independent of the rest of the batch. The
+    global generator is restored afterwards."""
+    device = model.device
+    input_ids = torch.as_tensor([prompt], dtype=torch.long, device=device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        torch.manual_seed(seed)
+        sequences = model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            pad_token_id=tokenizer.pad_token_id,
+            **sampling.generate_kwargs(num_samples),
+        )
+    eos_ids = _eos_ids(model, tokenizer)
+    new_tokens = sequences[:, len(prompt) :].tolist()
     return [cut_answer(tokens, tokenizer, eos_ids, stop_strings) for tokens in new_tokens]
 
 

@@ -68,27 +68,35 @@ def is_prequantized(config) -> bool:
     return getattr(config, "quantization_config", None) is not None
 
 
-def quantization_config(requested: str, prequantized: bool, cuda: bool):
-    """The seed's rule: pre-quantized checkpoints load as they are; others get 4-bit NF4 with
-    fp16 compute on CUDA. bitsandbytes needs CUDA, so ``auto`` on CPU loads unquantized."""
+def quantization_name(requested: str, prequantized: bool, cuda: bool) -> str:
+    """The seed's rule: pre-quantized checkpoints load as they are (``prequantized``); others
+    get 4-bit NF4 (``4bit``) on CUDA. bitsandbytes needs CUDA, so ``auto`` on CPU is ``none``."""
     if requested not in QUANTIZATION_CHOICES:
         raise UserError(f"--quantization must be one of {', '.join(QUANTIZATION_CHOICES)}")
     if prequantized:
-        return "prequantized", None
-    if requested == "none":
-        return "none", None
+        return "prequantized"
+    if requested == "none" or (requested == "auto" and not cuda):
+        return "none"
     if not cuda:
-        if requested == "auto":
-            log.warning("No CUDA device: skipping 4-bit quantization, loading unquantized.")
-            return "none", None
         raise UserError(
             f"--quantization {requested} needs a CUDA GPU (bitsandbytes); use --quantization none"
         )
+    return "8bit" if requested == "8bit" else "4bit"
+
+
+def quantization_config(requested: str, prequantized: bool, cuda: bool):
+    """``(name, BitsAndBytesConfig or None)`` by :func:`quantization_name`: 4-bit NF4 with fp16
+    compute."""
+    name = quantization_name(requested, prequantized, cuda)
+    if name == "none" and requested == "auto":
+        log.warning("No CUDA device: skipping 4-bit quantization, loading unquantized.")
+    if name in ("prequantized", "none"):
+        return name, None
     from transformers import BitsAndBytesConfig
 
-    if requested == "8bit":
-        return "8bit", BitsAndBytesConfig(load_in_8bit=True)
-    return "4bit", BitsAndBytesConfig(
+    if name == "8bit":
+        return name, BitsAndBytesConfig(load_in_8bit=True)
+    return name, BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16, bnb_4bit_quant_type="nf4"
     )
 
@@ -109,9 +117,9 @@ def load_model(
     try:
         config = AutoConfig.from_pretrained(source, revision=revision)
     except OSError as exc:
-        raise UserError(f"cannot load model {model!r} from {source}: {_first_line(exc)}") from None
+        raise UserError(f"cannot load model {model!r} from {source}: {first_line(exc)}") from None
     quant_name, bnb = quantization_config(quantization, is_prequantized(config), cuda)
-    dtype = _dtype(torch_dtype, cuda)
+    dtype = compute_dtype(torch_dtype, cuda)
     kwargs = {"revision": revision, "dtype": dtype, "attn_implementation": "sdpa"}
     if bnb is not None:
         kwargs["quantization_config"] = bnb
@@ -129,7 +137,7 @@ def load_model(
     return LoadedModel(loaded, tokenizer, model, source, revision, quant_name)
 
 
-def _dtype(name: str, cuda: bool) -> torch.dtype:
+def compute_dtype(name: str, cuda: bool) -> torch.dtype:
     """``auto``: float16 on CUDA (what the seed computes in), float32 on CPU (fp16 matmuls are
     slow and inexact there)."""
     if name == "auto":
@@ -142,5 +150,5 @@ def _dtype(name: str, cuda: bool) -> torch.dtype:
         raise UserError("--torch_dtype must be auto, float32, float16 or bfloat16") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

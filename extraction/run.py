@@ -1,7 +1,9 @@
 """The extraction run: questions → answers → final-state traces → labelled store.
 
-Resumable: questions already in the store's index are skipped. A question that fails is
-recorded with its reason and the run goes on.
+Resumable: traces already in the store's index are skipped. A question that fails is
+recorded with its reason and the run goes on. With ``--num_generations K`` each question gets K
+traces (generation 0 the beam-search answer, 1..K-1 sampled), each resumed and retried on its
+own, and the store a consistency record per question (:mod:`extraction.store.consistency`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import json
 import logging
 import platform
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -24,18 +27,27 @@ from extraction.config import ExtractionConfig
 from extraction.distributed import Rank, current_rank
 from extraction.errors import UserError
 from extraction.final_state import final_state_pass
-from extraction.generation import generate_answers
+from extraction.generation import Answer, generate_answers, question_seed, sample_answers
 from extraction.label_methods import label_answer
 from extraction.models import LoadedModel, load_model
 from extraction.prompts import build_prompt, encode_prompt
 from extraction.questions import Question, dataset_name, load_questions
 from extraction.storage_range import check_storable
-from extraction.store import TraceWriter
+from extraction.store import TraceStore, TraceWriter, trace_id
+from extraction.store.consistency import consistency_name, sync_consistency
 from extraction.trace import Trace, hidden_state_indices
 
 log = logging.getLogger(__name__)
 
 PACKAGES = ("hallugraph", "torch", "transformers", "datasets", "safetensors", "bitsandbytes")
+
+
+@dataclass(frozen=True)
+class Todo:
+    """A question and those of its generations still to make (0 = the beam-search answer)."""
+
+    question: Question
+    generations: tuple[int, ...]
 
 
 @dataclass
@@ -45,6 +57,7 @@ class RunResult:
     processed: int = 0
     errors: int = 0
     skipped: int = 0
+    extract_seconds: float = 0.0  # answering and tracing, model loading excluded
 
 
 def run_extraction(cfg: ExtractionConfig) -> RunResult:
@@ -65,7 +78,7 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         torch_dtype=cfg.torch_dtype,
         device=cfg.device or _rank_device(rank),
     )
-    blocks = _attention_blocks(cfg.layers, loaded.num_layers)
+    blocks = attention_blocks(cfg.layers, loaded.num_layers)
     console.say(f"Number of model layers: {loaded.num_layers}")
     console.say(f"\nLoading dataset {name}...")
     result = RunResult(store_dir=store_dir, rank=rank)
@@ -82,27 +95,51 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         storage_dtype=getattr(torch, cfg.dtype),
         on_shard_saved=console.shard_saved,
     )
+    generations = cfg.num_generations
     with writer:
         check_same_questions(writer.rows, questions, cfg.label_method, result.store_dir)
-        todo = [q for q in questions if q.question_id not in writer.done_ids]
-        result.skipped = len(questions) - len(todo)
+        todo = _todo(questions, writer.done_ids, generations)
+        traces = [item.question for item in todo for _ in item.generations]
+        result.skipped = len(questions) * generations - len(traces)
         console.run_header(
             len(questions),
             result.skipped,
             cfg.shard_size,
-            expected_files(todo, loaded, cfg, len(blocks)),
+            expected_files(traces, loaded, cfg, len(blocks)),
+            generations,
         )
+        start = time.perf_counter()
         _extract(todo, writer, loaded, cfg, blocks, result)
+        if generations > 1:  # the records a crash lost, or a retried generation made stale
+            _sync_consistency(result, [question.question_id for question in questions])
+        result.extract_seconds = time.perf_counter() - start
     return result
 
 
+def _todo(questions: list[Question], done: set[str], generations: int) -> list[Todo]:
+    todo = []
+    for question in questions:
+        qid = question.question_id
+        missing = tuple(k for k in range(generations) if trace_id(qid, k, generations) not in done)
+        if missing:
+            todo.append(Todo(question, missing))
+    return todo
+
+
+def _sync_consistency(result: RunResult, question_ids: list[str]) -> None:
+    name = consistency_name(result.rank.rank if result.rank.distributed else None)
+    sync_consistency(TraceStore(result.store_dir), question_ids, name)
+
+
 def _extract(
-    todo: list[Question], writer: TraceWriter, loaded: LoadedModel, cfg, blocks, result: RunResult
+    todo: list[Todo], writer: TraceWriter, loaded: LoadedModel, cfg, blocks, result: RunResult
 ) -> None:
     rank = result.rank
     desc = f"Extracting (rank {rank.rank})" if rank.distributed else "Extracting"
+    unit = "q" if cfg.num_generations == 1 else "trace"
+    total = sum(len(item.generations) for item in todo)
     # A context manager: on an error the bar is closed before the error line is printed.
-    with tqdm(total=len(todo), desc=desc, unit="q", dynamic_ncols=True, position=rank.rank) as bar:
+    with tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, position=rank.rank) as bar:
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start : start + cfg.batch_size]
             for trace_or_error in _process_batch(batch, loaded, cfg, blocks):
@@ -112,12 +149,27 @@ def _extract(
                         console.example(trace_or_error, result.processed)
                     result.processed += 1
                 else:
-                    question, reason = trace_or_error
-                    writer.add_error(question.question_id, question.question, question.gold, reason)
-                    log.warning("question %s failed: %s", question.question_id, reason)
+                    question, generation, reason = trace_or_error
+                    ids = _trace_ids(question, generation, cfg.num_generations)
+                    writer.add_error(
+                        question=question.question, gold=question.gold, reason=reason, **ids
+                    )
+                    log.warning("question %s failed: %s", ids["question_id"], reason)
                     result.errors += 1
                 bar.update(1)
             writer.commit()  # the batch is on disk: a crash from here on loses none of it
+            if cfg.num_generations > 1:
+                _sync_consistency(result, [item.question.question_id for item in batch])
+
+
+def _trace_ids(question: Question, generation: int, generations: int) -> dict:
+    """The id fields of one generation's trace (a one-generation trace: the question's id)."""
+    qid = question.question_id
+    return {
+        "question_id": trace_id(qid, generation, generations),
+        "source_question_id": qid if generations > 1 else None,
+        "generation": generation,
+    }
 
 
 def _rank_device(rank: Rank) -> str | None:
@@ -147,7 +199,7 @@ def expected_files(todo: list[Question], loaded: LoadedModel, cfg: ExtractionCon
     return fewest, max(fewest, by_size)
 
 
-def _attention_blocks(layers: list[int] | None, num_layers: int) -> list[int]:
+def attention_blocks(layers: list[int] | None, num_layers: int) -> list[int]:
     if layers is None:
         return list(range(num_layers))
     bad = [layer for layer in layers if not 0 <= layer < num_layers]
@@ -156,11 +208,12 @@ def _attention_blocks(layers: list[int] | None, num_layers: int) -> list[int]:
     return sorted(set(layers))
 
 
-def _process_batch(batch: list[Question], loaded: LoadedModel, cfg: ExtractionConfig, blocks):
-    """Yield a Trace or a (question, reason) per question. A batch that fails (out of memory,
-    say) is retried one question at a time, so one bad question costs only itself."""
+def _process_batch(batch: list[Todo], loaded: LoadedModel, cfg: ExtractionConfig, blocks):
+    """Yield a Trace or a (question, generation, reason) per trace. A batch that fails (out of
+    memory, say) is retried one question at a time, so one bad question costs only itself."""
     runnable, prompts = [], []
-    for question in batch:
+    for item in batch:
+        question = item.question
         try:
             text = build_prompt(
                 question.question, loaded.tokenizer, cfg.prompt_template, cfg.chat_template
@@ -169,18 +222,16 @@ def _process_batch(batch: list[Question], loaded: LoadedModel, cfg: ExtractionCo
         except UserError:
             raise
         except Exception as exc:  # tokenizers raise assorted types on odd input
-            yield question, f"tokenizer error: {_describe(exc)}"
+            yield from _failed(item, f"tokenizer error: {_describe(exc)}")
             continue
         if len(ids) + cfg.max_new_tokens > cfg.max_total_tokens:
-            yield (
-                question,
-                (
-                    f"too long: {len(ids)} prompt tokens + {cfg.max_new_tokens} new tokens > "
-                    f"--max_total_tokens {cfg.max_total_tokens}"
-                ),
+            yield from _failed(
+                item,
+                f"too long: {len(ids)} prompt tokens + {cfg.max_new_tokens} new tokens > "
+                f"--max_total_tokens {cfg.max_total_tokens}",
             )
             continue
-        runnable.append(question)
+        runnable.append(item)
         prompts.append(ids)
     if not runnable:
         return
@@ -190,41 +241,84 @@ def _process_batch(batch: list[Question], loaded: LoadedModel, cfg: ExtractionCo
         raise
     except Exception as exc:
         if len(runnable) == 1:
-            yield runnable[0], _describe(exc)
+            yield from _failed(runnable[0], _describe(exc))
             return
         log.info("batch failed (%s); retrying its questions one at a time", _describe(exc))
         _free_memory()
-        for question, ids in zip(runnable, prompts, strict=True):
+        for item, ids in zip(runnable, prompts, strict=True):
             try:
-                yield from _traces([question], [ids], loaded, cfg, blocks)
+                yield from _traces([item], [ids], loaded, cfg, blocks)
             except Exception as single_exc:
                 _free_memory()
-                yield question, _describe(single_exc)
+                yield from _failed(item, _describe(single_exc))
 
 
-def _traces(questions, prompts, loaded: LoadedModel, cfg: ExtractionConfig, blocks) -> list[Trace]:
+def _failed(item: Todo, reason: str):
+    for generation in item.generations:
+        yield item.question, generation, reason
+
+
+def _answers(
+    items: list[Todo], prompts: list[list[int]], loaded: LoadedModel, cfg: ExtractionConfig
+) -> list[tuple[int, int, Answer]]:
+    """``(item, generation, answer)`` for every trace to make, question by question: the beam
+    answers of the batch in one ``generate``, each question's samples in one of its own."""
+    model, tokenizer = loaded.model, loaded.tokenizer
+    beam = [i for i, item in enumerate(items) if 0 in item.generations]
+    best = {}
+    if beam:
+        found = generate_answers(
+            model, tokenizer, [prompts[i] for i in beam], cfg.decoding, cfg.stop_strings
+        )
+        best = dict(zip(beam, found, strict=True))
+    out = []
+    for i, item in enumerate(items):
+        drawn: list[Answer] = []
+        if any(generation > 0 for generation in item.generations):
+            # Every sample is drawn, also on a resume that needs only some: sample k is then
+            # the same whatever else is missing.
+            seed = question_seed(cfg.seed, item.question.question_id)
+            drawn = sample_answers(
+                model,
+                tokenizer,
+                prompts[i],
+                cfg.num_generations - 1,
+                cfg.sampling,
+                seed,
+                cfg.stop_strings,
+            )
+        out += [(i, k, best[i] if k == 0 else drawn[k - 1]) for k in item.generations]
+    return out
+
+
+def _traces(items: list[Todo], prompts, loaded: LoadedModel, cfg: ExtractionConfig, blocks):
     tokenizer = loaded.tokenizer
-    answers = generate_answers(loaded.model, tokenizer, prompts, cfg.decoding, cfg.stop_strings)
-    sequences = [ids + answer.answer_ids for ids, answer in zip(prompts, answers, strict=True)]
-    states = final_state_pass(
-        loaded.model, sequences, [len(p) for p in prompts], tokenizer.pad_token_id, blocks
-    )
-    check_storable(states, cfg.dtype)
+    answers = _answers(items, prompts, loaded, cfg)
+    sequences = [prompts[i] + answer.answer_ids for i, _, answer in answers]
+    n_prompt = [len(prompts[i]) for i, _, _ in answers]
+    states = []
+    # As many sequences per final-state pass as questions per batch, whatever K is.
+    for start in range(0, len(sequences), cfg.batch_size):
+        end = start + cfg.batch_size
+        chunk = final_state_pass(
+            loaded.model, sequences[start:end], n_prompt[start:end], tokenizer.pad_token_id, blocks
+        )
+        check_storable(chunk, cfg.dtype)
+        states += chunk
     traces = []
-    for question, ids, answer, seq, state in zip(
-        questions, prompts, answers, sequences, states, strict=True
-    ):
+    for (i, generation, answer), seq, state in zip(answers, sequences, states, strict=True):
+        question = items[i].question
         label = label_answer(answer.text, question.gold, cfg.label_method, question.question)
         # Field for field: the question (id, text, gold), the final state, the answer, the label.
         traces.append(
             Trace(
-                **vars(question),
+                **{**vars(question), **_trace_ids(question, generation, cfg.num_generations)},
                 **vars(state),
                 generated_answer_clean=answer.text,
                 answer_end=answer.end,
                 tokens=torch.as_tensor(seq, dtype=torch.long),
                 tokens_decoded=[tokenizer.decode([token]) for token in seq],
-                n_prompt_tokens=len(ids),
+                n_prompt_tokens=len(prompts[i]),
                 label=label.label,
                 label_method=label.method,
                 label_score=label.score,
@@ -259,13 +353,7 @@ def _manifest(
             "storage_dtype": cfg.dtype,
             "prompt_template": cfg.prompt_template,
             "chat_template": cfg.chat_template,
-            "decoding": {
-                "num_beams": cfg.num_beams,
-                "do_sample": False,
-                "max_new_tokens": cfg.max_new_tokens,
-                "early_stopping": cfg.early_stopping,
-                "stop_strings": list(cfg.stop_strings),
-            },
+            "decoding": _decoding(cfg),
             "dataset": dataset,
             "dataset_file": cfg.dataset_file and str(Path(cfg.dataset_file).resolve()),
             "attention_layers": blocks,
@@ -290,6 +378,27 @@ def _manifest(
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in PACKAGES},
     }
+
+
+def _decoding(cfg: ExtractionConfig) -> dict:
+    """The manifest's decoding; a one-generation run's as it was before sampling existed, so
+    resuming an older store is not refused for settings it could not have written."""
+    decoding = {
+        "num_beams": cfg.num_beams,
+        "do_sample": False,
+        "max_new_tokens": cfg.max_new_tokens,
+        "early_stopping": cfg.early_stopping,
+        "stop_strings": list(cfg.stop_strings),
+    }
+    if cfg.num_generations > 1:
+        decoding.update(
+            do_sample=cfg.do_sample,
+            num_generations=cfg.num_generations,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            seed=cfg.seed,
+        )
+    return decoding
 
 
 def _version(package: str) -> str | None:

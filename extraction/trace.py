@@ -43,7 +43,9 @@ class Trace:
     ``hidden_states[l + 1]`` the output of block ``l``; ``attentions[l]`` is block ``l``'s attention
     ``[heads, T, T]`` where ``attn[h, i, j]`` is how much token ``i`` attends to token ``j``.
     Both are dicts so that a store written with ``--layers`` still indexes by the model's numbering.
-    Positions ``0 .. n_prompt_tokens-1`` are the prompt, the rest the answer.
+    Positions ``0 .. n_prompt_tokens-1`` are the prompt, the rest the answer. One of several
+    generations of a question (``--num_generations``) has its own ``question_id``
+    (``{source_question_id}#{generation}``); generation 0 is the beam-search answer.
     """
 
     question_id: str
@@ -61,6 +63,14 @@ class Trace:
     label: int | None = None
     label_method: str | None = None
     label_score: float | None = None
+    source_question_id: str | None = None
+    generation: int = 0
+
+    @property
+    def unit(self) -> str:
+        """The question this trace answers (its own id unless it is one of several generations;
+        DESIGN.md, "Contracts")."""
+        return self.source_question_id or self.question_id
 
     @property
     def seq_len(self) -> int:
@@ -89,9 +99,10 @@ class Trace:
         return complete_blocks(self.attentions, self.hidden_states)
 
     def seed_record(self) -> dict:
-        """The seed's six-field dict (numpy arrays, lists ordered by layer index)."""
-        return {
-            "question_id": self.question_id,
+        """The seed's six-field dict (numpy arrays, lists ordered by layer index). One of several
+        generations of a question is addressed as the question's id plus ``generation``."""
+        record = {
+            "question_id": self.unit,
             "generated_answer_clean": self.generated_answer_clean,
             "hidden_states": [
                 self.hidden_states[i].float().numpy() for i in sorted(self.hidden_states)
@@ -100,3 +111,6 @@ class Trace:
             "tokens": self.tokens.numpy(),
             "tokens_decoded": list(self.tokens_decoded),
         }
+        if self.source_question_id is not None:
+            record["generation"] = self.generation
+        return record

@@ -7,10 +7,11 @@ from graphs.build import stack_layers, trace_to_graph, traces_to_batch, traces_t
 from graphs.dataset import HallucinationGraphDataset
 from graphs.nx_export import to_networkx
 from graphs.spec import GraphSpec
-from graphs.splits import SPLITS, make_splits
+from graphs.splits import SCORED_GENERATION, SPLITS, make_splits
 from graphs.topology import graph_features
 
 __all__ = [
+    "SCORED_GENERATION",
     "SPLITS",
     "GraphSpec",
     "HallucinationGraphDataset",

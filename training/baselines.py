@@ -212,7 +212,8 @@ def main(argv: list[str]) -> None:
             **environment(),
         },
     )
-    table = f"labels: {fingerprint['labels']}\n\n{table}"
+    generations = f"\n\n{fingerprint['generations']}" if fingerprint["generations"] else ""
+    table = f"labels: {fingerprint['labels']}{generations}\n\n{table}"
     atomic_write_text(config.output / "baselines.md", table)
     plot_roc(
         config.output / "roc_baselines.png",

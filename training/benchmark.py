@@ -28,7 +28,7 @@ from extraction import UserError, atomic_write_text, read_json
 from graphs import SPLITS, GraphSpec
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
-from training.data import HallucinationGraphDataModule
+from training.data import HallucinationGraphDataModule, describe_generations
 from training.detectors.features import load_or_compute
 from training.detectors.fitting import Split
 from training.detectors.registry import DETECTORS, Detector
@@ -238,6 +238,7 @@ def run(cfg) -> Path:
             "manifest_sha256": store.manifest_sha256,
             "label_methods": _label_methods(store, datamodules[0]),
             "n_traces": len(features.question_ids),
+            "generations": describe_generations(store),
             "timings_s": timings,
         },
         resamples=cfg.bootstrap,

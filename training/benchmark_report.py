@@ -77,6 +77,7 @@ def markdown(summaries: dict, skipped: dict, families: dict, context: dict) -> s
         f"(test: {n_test} answers, {n_hall} hallucinated); labels: "
         f"{context['label_methods']['summary']}; "
         f"manifest sha256 {context['manifest_sha256'][:12]}.",
+        *([f"{context['generations']}."] if context.get("generations") else []),
         f"Δ AUROC: paired bootstrap (95%) of the difference to the best trace baseline, "
         f"**{reference}**, on the same test questions, averaged over seeds.",
         "",

@@ -187,8 +187,26 @@ class HallucinationGraphDataModule(LightningDataModule):
             "traces": str(Path(self.hparams.traces).resolve()),
             "model": self.store.manifest.settings.model,
             "labels": dataset.label_source.describe(),
+            "generations": describe_generations(self.store),
             "graph_options": self.graph_options,
         }
+
+
+def describe_generations(store: TraceStore) -> str | None:
+    """How a store with several generations per question is trained and scored, for reports
+    (None when every question has one answer)."""
+    sizes = [len(traces) for traces in store.units.values()]
+    if max(sizes, default=1) <= 1:
+        return None
+    per_question = str(max(sizes)) if min(sizes) == max(sizes) else f"{min(sizes)}–{max(sizes)}"
+    return (
+        f"{per_question} generations per question ({len(sizes)} questions, {sum(sizes)} "
+        "traces), every generation of a question in one split: every detector is scored on "
+        "generation 0 of the test questions (val: generation 0 of the val questions); "
+        "trace-level detectors (probes, token confidence, graph detectors) train on every "
+        "generation of the train questions, sampling detectors score each question from all of "
+        "its generations"
+    )
 
 
 def _sha256(payload: dict) -> str:

@@ -4,11 +4,13 @@
 ``TraceWriter`` is used by the extraction run only; ``write_synthetic_store`` writes a small
 random store through it (tests, benchmarks). What a store holds is typed
 (:mod:`extraction.store.contract`): the :class:`Manifest`, an :class:`IndexRow` per question, a
-:class:`TraceRecord` per trace and its :class:`AnswerStats`.
+:class:`TraceRecord` per trace and its :class:`AnswerStats`; a store of several generations per
+question also a :class:`Consistency` per question.
 """
 
 from extraction.store.contract import (
     AnswerStats,
+    Consistency,
     Decoding,
     IndexRow,
     Manifest,
@@ -16,6 +18,7 @@ from extraction.store.contract import (
     Requested,
     RunSettings,
     TraceRecord,
+    trace_id,
 )
 from extraction.store.reader import TraceStore
 from extraction.store.synthetic import SyntheticShape, synthetic_trace, write_synthetic_store
@@ -24,6 +27,7 @@ from extraction.trace import Trace
 
 __all__ = [
     "AnswerStats",
+    "Consistency",
     "Decoding",
     "IndexRow",
     "Manifest",
@@ -36,5 +40,6 @@ __all__ = [
     "TraceStore",
     "TraceWriter",
     "synthetic_trace",
+    "trace_id",
     "write_synthetic_store",
 ]

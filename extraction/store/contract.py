@@ -66,6 +66,15 @@ class Decoding:
     max_new_tokens: int | None = None
     early_stopping: bool | None = None
     stop_strings: tuple[str, ...] = ()
+    num_generations: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+    @property
+    def generations(self) -> int:
+        """Traces per question (stores written before ``--num_generations`` have one)."""
+        return self.num_generations or 1
 
 
 @dataclass(frozen=True)
@@ -138,8 +147,10 @@ class IndexRow:
 
     An error row (``status == "error"``) has no trace: its answer and length fields are None.
     ``label`` is 1 for a hallucinated answer, 0 for a correct one, None when unlabelled.
-    ``source_question_id`` names the question when a store holds several generations of it
-    (each trace then has its own ``question_id``; no extraction writes such stores yet)."""
+    In a store of several generations per question (``--num_generations K``), ``question_id``
+    is the trace's own id, ``{source_question_id}#{generation}``: generation 0 is the beam-search
+    answer, 1..K-1 the samples. With one generation the trace id is the question id,
+    ``source_question_id`` is None and ``generation`` 0."""
 
     question_id: str
     status: str
@@ -159,6 +170,7 @@ class IndexRow:
     shard_bytes: int | None = None
     trace_sha256: str | None = None
     source_question_id: str | None = None
+    generation: int = 0
 
     @property
     def ok(self) -> bool:
@@ -174,7 +186,11 @@ class IndexRow:
         return _build(cls, data, where)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        """The row as written; a one-generation trace's row as before ``generation`` existed."""
+        data = dataclasses.asdict(self)
+        if self.source_question_id is None:
+            del data["generation"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -194,12 +210,45 @@ class TraceRecord:
 
 
 @dataclass(frozen=True)
+class Consistency:
+    """What the sampling detectors need about a question's K answers, computed from the store
+    (no model): ``python -m extraction`` writes one per question into ``consistency.safetensors``.
+
+    ``trace_ids`` and ``answers`` are the question's ok traces in generation order (generation 0,
+    the beam-search answer, first); ``answer_embeddings [K, 384]`` their L2-normalised MiniLM
+    embeddings (``extraction.sentence_embeddings``); ``lexical_similarity [K, K]`` the ROUGE-L F
+    of answer j against answer i (``extraction.rougeL_similarities``; symmetric, 1 on the
+    diagonal); ``eigen_hidden [K, hidden]`` the INSIDE/EigenScore sentence embedding: the
+    output of block ``eigen_block`` (the model's middle block, hidden-state index
+    ``(num_layers + 1) // 2``, or the stored block nearest to it) at each trace's last token
+    (the answer's last, EOS included), float32."""
+
+    question_id: str
+    trace_ids: tuple[str, ...]
+    answers: tuple[str, ...]
+    answer_embeddings: Tensor
+    lexical_similarity: Tensor
+    eigen_hidden: Tensor
+    eigen_block: int
+
+    @property
+    def num_generations(self) -> int:
+        return len(self.trace_ids)
+
+
+@dataclass(frozen=True)
 class AnswerStats:
     """Per answer token ``[n_answer]``: the log-probability of the chosen token and the entropy
     (nats) of the distribution it was chosen from."""
 
     logprobs: Tensor
     entropy: Tensor
+
+
+def trace_id(question_id: str, generation: int, num_generations: int) -> str:
+    """A trace's id: the question id itself in a one-generation store, else
+    ``{question_id}#{generation}``."""
+    return question_id if num_generations == 1 else f"{question_id}#{generation}"
 
 
 def run_file_prefix(model: str, dataset: str) -> str:

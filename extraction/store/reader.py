@@ -13,14 +13,22 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 
 from extraction.errors import UserError
-from extraction.store.contract import AnswerStats, IndexRow, Manifest, TraceRecord
+from extraction.store.consistency import consistency_files, read_consistency
+from extraction.store.contract import (
+    AnswerStats,
+    Consistency,
+    IndexRow,
+    Manifest,
+    TraceRecord,
+    trace_id,
+)
 from extraction.store.index import LABEL_FIELDS, read_index, update_rows
 from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
 from extraction.store.layout import (
@@ -44,6 +52,10 @@ class TraceStore:
     order. ``len(store)`` counts them; ``store.rows`` has every index row (an
     :class:`~extraction.store.contract.IndexRow`), errors included; ``store.manifest`` is a
     :class:`~extraction.store.contract.Manifest`.
+
+    A store of several generations per question (``num_generations > 1``) is addressed by trace
+    id (``{question_id}#{generation}``) everywhere above; ``store.units`` groups them by question
+    and ``store.consistency(question_id)`` holds what the sampling detectors need.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -64,6 +76,7 @@ class TraceStore:
         self.question_ids = [qid for qid, row in self.rows.items() if row.ok]
         self._open = lru_cache(maxsize=8)(self._open_shard)
         self._records = lru_cache(maxsize=8)(self._read_records)
+        self._consistency: dict[str, Consistency] | None = None
 
     def __len__(self) -> int:
         return len(self.question_ids)
@@ -95,6 +108,57 @@ class TraceStore:
         """The blocks whose attention and output hidden state the run kept."""
         settings = self.manifest.settings
         return complete_blocks(settings.attention_layers, settings.hidden_state_layers)
+
+    @property
+    def num_generations(self) -> int:
+        """Traces per question the run asked for (1 for stores before ``--num_generations``)."""
+        return self.manifest.settings.decoding.generations
+
+    @cached_property
+    def units(self) -> dict[str, list[str]]:
+        """Question id → the ids of its ok traces, in generation order (in a one-generation
+        store each question's only trace has the question's id). Read it, do not change it."""
+        units: dict[str, list[IndexRow]] = {}
+        for qid in self.question_ids:
+            units.setdefault(self.rows[qid].unit, []).append(self.rows[qid])
+        return {
+            unit: [row.question_id for row in sorted(rows, key=lambda row: row.generation)]
+            for unit, rows in units.items()
+        }
+
+    def consistency(self, question_id: str) -> Consistency:
+        """The consistency record of a question (its K answers' embeddings, lexical similarity
+        and EigenScore hidden states); see :class:`~extraction.store.contract.Consistency`."""
+        if self.num_generations == 1:
+            raise UserError(
+                f"{self.root} has one generation per question: the consistency data need a store "
+                "extracted with --num_generations 2 or more (and --do_sample)"
+            )
+        expected = self.units.get(question_id)
+        if expected is None:
+            raise KeyError(f"no trace of question {question_id!r} in {self.root}")
+        if self._consistency is None:
+            self._consistency = self._read_consistency()
+        record = self._consistency.get(question_id)
+        if record is None or list(record.trace_ids) != expected:
+            state = "missing" if record is None else f"out of date ({list(record.trace_ids)})"
+            raise UserError(
+                f"{self.root}: the consistency record of {question_id!r} is {state} for its "
+                f"traces {expected}; rerun the extraction command (it rebuilds the record "
+                "without the model)"
+            )
+        return record
+
+    def _read_consistency(self) -> dict[str, Consistency]:
+        """Every rank's records; where two ranks wrote one question (a resume with another
+        number of processes), the record that matches the store's traces."""
+        units = self.units
+        merged: dict[str, Consistency] = {}
+        for path in consistency_files(self.root):
+            for qid, record in read_consistency(path).items():
+                if qid not in merged or list(record.trace_ids) == units.get(qid):
+                    merged[qid] = record
+        return merged
 
     def row(self, question_id: str) -> IndexRow:
         """The index row of a stored trace (``KeyError`` for an error row or an unknown id)."""
@@ -189,6 +253,8 @@ class TraceStore:
             token_entropy=stats.entropy,
             answer_end=row.answer_end,
             gold=row.gold,
+            source_question_id=row.source_question_id,
+            generation=row.generation,
             label=row.label,
             label_method=row.label_method,
             label_score=row.label_score,
@@ -201,8 +267,14 @@ class TraceStore:
 
     @property
     def missing(self) -> list[str]:
-        """Requested questions with no row at all: an interrupted run, to resume."""
-        return [qid for qid in self.requested if qid not in self.rows]
+        """Requested questions with a trace that has no row at all: an interrupted run, to
+        resume."""
+        generations = range(self.num_generations)
+        return [
+            qid
+            for qid in self.requested
+            if any(trace_id(qid, k, self.num_generations) not in self.rows for k in generations)
+        ]
 
     @property
     def label_methods(self) -> Counter:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from extraction.store.contract import trace_id
 from extraction.store.writer import TraceWriter
 from extraction.trace import Trace, hidden_state_indices
 
@@ -65,9 +66,22 @@ def synthetic_trace(
     )
 
 
-def synthetic_manifest(shape: SyntheticShape, dataset: str = "synthetic") -> dict:
+def synthetic_manifest(
+    shape: SyntheticShape, dataset: str = "synthetic", num_generations: int = 1
+) -> dict:
     """A manifest with every field an extraction run writes (``model`` is ``synthetic``)."""
     blocks = list(range(shape.blocks))
+    decoding = {
+        "num_beams": 1,
+        "do_sample": False,
+        "max_new_tokens": max(shape.answer_tokens),
+        "early_stopping": True,
+        "stop_strings": ["\n"],
+    }
+    if num_generations > 1:
+        decoding.update(
+            do_sample=True, num_generations=num_generations, temperature=1.0, top_p=1.0, seed=0
+        )
     return {
         "format": "hallugraph-trace-store/1",
         "settings": {
@@ -79,13 +93,7 @@ def synthetic_manifest(shape: SyntheticShape, dataset: str = "synthetic") -> dic
             "storage_dtype": "float16",
             "prompt_template": "Question: {question}\nAnswer:",
             "chat_template": False,
-            "decoding": {
-                "num_beams": 1,
-                "do_sample": False,
-                "max_new_tokens": max(shape.answer_tokens),
-                "early_stopping": True,
-                "stop_strings": ["\n"],
-            },
+            "decoding": decoding,
             "dataset": dataset,
             "dataset_file": None,
             "attention_layers": blocks,
@@ -109,23 +117,43 @@ def write_synthetic_store(
     *,
     labelled: bool = True,
     max_traces_per_shard: int = 4,
+    num_generations: int = 1,
 ) -> Path:
     """Write ``n_traces`` random traces (``synthetic_0000``, ...) to a new store at ``root``.
 
     Labels alternate 0, 1, 0, ... (both classes in any split of four or more), or are None with
     ``labelled=False``. Same arguments, same store: every trace is seeded by its number.
+
+    With ``num_generations`` K > 1 there are ``n_traces`` questions of K traces each
+    (``synthetic_0000#0`` .. ``#K-1``) and the consistency file, as ``--num_generations K``
+    writes them. Generation 0 is labelled as above; the odd generations (1, 3, ...) repeat
+    generation 0's trace, the even ones get random answers labelled ``(question + generation)
+    % 2``, so the K answers of a question partly agree.
     """
+    from extraction.store.consistency import sync_consistency
+    from extraction.store.reader import TraceStore
+
     root = Path(root)
     with TraceWriter(
         root,
-        synthetic_manifest(shape),
+        synthetic_manifest(shape, num_generations=num_generations),
         file_prefix="synthetic",
         max_traces_per_shard=max_traces_per_shard,
     ) as writer:
         for number in range(n_traces):
-            answer_tokens = shape.answer_tokens[number % len(shape.answer_tokens)]
-            label = number % 2 if labelled else None
-            writer.add(
-                synthetic_trace(f"synthetic_{number:04d}", shape, answer_tokens, label, number)
-            )
+            question_id = f"synthetic_{number:04d}"
+            for generation in range(num_generations):
+                same = generation % 2 == 1 or generation == 0
+                variant = number if same else number + generation
+                answer_tokens = shape.answer_tokens[variant % len(shape.answer_tokens)]
+                label = variant % 2 if labelled else None
+                seed = number if same else (number + 1) * 1000 + generation
+                trace = synthetic_trace(question_id, shape, answer_tokens, label, seed)
+                if num_generations > 1:
+                    trace.question_id = trace_id(question_id, generation, num_generations)
+                    trace.source_question_id, trace.generation = question_id, generation
+                writer.add(trace)
+    if num_generations > 1:
+        store = TraceStore(root)
+        sync_consistency(store, store.units)
     return root

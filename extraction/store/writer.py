@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from extraction.errors import UserError
 from extraction.files import atomic_path, atomic_write_text, temp_pattern
+from extraction.store.consistency import CONSISTENCY, consistency_files
 from extraction.store.contract import IndexRow, Manifest, run_file_prefix
 from extraction.store.index import append_rows, read_index, truncate_partial_line, update_rows
 from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
@@ -100,7 +101,7 @@ class TraceWriter:
             self._lock_handle = None
 
     def _remove_stale_temp_files(self) -> None:
-        for name in (MANIFEST, INDEX):
+        for name in (MANIFEST, INDEX, CONSISTENCY):
             for stale in self.root.glob(temp_pattern(name)):
                 log.info("removing %s, left by an interrupted write", stale.name)
                 stale.unlink()
@@ -128,6 +129,8 @@ class TraceWriter:
                 path.unlink()
         for name in (INDEX, MANIFEST):
             (self.root / name).unlink(missing_ok=True)
+        for path in consistency_files(self.root):
+            path.unlink()
 
     def _prepare(self, manifest: dict, retry_errors: bool) -> None:
         for stale in self.root.glob(f".{self.file_prefix}_shard_*.tmp"):
@@ -211,9 +214,26 @@ class TraceWriter:
             self.commit()
             self._merge_parts()
 
-    def add_error(self, question_id: str, question: str, gold: dict, reason: str) -> None:
-        """Record a question that failed; it is counted and the run goes on."""
-        row = IndexRow(question_id, "error", question=question, gold=gold, error=reason)
+    def add_error(
+        self,
+        question_id: str,
+        question: str,
+        gold: dict,
+        reason: str,
+        source_question_id: str | None = None,
+        generation: int = 0,
+    ) -> None:
+        """Record a question (or one generation of it) that failed; it is counted and the run
+        goes on."""
+        row = IndexRow(
+            question_id,
+            "error",
+            question=question,
+            gold=gold,
+            error=reason,
+            source_question_id=source_question_id,
+            generation=generation,
+        )
         append_rows(self.root / INDEX, [row.to_json()])
 
     def _tensors_of(self, trace: Trace) -> dict[str, torch.Tensor]:
@@ -316,4 +336,6 @@ def _index_row(
         shard_sha256=shard_sha256,
         shard_bytes=shard_bytes,
         trace_sha256=trace_sha256,
+        source_question_id=trace.source_question_id,
+        generation=trace.generation,
     )

@@ -10,7 +10,8 @@ Arrays, one row per trace (``L`` stored layers, ``H`` heads, ``d`` hidden size):
 ``mean_state``/``last_state [n, L, d]``, ``llmcheck_attention``/``llmcheck_hidden [n, L]``,
 ``lookback [n, L, H]``, ``lapeig [n, L, H, k]``, ``shift [n, L - 1, 4]`` (hidden Wasserstein,
 hidden cosine, attention Wasserstein, attention cosine between consecutive layers) and, on a store
-with several sampled answers per question, ``sampling [n, 3]``.
+with several generations per question, ``sampling [n, 3]`` (:mod:`.sampling`: each trace holds
+its question's scores, computed from the stored consistency data).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from training.detectors import sampling, scores
 
 log = logging.getLogger(__name__)
 
-FEATURE_VERSION = 1
+# 2: the sampling scores come from the stored consistency data of K-generation stores.
+FEATURE_VERSION = 2
 LAPLACIAN_K = 10
 PER_LAYER = ("mean_state", "last_state", "llmcheck_attention", "llmcheck_hidden", "lookback")
 PER_LAYER += ("lapeig", "shift")
@@ -41,12 +43,14 @@ PER_LAYER += ("lapeig", "shift")
 
 @dataclass
 class StoreFeatures:
-    """The cached arrays, their rows' question ids, and the blocks along the layer axis."""
+    """The cached arrays, their rows' trace ids and generations, and the blocks along the layer
+    axis."""
 
     question_ids: list[str]
     layers: list[int]
     arrays: dict[str, np.ndarray]
     sampling_skip: str | None
+    generations: np.ndarray
 
     def rows(self, question_ids: list[str]) -> np.ndarray:
         position = {qid: i for i, qid in enumerate(self.question_ids)}
@@ -89,10 +93,16 @@ def trace_features(
     out = {key: torch.stack(values) for key, values in per_layer.items()}
     out["sequence"] = scores.sequence_uncertainty(stats.logprobs, stats.entropy)
     out["token_probs"] = scores.token_probability_features(stats.logprobs)
-    answers = store.record(question_id).sampled_answers
-    if len(answers) >= 2:
-        out["sampling"] = torch.tensor(sampling.sampling_scores(answers))
     return out
+
+
+def question_scores(store: TraceStore, progress: bool = True) -> np.ndarray:
+    """``[n, 3]``: each trace's row holds its question's sampling scores (:mod:`.sampling`)."""
+    by_question = {
+        unit: sampling.sampling_scores(store.consistency(unit))
+        for unit in tqdm(store.units, desc="sampling scores", disable=not progress)
+    }
+    return np.array([by_question[store.row(qid).unit] for qid in store.question_ids], np.float32)
 
 
 def _cache_key(store: TraceStore, layers: list[int], k: int) -> str:
@@ -113,11 +123,12 @@ def load_or_compute(
     (0 when read from the cache)."""
     layers = store.stored_blocks
     path = Path(cache_dir) / f"features-{_cache_key(store, layers, k)}.safetensors"
-    records = [store.record(qid) for qid in store.question_ids]
-    skip = sampling.skip_reason(records, store.manifest.settings.decoding)
+    skip = sampling.skip_reason(store.units, store.manifest.settings.decoding)
+    generations = np.array([store.row(qid).generation for qid in store.question_ids])
     if path.exists():
         log.info("detector features from %s", path)
-        return StoreFeatures(list(store.question_ids), layers, load_file(path), skip), 0.0
+        arrays = load_file(path)
+        return StoreFeatures(list(store.question_ids), layers, arrays, skip, generations), 0.0
     start = time.perf_counter()
     per_trace = [
         trace_features(store, qid, layers, k)
@@ -126,10 +137,11 @@ def load_or_compute(
     arrays = {
         key: torch.stack([trace[key] for trace in per_trace]).float().numpy()
         for key in per_trace[0]
-        if all(key in trace for trace in per_trace)
     }
+    if skip is None:
+        arrays["sampling"] = question_scores(store, progress)
     with atomic_path(path) as tmp:
         save_file(arrays, str(tmp), metadata={"layers": json.dumps(layers)})
     seconds = time.perf_counter() - start
     log.info("detector features of %d traces in %.0f s -> %s", len(per_trace), seconds, path)
-    return StoreFeatures(list(store.question_ids), layers, arrays, skip), seconds
+    return StoreFeatures(list(store.question_ids), layers, arrays, skip, generations), seconds

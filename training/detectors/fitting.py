@@ -38,6 +38,14 @@ class Split:
     rows: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
 
+    def keep(self, mask: np.ndarray) -> Split:
+        """The rows (of every split) where ``mask [n features rows]`` is true."""
+        kept = {name: mask[rows] for name, rows in self.rows.items()}
+        return Split(
+            rows={name: rows[kept[name]] for name, rows in self.rows.items()},
+            labels={name: labels[kept[name]] for name, labels in self.labels.items()},
+        )
+
 
 @dataclass
 class Outcome:

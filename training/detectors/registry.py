@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graphs.splits import SCORED_GENERATION
 from training.detectors.features import StoreFeatures
 from training.detectors.fitting import LOGISTIC_GRID, Outcome, Split, fit_select, mlp
 from training.detectors.fitting import training_free as choose_score
+from training.detectors.sampling import NAMES as SAMPLING
 
 SEQUENCE = ("mean_logprob", "min_logprob", "mean_entropy", "max_entropy")
-SAMPLING = ("eigenscore", "semantic_entropy", "lexical_similarity")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,17 @@ def _flat(features: StoreFeatures, *keys: str) -> dict[str, np.ndarray]:
 
 def _column(key: str, column: int, name: str) -> Callable[[StoreFeatures, Split, int], Outcome]:
     return lambda f, split, seed: choose_score({name: f.arrays[key][:, column]}, split)
+
+
+def _question_score(column: int, name: str) -> Callable[[StoreFeatures, Split, int], Outcome]:
+    """A score of the whole question (every generation holds it), oriented on the train and
+    val questions' generation 0, the answer it is scored against."""
+
+    def run(features: StoreFeatures, split: Split, seed: int) -> Outcome:
+        first = split.keep(features.generations == SCORED_GENERATION)
+        return choose_score({name: features.arrays["sampling"][:, column]}, first)
+
+    return run
 
 
 def _layer_score(key: str) -> Callable[[StoreFeatures, Split, int], Outcome]:
@@ -106,7 +118,7 @@ DETECTORS: list[Detector] = [
         _flat_classifier(("shift", "token_probs"), MLP),
     ),
     *(
-        Detector(name, "sampling", TRAINING_FREE, _column("sampling", i, name), True)
+        Detector(name, "sampling", TRAINING_FREE, _question_score(i, name), True)
         for i, name in enumerate(SAMPLING)
     ),
 ]

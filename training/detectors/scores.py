@@ -51,13 +51,13 @@ def llmcheck_attention_score(attention: Tensor, answer: Tensor) -> float:
     return float(diagonal.clamp_min(LOG_FLOOR).log().mean(-1).sum())
 
 
-def mean_log_eigenvalue(vectors: Tensor, ridge: float = RIDGE) -> float:
-    """``(1/m) log det(Σ + ridge·I)`` with ``Σ = Z J Zᵀ / d`` the ``[m, m]`` covariance of ``m``
-    vectors ``Z [m, d]``, each centred over its ``d`` features (``J``): LLM-Check's hidden score
-    on answer-token states, and EigenScore on the embeddings of several answers."""
+def mean_log_eigenvalue(vectors: Tensor, ridge: float = RIDGE, ddof: int = 0) -> float:
+    """``(1/m) log det(Σ + ridge·I)`` with ``Σ = Z J Zᵀ / (d - ddof)`` the ``[m, m]`` covariance
+    of ``m`` vectors ``Z [m, d]``, each centred over its ``d`` features (``J``): LLM-Check's
+    hidden score on answer-token states, and EigenScore on the embeddings of several answers."""
     z = vectors.double()
     z = z - z.mean(-1, keepdim=True)
-    sigma = z @ z.T / z.shape[-1]
+    sigma = z @ z.T / max(z.shape[-1] - ddof, 1)
     eigenvalues = torch.linalg.eigvalsh(sigma + ridge * torch.eye(len(z), dtype=z.dtype))
     return float(eigenvalues.clamp_min(ridge).log().mean())
 
