@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import resource
 import subprocess
@@ -32,6 +33,13 @@ TRIVIAQA = REPO.parent / "shared" / "data" / "triviaqa" / "validation.jsonl"
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process: on a shared machine wall time also counts the
+    time other jobs held the cores, CPU time counts only this side's work."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_seed(num_samples: int, out: Path) -> dict:
@@ -50,7 +58,7 @@ def run_seed(num_samples: int, out: Path) -> dict:
     questions = load_questions("triviaqa", str(TRIVIAQA), num_samples)
     eos = {tokenizer.eos_token_id}
     answers, batch = {}, []
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     for question in questions:
         prompt = SEED_PROMPT.format(question=question.question)
         inputs = tokenizer(prompt, return_tensors="pt")
@@ -79,12 +87,17 @@ def run_seed(num_samples: int, out: Path) -> dict:
         answers[question.question_id] = cut_answer(new, tokenizer, eos, DEFAULT_STOP_STRINGS).text
     with (out / "seed_batch_0000.pkl").open("wb") as handle:
         pickle.dump(batch, handle)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     final_shapes = {
         "hidden_state": list(batch[0]["hidden_states"][0].shape),
         "attention": list(batch[0]["attentions"][0].shape),
     }
-    return {"seconds": elapsed, "answers": answers, "final_step_shapes": final_shapes}
+    return {
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "answers": answers,
+        "final_step_shapes": final_shapes,
+    }
 
 
 def run_ours(num_samples: int, out: Path, batch_size: int) -> dict:
@@ -93,12 +106,12 @@ def run_ours(num_samples: int, out: Path, batch_size: int) -> dict:
     from extraction.store import TraceStore
 
     store_dir = out / f"store_{batch_size}"
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     status = main(
         ["--dataset", "triviaqa", "--dataset-file", str(TRIVIAQA), "--num-samples",
          str(num_samples), "--output-dir", str(store_dir), "--batch-size", str(batch_size)]
     )  # fmt: skip
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     assert status == 0
     store = TraceStore(store_dir)
     shard_bytes = sum(p.stat().st_size for p in store.shard_files)
@@ -107,6 +120,7 @@ def run_ours(num_samples: int, out: Path, batch_size: int) -> dict:
     answers = {qid: store.rows[qid].generated_answer_clean for qid in store.question_ids}
     return {
         "seconds": elapsed,
+        "cpu_seconds": cpu,
         "answers": answers,
         "bytes_per_trace": shard_bytes / len(store),
         "seed_format_bytes_per_trace": pickle_bytes / len(store),
@@ -131,6 +145,7 @@ def main() -> None:
         (out / f"{args.mode}.json").write_text(json.dumps(result))
         return
     modes = ["seed", *(f"ours-{size}" for size in args.batch_sizes)]
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
         for mode in modes:
@@ -139,12 +154,14 @@ def main() -> None:
             results[mode] = json.loads((Path(tmp) / f"{mode}.json").read_text())
     seed = results["seed"]
     n = args.num_samples
+    print(f"\nload average before / after: {load_before} / {os.getloadavg()}")
     print(f"\n{n} TriviaQA questions, SmolLM2-135M-Instruct, beam 5, max 64 new tokens")
     for mode in modes[1:]:
         ours = results[mode]
         same = sum(seed["answers"][q] == ours["answers"].get(q) for q in seed["answers"])
         rows = [
             ("questions / s", n / seed["seconds"], n / ours["seconds"]),
+            ("questions / CPU-second", n / seed["cpu_seconds"], n / ours["cpu_seconds"]),
             ("peak RSS (MiB)", seed["peak_rss_mib"], ours["peak_rss_mib"]),
             ("bytes / trace (MiB), full final state", ours["seed_format_bytes_per_trace"] / 2**20,
              ours["bytes_per_trace"] / 2**20),
