@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphs.splits import SCORED_GENERATION
+from graphs import SCORED_GENERATION
 from training.detectors.features import StoreFeatures
 from training.detectors.fitting import LOGISTIC_GRID, Outcome, Split, fit_select, mlp
 from training.detectors.fitting import training_free as choose_score
