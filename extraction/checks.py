@@ -113,9 +113,9 @@ def _check_same_question(
             "other gold answers: this is other data under the same ids; use another "
             "--output_dir (or --overwrite)"
         )
-    expected = recorded_method(label_method or default_method(question.gold) or "none")
+    expected = label_method or default_method(question.gold) or "none"
     stored = row.label_method if row.ok else expected
-    if stored != expected:
+    if recorded_method(stored) != recorded_method(expected):
         fix = (
             f"pass --label_method {stored} to resume"
             if stored in METHODS

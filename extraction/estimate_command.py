@@ -310,9 +310,10 @@ def _report(
         say(f"\nTime: not measured ({reason}); docs/SCALING.md projects GPU time")
         return
     hours = timed.seconds_per_question * count / 3600
+    timed_questions = timed.traces // cfg.num_generations
     say(
         f"\nTime: {hours:.2f} h for {count} questions in one process "
-        f"({timed.seconds_per_question:.2f} s a question, measured on {timed.traces} traces, "
+        f"({timed.seconds_per_question:.2f} s a question, measured on {timed_questions} questions, "
         f"batch {cfg.batch_size}, model loading excluded); with N processes, about 1/N of it"
     )
     computed = sum(store_bytes(layout, timed.lengths, timed.traces).values())
