@@ -26,6 +26,7 @@ from extraction.checks import check_options, check_output_dir, check_same_questi
 from extraction.config import ExtractionConfig
 from extraction.distributed import Rank, current_rank
 from extraction.errors import UserError
+from extraction.estimate import StoreLayout, trace_bytes
 from extraction.final_state import final_state_pass
 from extraction.generation import Answer, generate_answers, question_seed, sample_answers
 from extraction.label_methods import label_answer
@@ -181,22 +182,21 @@ def _rank_device(rank: Rank) -> str | None:
 
 
 def expected_files(todo: list[Question], loaded: LoadedModel, cfg: ExtractionConfig, blocks: int):
-    """``(fewest, most)`` shard files for ``todo``: by count, and by the byte cap with answers of
-    ``max_new_tokens`` (prompt lengths measured, answers often shorter)."""
+    """``(fewest, most)`` shard files for ``todo``: by count, and by the byte cap with dense
+    traces whose answers run to ``max_new_tokens`` (prompt lengths measured, answers often
+    shorter, sparse attention smaller: an upper bound)."""
     fewest = -(-len(todo) // cfg.shard_size)
-    itemsize = getattr(torch, cfg.dtype).itemsize
+    layout = StoreLayout(
+        blocks, loaded.num_heads, loaded.hidden_size, getattr(torch, cfg.dtype).itemsize
+    )
     total = 0
     for question in todo:
         text = build_prompt(
             question.question, loaded.tokenizer, cfg.prompt_template, cfg.chat_template
         )
-        seq = len(encode_prompt(text, loaded.tokenizer, cfg.chat_template)) + cfg.max_new_tokens
-        elements = (
-            blocks * loaded.num_heads * seq * (seq + 1) // 2
-            + (blocks + 1) * loaded.hidden_size * seq
-        )
-        total += elements * itemsize
-    by_size = -(-total // (cfg.shard_max_mb * 2**20))
+        prompt = len(encode_prompt(text, loaded.tokenizer, cfg.chat_template))
+        total += sum(trace_bytes(layout, prompt, cfg.max_new_tokens).values())
+    by_size = -(-int(total) // (cfg.shard_max_mb * 2**20))
     return fewest, max(fewest, by_size)
 
 
