@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from extraction.store.verify import check_headers
+
 MIB = 2**20
 
 
@@ -63,7 +65,7 @@ def replay(source: Path, shard_size: int, batch_size: int, limit: int | None, at
                         peaks[count] = rss("VmHWM")
         peaks[len(question_ids)] = rss("VmHWM")  # after the last merge
         shards = sorted(path.name for path in root.glob("*.safetensors"))
-        assert TraceStore(root).check_headers() == {}
+        assert check_headers(TraceStore(root)) == {}
     return {
         "shard_size": shard_size,
         "traces": len(question_ids),

@@ -3,7 +3,7 @@
 python -m extraction --config configs/extraction/default.yaml
 python -m extraction inspect DIR              # the final summary of a store
 python -m extraction inspect FILE.pkl --trust_pickle
-python -m extraction verify DIR               # every shard against its checksums (exit 2)
+python -m extraction verify DIR               # the whole folder against its checksums (exit 2)
 python -m extraction label DIR [--method M]   # recompute labels (index only)
 python -m extraction label DIR --from_file JUDGEMENTS.jsonl    # import judged labels
 python -m extraction label DIR --method llm_judge --judge_model NAME
@@ -75,9 +75,10 @@ def inspect(path: str, trust_pickle: bool = False) -> None:
         console.say(f"  attention 0: {first['attentions'][0].shape}")
         return
     from extraction.store import TraceStore
+    from extraction.store.verify import check_headers
 
     store = TraceStore(path)
-    problems = store.check_headers()
+    problems = check_headers(store)
     console.summary(store, first_trace=not problems)
     if problems:
         for name, problem in problems.items():
@@ -89,26 +90,25 @@ def inspect(path: str, trust_pickle: bool = False) -> None:
 
 
 def verify(path: str) -> None:
-    """Check every shard against the checksums in the index; exit 2 on damage.
+    """Check the whole store folder against what it recorded; exit 2 naming each finding:
+    shards (headers, sizes, sha256s, each trace's sha256), index rows (their checksums), shard
+    files or traces the index does not list (a missing or truncated index), consistency files.
 
     Args:
         path: A store directory.
     """
-    from extraction.store import TraceStore
+    from extraction.store.verify import verify_store
 
-    store = TraceStore(path)
-    problems = store.verify()
-    for name, (problem, qids) in problems.items():
-        shown = ", ".join(qids[:20]) + (f" (+{len(qids) - 20} more)" if len(qids) > 20 else "")
-        print(f"damaged: {store.root / name}: {problem}; traces: {shown or 'none identified'}")
+    store, findings = verify_store(path)
+    for finding in findings:
+        print(finding.line())
+    if findings:
+        raise UserError(
+            f"{len(findings)} findings in {store.root} (listed above); restore those files from a "
+            "copy, or extract their questions again into a new store"
+        )
     checked = sum(len(rows) for rows in store.shard_rows().values())
     unchecked = sum(store.rows[qid].shard_sha256 is None for qid in store.question_ids)
-    if problems:
-        raise UserError(
-            f"{len(problems)} of {len(store.shard_files)} shard files of {store.root} are damaged "
-            "(listed above); restore them from a copy, or extract their questions again into a new "
-            "store"
-        )
     note = f" ({unchecked} without recorded checksums: headers only)" if unchecked else ""
     print(f"ok: {len(store.shard_files)} shard files, {checked} traces{note}")
 

@@ -151,7 +151,9 @@ def match_judgements(rows: dict[str, IndexRow], judgements: list[Judgement]) -> 
 
 def packaged_judgements(model: str, dataset: str) -> Path:
     """The packaged judgement file of a model's answers to a dataset, or a one-line error."""
-    path = PACKAGED_DIR / f"{model}_{dataset}.jsonl"
+    from extraction.store.contract import run_file_prefix
+
+    path = PACKAGED_DIR / f"{run_file_prefix(model, dataset)}.jsonl"
     if not path.is_file():
         available = sorted(p.stem for p in PACKAGED_DIR.glob("*.jsonl"))
         raise UserError(

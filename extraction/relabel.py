@@ -13,6 +13,7 @@ from extraction.llm_judge import METHOD as LLM_JUDGE
 from extraction.models import resolve_source
 from extraction.offline_model import PACKAGED_MODELS
 from extraction.store import TraceStore
+from extraction.store.writer import rewrite_labels
 
 
 def check_options(method: str | None, from_file: str | None, judge_model: str | None) -> None:
@@ -75,7 +76,7 @@ def relabel(
             for qid, row in ((qid, store.rows[qid]) for qid in store.question_ids)
         }
     updates = {qid: _label_fields(label) for qid, label in labels.items()}
-    store.rewrite_labels(updates)
+    rewrite_labels(store, updates)
     values = [fields["label"] for fields in updates.values()]
     return {
         "total": len(values),

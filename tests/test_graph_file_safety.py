@@ -12,6 +12,7 @@ import torch
 
 from extraction.errors import UserError
 from extraction.store import TraceStore
+from extraction.store.writer import rewrite_labels
 from graphs import HallucinationGraphDataset
 from graphs.cli import main as graphs_main
 from graphs.spec import GraphSpec
@@ -70,7 +71,7 @@ def test_build_on_a_store_without_labels_says_so(synthetic_store, tmp_path, caps
     store = tmp_path / "store"
     shutil.copytree(synthetic_store, store)
     unlabelled = {"label": None, "label_method": "none", "label_score": None}
-    TraceStore(store).rewrite_labels({qid: unlabelled for qid in TraceStore(store).question_ids})
+    rewrite_labels(TraceStore(store), {qid: unlabelled for qid in TraceStore(store).question_ids})
     args = [
         "build",
         "--traces",

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from extraction.store import TraceStore
+from extraction.store.writer import rewrite_labels
 from graphs.cli import main
 from graphs.compare import ANSWER_BINS, MAP_COLUMNS, attention_map
 from graphs.statistics import CONTROLS, STATISTICS
@@ -27,11 +28,12 @@ def relabelled(synthetic_store: Path, work: Path, labels) -> Path:
     store_dir = work / "store"
     shutil.copytree(synthetic_store, store_dir)
     store = TraceStore(store_dir)
-    store.rewrite_labels(
+    rewrite_labels(
+        store,
         {
             qid: {"label": label, "label_method": "planted", "label_score": None}
             for qid, label in zip(store.question_ids, labels(len(store)), strict=True)
-        }
+        },
     )
     return store_dir
 

@@ -13,6 +13,7 @@ from torch_geometric.nn import global_mean_pool
 
 from extraction.errors import UserError
 from extraction.store import TraceStore, write_synthetic_store
+from extraction.store.writer import rewrite_labels
 from graphs import HallucinationGraphDataset, graph_features, make_splits, to_networkx
 from graphs.source import layer_graph
 from graphs.spec import GraphSpec
@@ -89,8 +90,8 @@ def test_relabelling_the_store_rebuilds(synthetic_store, tmp_path, processed):
     shutil.copytree(synthetic_store, store_dir)
     before = HallucinationGraphDataset(tmp_path / "graphs", store_dir, GraphSpec(layer=0))
     first = before.question_ids[0]
-    TraceStore(store_dir).rewrite_labels(
-        {first: {"label": None, "label_method": "none", "label_score": None}}
+    rewrite_labels(
+        TraceStore(store_dir), {first: {"label": None, "label_method": "none", "label_score": None}}
     )
     after = HallucinationGraphDataset(tmp_path / "graphs", store_dir, GraphSpec(layer=0))
     assert after.processed_dir != before.processed_dir and len(processed) == 2

@@ -13,6 +13,7 @@ import time
 from safetensors import safe_open
 
 from extraction.store import TraceStore
+from extraction.store.verify import verify_store
 from tests.conftest import REPO, run_extraction, tiny_args
 
 N_QUESTIONS = 14
@@ -85,4 +86,4 @@ def test_sigkill_with_the_default_shard_size_loses_at_most_a_batch(tiny_model_di
         path.name for path in store.shard_files
     ]
     assert len(store.shard_files) == 1 and ".part" not in store.shard_files[0].name
-    assert store.verify() == {}
+    assert verify_store(store.root)[1] == []

@@ -17,6 +17,7 @@ from extraction.export import export_pickle, load_pickle_batch
 from extraction.store import SyntheticShape, TraceStore, TraceWriter, write_synthetic_store
 from extraction.store.sparse import KEEP_MARGIN
 from extraction.store.synthetic import synthetic_manifest
+from extraction.store.verify import verify_store
 from graphs import GraphSpec, HallucinationGraphDataset, traces_to_graphs
 from tests.conftest import assert_one_line_errors, real_store
 
@@ -55,7 +56,7 @@ def test_sparse_store_keeps_every_head_where_one_reaches_w_and_the_diagonal(stor
 
 def test_sparse_store_verifies_and_exports(stores, tmp_path):
     store = TraceStore(stores[1])
-    assert store.verify() == {}
+    assert verify_store(store.root)[1] == []
     [path] = export_pickle(stores[1], tmp_path)
     record = load_pickle_batch(path, trust_pickle=True)[0]
     qid = record["question_id"]
@@ -74,8 +75,8 @@ def test_a_damaged_sparse_index_tensor_is_found_by_verify(stores, tmp_path):
     data = bytearray((copy / shard).read_bytes())
     data[8 + header_length + start] ^= 0xFF
     (copy / shard).write_bytes(bytes(data))
-    problems = TraceStore(copy).verify()
-    assert problems[shard][1] == [qid]
+    (finding,) = verify_store(copy)[1]
+    assert finding.path.name == shard and finding.traces == (qid,)
 
 
 def _graphs(root: Path, store: Path, spec: GraphSpec) -> list:
@@ -206,7 +207,7 @@ def test_real_model_sparse_extraction_builds_the_dense_stores_graphs(tmp_path_fa
         **{"attention-format": "sparse", "min-attention": 0.01},
     )  # fmt: skip
     assert TraceStore(sparse).min_attention == 0.01
-    assert TraceStore(sparse).verify() == {}
+    assert verify_store(sparse)[1] == []
     for spec in (
         GraphSpec(layer=15),
         GraphSpec(layers=[3, 15, 27], combine="stack", head_mode="any", top_k=4),

@@ -11,6 +11,9 @@ import torch
 
 from extraction.errors import UserError
 from extraction.store import AnswerStats, IndexRow, Manifest, TraceStore, TraceWriter
+from extraction.store.integrity import sealed
+from extraction.store.verify import verify_store
+from extraction.store.writer import rewrite_labels
 from tests.test_store import MANIFEST, make_trace, manifest, write
 
 
@@ -73,7 +76,7 @@ def test_a_store_of_the_first_writer_still_reads(store):
     ids; a field a reader does not know (a newer writer's) is ignored."""
     index = store.root / "index.jsonl"
     rows = [json.loads(line) for line in index.read_text().splitlines()]
-    old = {"shard_sha256", "shard_bytes", "trace_sha256", "error"}
+    old = {"shard_sha256", "shard_bytes", "trace_sha256", "row_sha256", "error"}
     rows = [{k: v for k, v in row.items() if k not in old} | {"from_the_future": 1} for row in rows]
     index.write_text("".join(json.dumps(row) + "\n" for row in rows))
     old_manifest = json.loads((store.root / "manifest.json").read_text())
@@ -83,16 +86,19 @@ def test_a_store_of_the_first_writer_still_reads(store):
     reopened = TraceStore(store.root)
     assert reopened.row("q0").shard_sha256 is None and reopened.requested == []
     assert reopened.manifest.settings.decoding.num_beams is None
-    assert reopened.verify() == {}  # headers and sizes only, as for any unchecked store
+    # headers and sizes only, as for any unchecked store
+    assert verify_store(reopened.root)[1] == []
     assert reopened["q1"].label == 0 and reopened.resid_post("q1", 1).shape == (6, 4)
 
 
 def test_relabelling_keeps_fields_this_reader_does_not_know(store):
     index = store.root / "index.jsonl"
-    rows = [json.loads(line) | {"from_the_future": 7} for line in index.read_text().splitlines()]
+    rows = [
+        sealed(json.loads(line) | {"from_the_future": 7}) for line in index.read_text().splitlines()
+    ]
     index.write_text("".join(json.dumps(row) + "\n" for row in rows))
     reopened = TraceStore(store.root)
-    reopened.rewrite_labels({"q1": {"label": 1, "label_method": "judge", "label_score": 0.9}})
+    rewrite_labels(reopened, {"q1": {"label": 1, "label_method": "judge", "label_score": 0.9}})
     assert reopened.row("q1").label == 1 and reopened.row("q0").label == 0
     kept = [json.loads(line) for line in index.read_text().splitlines()]
     assert all(row["from_the_future"] == 7 for row in kept)

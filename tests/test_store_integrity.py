@@ -10,6 +10,7 @@ import pytest
 from extraction.cli import main as extraction_main
 from extraction.errors import UserError
 from extraction.store import TraceStore, TraceWriter
+from extraction.store.verify import check_headers, verify_store
 from tests.test_store import MANIFEST, make_trace, write
 
 
@@ -30,7 +31,7 @@ def test_checksums_are_recorded_per_shard_and_per_trace(store):
     for row in TraceStore(store).rows.values():
         assert len(row.shard_sha256) == len(row.trace_sha256) == 64
         assert row.shard_bytes == (store / row.shard).stat().st_size
-    assert TraceStore(store).verify() == {}
+    assert verify_store(store)[1] == []
 
 
 def test_verify_names_the_file_and_trace_of_a_flipped_byte(store, capsys):
@@ -44,9 +45,10 @@ def test_verify_names_the_file_and_trace_of_a_flipped_byte(store, capsys):
     assert status == 2
     damaged = [line for line in out.splitlines() if line.startswith("damaged:")]
     assert len(damaged) == 1 and shard.name in damaged[0]
-    bad = TraceStore(store).verify()[shard.name][1]
-    assert len(bad) == 1 and bad[0] in {"q2", "q3"} and bad[0] in damaged[0]
-    assert out.strip().splitlines()[-1].startswith("error: 1 of 3 shard files")
+    (finding,) = verify_store(store)[1]
+    assert finding.path == shard and len(finding.traces) == 1
+    assert finding.traces[0] in {"q2", "q3"} and finding.traces[0] in damaged[0]
+    assert out.strip().splitlines()[-1].startswith("error: 1 findings in")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "header"])
@@ -59,7 +61,9 @@ def test_inspect_and_verify_refuse_a_truncated_or_damaged_shard(store, capsys, d
     for command in ("inspect", "verify"):
         status, out = exit_and_output(capsys, command, store)
         assert status == 2, command
-        assert f"damaged: {shard}" in out and "error: 1 of 3 shard files" in out
+        assert f"damaged: {shard}" in out and (
+            "error: 1 of 3 shard files" in out or "error: 1 findings" in out
+        )
     with pytest.raises(UserError, match=rf"{shard.name}: .*python -m extraction verify"):
         TraceStore(store)["q0"]
 
@@ -125,7 +129,7 @@ def test_batches_reach_disk_as_parts_and_are_merged_into_the_shard(tmp_path):
     assert sorted(path.name for path in tmp_path.glob("*.safetensors")) == [
         "m_d_shard_0000.safetensors"
     ]
-    assert store.question_ids == ["q0", "q1", "q2", "q3"] and store.verify() == {}
+    assert store.question_ids == ["q0", "q1", "q2", "q3"] and verify_store(store.root)[1] == []
     lines = (tmp_path / "index.jsonl").read_text().splitlines()
     assert len(lines) == 4  # one row per question: the merge rewrote the parts' rows
 
@@ -135,11 +139,11 @@ def test_a_store_without_checksums_stays_readable_and_resumable(store):
     index = store / "index.jsonl"
     rows = [json.loads(line) for line in index.read_text().splitlines()]
     for row in rows:
-        for key in ("shard_sha256", "shard_bytes", "trace_sha256"):
+        for key in ("shard_sha256", "shard_bytes", "trace_sha256", "row_sha256"):
             row.pop(key)
     index.write_text("".join(json.dumps(row) + "\n" for row in rows))
     old = TraceStore(store)
-    assert len(old) == 5 and old.verify() == {} and old.check_headers() == {}
+    assert len(old) == 5 and verify_store(old.root)[1] == [] and check_headers(old) == {}
     write(store, [make_trace("q5")])
     assert TraceStore(store).question_ids[-1] == "q5"
 

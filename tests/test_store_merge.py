@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from extraction.store import TraceStore, TraceWriter, writer
 from extraction.store.concat import concat_safetensors, read_header
+from extraction.store.verify import verify_store
 from tests.test_store import MANIFEST, make_trace
 
 SHARD = "m_d_shard_0000.safetensors"
@@ -99,7 +100,7 @@ def finish(root) -> TraceStore:
     with TraceWriter(root, MANIFEST, file_prefix="m_d", max_traces_per_shard=100) as resumed:
         resumed.add(make_trace("q9"))
     store = TraceStore(root)
-    assert store.verify() == {}
+    assert verify_store(store.root)[1] == []
     assert [path.name for path in store.shard_files] == [SHARD]
     assert sorted(path.name for path in root.glob("*.safetensors")) == [SHARD]
     assert not list(root.glob(".*.tmp"))
@@ -121,7 +122,7 @@ def test_the_streamed_shard_is_the_loading_merges_shard(tmp_path):
     with TraceWriter(tmp_path, MANIFEST, file_prefix="m_d", max_traces_per_shard=100):
         pass  # adopts the parts and merges them
     store = TraceStore(tmp_path)
-    assert store.verify() == {}
+    assert verify_store(store.root)[1] == []
     assert {qid: row.trace_sha256 for qid, row in store.rows.items()} == hashes
     streamed = tmp_path / SHARD
     (_, header), (_, expected) = read_header(streamed), read_header(saved / SHARD)
@@ -187,7 +188,7 @@ def test_a_kill_after_the_index_points_at_the_shard_before_the_parts_go(tmp_path
     with TraceWriter(tmp_path, MANIFEST, file_prefix="m_d", max_traces_per_shard=100) as resumed:
         resumed.add(make_trace("q9"))
     store = TraceStore(tmp_path)
-    assert store.verify() == {} and not list(tmp_path.glob("*.part*.safetensors"))
+    assert verify_store(store.root)[1] == [] and not list(tmp_path.glob("*.part*.safetensors"))
     assert store.question_ids == [f"q{i}" for i in range(5)] + ["q9"]
     assert [path.name for path in store.shard_files] == [SHARD, SHARD.replace("0000", "0001")]
     assert (tmp_path / "first.bak").read_bytes() == (tmp_path / SHARD).read_bytes()

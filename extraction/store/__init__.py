@@ -1,7 +1,7 @@
 """The trace store: a directory per run with a manifest, an index and safetensors shards.
 
 ``TraceStore`` is the public reader every later stage uses (it yields :class:`Trace` records);
-``TraceWriter`` is used by the extraction run only; ``write_synthetic_store`` writes a small
+``TraceWriter`` is used by the extraction run only, ``rewrite_labels`` by ``label``; ``write_synthetic_store`` writes a small
 random store through it (tests, benchmarks). What a store holds is typed
 (:mod:`extraction.store.contract`): the :class:`Manifest`, an :class:`IndexRow` per question, a
 :class:`TraceRecord` per trace and its :class:`AnswerStats`; a store of several generations per
@@ -22,7 +22,7 @@ from extraction.store.contract import (
 )
 from extraction.store.reader import TraceStore
 from extraction.store.synthetic import SyntheticShape, synthetic_trace, write_synthetic_store
-from extraction.store.writer import TraceWriter
+from extraction.store.writer import TraceWriter, rewrite_labels
 from extraction.trace import Trace
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "TraceRecord",
     "TraceStore",
     "TraceWriter",
+    "rewrite_labels",
     "synthetic_trace",
     "trace_id",
     "write_synthetic_store",

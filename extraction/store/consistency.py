@@ -7,7 +7,7 @@ in the header the trace ids, answers and eigen block of each. Everything in it i
 the store itself (answers from the index, hidden states from the shards, MiniLM embeddings): no
 traced model is needed, so a record missing or out of date (a crash, a ``--retry_errors`` that
 added a generation) is simply computed again by the next run. The file is rewritten atomically
-after each batch.
+after each batch. Each record's header entry holds the sha256 of its tensors, checked when read.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from extraction.errors import UserError
 from extraction.files import atomic_path
 from extraction.store.contract import Consistency
+from extraction.store.integrity import tensors_sha256
 
 CONSISTENCY = "consistency.safetensors"
 CONSISTENCY_FORMAT = "hallugraph-consistency/1"
@@ -57,17 +58,32 @@ def read_consistency(path: Path) -> dict[str, Consistency]:
             if metadata.get("format") != CONSISTENCY_FORMAT:
                 raise UserError(f"{path}: not a consistency file ({metadata.get('format')!r})")
             records = json.loads(metadata["records"])
-            return {
-                question_id: Consistency(
+            read = {}
+            for question_id, record in records.items():
+                tensors = {kind: handle.get_tensor(f"{question_id}/{kind}") for kind in _TENSORS}
+                recorded = record.get("sha256")
+                if recorded is not None and recorded != tensors_sha256(tensors):
+                    raise UserError(
+                        f"{path}: the record of {question_id!r} differs from its sha256; delete "
+                        "the file and rerun the extraction command (it is rebuilt without the "
+                        f"model), or run `python -m extraction verify {path.parent}`"
+                    )
+                read[question_id] = Consistency(
                     question_id=question_id,
                     trace_ids=tuple(record["trace_ids"]),
                     answers=tuple(record["answers"]),
                     eigen_block=record["eigen_block"],
-                    **{kind: handle.get_tensor(f"{question_id}/{kind}") for kind in _TENSORS},
+                    **tensors,
                 )
-                for question_id, record in records.items()
-            }
-    except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            return read
+    except (
+        SafetensorError,
+        OSError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        json.JSONDecodeError,
+    ) as exc:
         raise UserError(
             f"{path}: damaged consistency file ({type(exc).__name__}); delete it and rerun the "
             "extraction command: it is rebuilt from the store without the model"
@@ -76,16 +92,17 @@ def read_consistency(path: Path) -> dict[str, Consistency]:
 
 def write_consistency(path: Path, records: dict[str, Consistency]) -> None:
     """Write every record to ``path`` at once (temp file + rename)."""
-    tensors = {
-        f"{qid}/{kind}": getattr(record, kind).float().contiguous()
+    per_record = {
+        qid: {kind: getattr(record, kind).float().contiguous() for kind in _TENSORS}
         for qid, record in records.items()
-        for kind in _TENSORS
     }
+    tensors = {f"{qid}/{kind}": t for qid, own in per_record.items() for kind, t in own.items()}
     header = {
         qid: {
             "trace_ids": list(record.trace_ids),
             "answers": list(record.answers),
             "eigen_block": record.eigen_block,
+            "sha256": tensors_sha256(per_record[qid]),
         }
         for qid, record in records.items()
     }

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from extraction.errors import UserError
+from extraction.questions import check_name
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -144,6 +145,12 @@ class Manifest:
             model=_build(ModelInfo, data.get("model"), f"{where} model"),
             requested=_build(Requested, data.get("requested") or {}, f"{where} requested"),
         )
+
+    def __post_init__(self) -> None:
+        # Both name files (shards, pickles, judgements): checked like the CLI's --dataset, so a
+        # crafted manifest cannot point a path outside the store.
+        check_name(str(self.settings.dataset), "the manifest's dataset")
+        check_name(Path(str(self.settings.model).rstrip("/")).name, "the manifest's model")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """The index: ``index.jsonl``, one JSON row per question, appended only after its shard exists.
 
 A crash can leave a half-written last line; readers ignore it and the writer cuts it off.
-When a question appears more than once (a retried error), the last row wins.
+When a question appears more than once (a retried error), the last row wins. Every row is
+written with a checksum of its own fields (:func:`extraction.store.integrity.sealed`) and
+checked when read.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from extraction.errors import UserError
 from extraction.files import atomic_write_text
+from extraction.store.integrity import row_intact, sealed
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +26,11 @@ LABEL_FIELDS = ("label", "label_method", "label_score")
 INDEX_LOCK = ".index.lock"
 
 
-def read_index(path: Path) -> dict[str, dict]:
-    """Rows keyed by question id, in first-seen order, last row winning."""
+def read_index(path: Path, damaged: list[str] | None = None) -> dict[str, dict]:
+    """Rows keyed by question id, in first-seen order, last row winning.
+
+    A row whose fields differ from its checksum is a one-line error, or, with ``damaged`` given,
+    its question id is appended there (``verify`` lists them all)."""
     rows: dict[str, dict] = {}
     if not path.exists():
         return rows
@@ -38,13 +44,22 @@ def read_index(path: Path) -> dict[str, dict]:
             continue
         try:
             row = json.loads(line)
-            rows[row["question_id"]] = row
+            qid = row["question_id"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
             raise UserError(
                 f"{path} line {number}: not an index row ({type(exc).__name__}: "
                 f"{getattr(exc, 'msg', exc)}); the index is damaged, restore it or rerun with "
                 "--overwrite"
             ) from None
+        if not row_intact(row):
+            if damaged is None:
+                raise UserError(
+                    f"{path} line {number}: the row of {qid!r} differs from its checksum (edited "
+                    f"by hand?); run `python -m extraction verify {path.parent}`, change labels "
+                    "only with `python -m extraction label`"
+                )
+            damaged.append(qid)
+        rows[qid] = row
     return rows
 
 
@@ -71,9 +86,8 @@ def truncate_partial_line(path: Path) -> None:
 def append_rows(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     with locked(path), path.open("a", encoding="utf-8") as handle:
-        handle.write(text)
+        handle.write(_lines(rows))
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -89,4 +103,8 @@ def update_rows(path: Path, updates: dict[str, dict]) -> None:
 
 
 def rewrite_index(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    atomic_write_text(path, _lines(rows))
+
+
+def _lines(rows: list[dict]) -> str:
+    return "".join(json.dumps(sealed(row), ensure_ascii=False) + "\n" for row in rows)

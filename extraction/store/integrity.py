@@ -1,9 +1,11 @@
-"""Checksums and structural checks of shard files.
+"""Checksums and structural checks of a store's files.
 
 The writer records, in each index row, the sha256 and size of the trace's shard file
-(``shard_sha256``, ``shard_bytes``) and a sha256 of the trace's own tensors (``trace_sha256``:
-names, dtypes, shapes and bytes, in key order). ``verify`` recomputes them all; ``inspect``
-checks the cheap part (each shard's header parses and the file is as long as the header says).
+(``shard_sha256``, ``shard_bytes``), a sha256 of the trace's own tensors (``trace_sha256``:
+names, dtypes, shapes and bytes, in key order) and a sha256 of the row's own fields
+(``row_sha256``, so a label edited by hand is found; ``label`` rewrites it). The reader checks
+a row's checksum when it opens the store and a trace's when it first reads the trace;
+:mod:`extraction.store.verify` recomputes everything, for the whole folder.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+ROW_SHA256 = "row_sha256"
 _CHUNK = 2**22
 # safetensors refuses a header above 100 MB; so do we, before allocating it.
 _MAX_HEADER = 100_000_000
@@ -28,13 +31,30 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def row_sha256(row: dict) -> str:
+    """The checksum of an index row's own fields (everything but ``row_sha256``)."""
+    fields = {key: value for key, value in row.items() if key != ROW_SHA256}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def sealed(row: dict) -> dict:
+    """The row with its checksum, as the index stores it."""
+    return {**row, ROW_SHA256: row_sha256(row)}
+
+
+def row_intact(row: dict) -> bool:
+    """False when a row's fields differ from its checksum (rows of older stores have none)."""
+    recorded = row.get(ROW_SHA256)
+    return recorded is None or recorded == row_sha256(row)
+
+
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     """One trace's tensors as stored (after the storage dtype cast)."""
     digest = hashlib.sha256()
     for key in sorted(tensors):
         tensor = tensors[key].contiguous().cpu()
         digest.update(f"{key}|{tensor.dtype}|{list(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
     return digest.hexdigest()
 
 

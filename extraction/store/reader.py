@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -29,17 +27,9 @@ from extraction.store.contract import (
     TraceRecord,
     trace_id,
 )
-from extraction.store.index import LABEL_FIELDS, read_index, update_rows
-from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
-from extraction.store.layout import (
-    INDEX,
-    LOCK,
-    MANIFEST,
-    acquire_lock,
-    read_manifest,
-    tensor_key,
-    unpack_causal,
-)
+from extraction.store.index import read_index
+from extraction.store.integrity import file_sha256, tensors_sha256
+from extraction.store.layout import INDEX, MANIFEST, read_manifest, tensor_key, unpack_causal
 from extraction.store.sparse import COLUMNS, INDEX_KINDS, ROW_OFFSETS, decode_sparse
 from extraction.trace import EMBEDDINGS, Trace, complete_blocks, resid_post_index
 
@@ -55,12 +45,18 @@ class TraceStore:
     :class:`~extraction.store.contract.IndexRow`), errors included; ``store.manifest`` is a
     :class:`~extraction.store.contract.Manifest`.
 
+    ``check_traces=False`` skips the per-trace sha256 (``verify`` hashes on its own);
+    ``damaged_rows``, a list, collects the ids of rows that differ from their checksum instead
+    of refusing to open.
+
     A store of several generations per question (``num_generations > 1``) is addressed by trace
     id (``{question_id}#{generation}``) everywhere above; ``store.units`` groups them by question
     and ``store.consistency(question_id)`` holds what the sampling detectors need.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(
+        self, root: str | Path, check_traces: bool = True, damaged_rows: list[str] | None = None
+    ) -> None:
         self.root = Path(root)
         if not (self.root / MANIFEST).exists():
             where = "does not exist" if not self.root.exists() else f"has no {MANIFEST}"
@@ -73,9 +69,19 @@ class TraceStore:
         index = self.root / INDEX
         self.rows: dict[str, IndexRow] = {
             qid: IndexRow.from_json(row, f"{index} row {qid!r}")
-            for qid, row in read_index(index).items()
+            for qid, row in read_index(index, damaged_rows).items()
         }
         self.question_ids = [qid for qid, row in self.rows.items() if row.ok]
+        for row in self.rows.values():
+            if row.shard is not None and not is_plain_name(row.shard):
+                raise UserError(
+                    f"{index} row {row.question_id!r}: shard {row.shard!r} is not a file name in "
+                    f"the store; the index is damaged or crafted, run `python -m extraction "
+                    f"verify {self.root}`"
+                )
+        # Traces whose tensors matched their recorded sha256 (each is hashed once per reader).
+        self.check_traces = check_traces
+        self._checked: set[str] = set()
         self._open = lru_cache(maxsize=8)(self._open_shard)
         self._records = lru_cache(maxsize=8)(self._read_records)
         self._consistency: dict[str, Consistency] | None = None
@@ -182,6 +188,8 @@ class TraceStore:
         )
 
     def _open_shard(self, name: str):
+        if (self.root / name).is_symlink():
+            raise self._damaged(name, "a symbolic link (shards are plain files in the store)")
         try:
             return safe_open(str(self.root / name), framework="pt")
         except FileNotFoundError:
@@ -202,9 +210,55 @@ class TraceStore:
 
     def record(self, question_id: str) -> TraceRecord:
         """The trace's metadata in its shard's header (``tokens_decoded``, stored layers)."""
-        return self._records(self.row(question_id).shard)[question_id]
+        row = self.row(question_id)
+        record = self._records(row.shard).get(question_id)
+        if record is None:
+            raise self._damaged(row.shard, f"holds no trace {question_id!r} (the index says so)")
+        if (len(record.tokens_decoded), record.n_prompt_tokens) != (
+            row.seq_len,
+            row.n_prompt_tokens,
+        ):
+            raise self._damaged(
+                row.shard,
+                f"trace {question_id!r} has {len(record.tokens_decoded)} tokens "
+                f"({record.n_prompt_tokens} prompt), the index says {row.seq_len} "
+                f"({row.n_prompt_tokens}); one of them was edited",
+            )
+        return record
+
+    def trace_keys(self, question_id: str) -> list[str]:
+        """The names of every tensor of a trace in its shard (what ``trace_sha256`` covers)."""
+        record = self.record(question_id)
+        keys = [tensor_key(question_id, k) for k in ("tokens", "token_logprobs", "token_entropy")]
+        keys += [tensor_key(question_id, "hidden_states", i) for i in record.hidden_state_indices]
+        kinds = ("attentions", *(INDEX_KINDS if self.min_attention is not None else ()))
+        keys += [tensor_key(question_id, k, b) for k in kinds for b in record.attention_indices]
+        return keys
+
+    def trace_sha256(self, question_id: str) -> str:
+        """The sha256 of a trace's tensors as they are on disk now."""
+        handle = self._open(self.row(question_id).shard)
+        try:
+            return tensors_sha256(
+                {key: handle.get_tensor(key) for key in self.trace_keys(question_id)}
+            )
+        except SafetensorError as exc:
+            raise self._damaged(
+                self.row(question_id).shard, f"cannot read {question_id!r} ({exc})"
+            ) from None
+
+    def _check_trace(self, question_id: str) -> None:
+        row = self.row(question_id)
+        if not self.check_traces or question_id in self._checked or row.trace_sha256 is None:
+            return
+        if self.trace_sha256(question_id) != row.trace_sha256:
+            raise self._damaged(
+                row.shard, f"trace {question_id!r} differs from its recorded sha256"
+            )
+        self._checked.add(question_id)
 
     def _tensor(self, question_id: str, kind: str, index: int | None = None) -> torch.Tensor:
+        self._check_trace(question_id)
         shard = self.row(question_id).shard
         if index is not None:
             # The shard header's record says which layers exist; asking safe_open for its key
@@ -300,62 +354,7 @@ class TraceStore:
             shards.setdefault(self.rows[qid].shard, []).append(self.rows[qid])
         return shards
 
-    def _structure_problem(self, name: str, rows: list[IndexRow]) -> str | None:
-        """What is wrong with a shard's header or size (None: nothing), reading no tensor data."""
-        problem = header_problem(self.root / name)
-        recorded = rows[0].shard_bytes
-        if problem is None and recorded is not None:
-            size = (self.root / name).stat().st_size
-            if size != recorded:
-                problem = f"{size} bytes, the index recorded {recorded}"
-        return problem
 
-    def check_headers(self) -> dict[str, str]:
-        """``{shard: problem}`` for every shard whose header is damaged or whose size is wrong."""
-        problems = {}
-        for name, rows in self.shard_rows().items():
-            if (problem := self._structure_problem(name, rows)) is not None:
-                problems[name] = problem
-        return problems
-
-    def verify(self) -> dict[str, tuple[str, list[str]]]:
-        """``{shard: (problem, question ids of its damaged traces)}``: headers, sizes, the
-        file's sha256 and each trace's sha256 (for stores that recorded them)."""
-        problems = {}
-        for name, rows in self.shard_rows().items():
-            if (problem := self._structure_problem(name, rows)) is not None:
-                problems[name] = (problem, [row.question_id for row in rows])
-                continue
-            recorded = rows[0].shard_sha256
-            if recorded is None or file_sha256(self.root / name) == recorded:
-                continue
-            bad = [row.question_id for row in rows if not self._trace_intact(row)]
-            problems[name] = (f"sha256 differs from the index ({len(bad)} traces damaged)", bad)
-        return problems
-
-    def _trace_intact(self, row: IndexRow) -> bool:
-        qid = row.question_id
-        if row.trace_sha256 is None:
-            return False
-        try:
-            record = self.record(qid)
-            keys = [tensor_key(qid, kind) for kind in ("tokens", "token_logprobs", "token_entropy")]
-            keys += [tensor_key(qid, "hidden_states", i) for i in record.hidden_state_indices]
-            kinds = ("attentions", *(INDEX_KINDS if self.min_attention is not None else ()))
-            keys += [tensor_key(qid, k, b) for k in kinds for b in record.attention_indices]
-            handle = self._open(row.shard)
-            return tensors_sha256({key: handle.get_tensor(key) for key in keys}) == row.trace_sha256
-        except (UserError, SafetensorError, KeyError):
-            return False
-
-    def rewrite_labels(self, labels: dict[str, dict]) -> None:
-        """Replace the label fields of the given rows; only the index file changes (atomically)."""
-        with acquire_lock(self.root), ExitStack() as ranks:
-            for lock in self.root.glob(f"{LOCK}.rank*"):
-                ranks.enter_context(acquire_lock(self.root, lock.name))
-            updates = {
-                qid: {key: fields[key] for key in LABEL_FIELDS} for qid, fields in labels.items()
-            }
-            update_rows(self.root / INDEX, updates)
-            for question_id, fields in updates.items():
-                self.rows[question_id] = replace(self.rows[question_id], **fields)
+def is_plain_name(name: str) -> bool:
+    """A file name in the store root: no separator, not ``.``/``..``, not hidden."""
+    return bool(name) and Path(name).name == name and not name.startswith(".")

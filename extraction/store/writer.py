@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
@@ -28,7 +30,13 @@ from extraction.files import atomic_path, atomic_write_text, temp_pattern
 from extraction.store.concat import METADATA, concat_safetensors, read_header
 from extraction.store.consistency import CONSISTENCY, consistency_files
 from extraction.store.contract import IndexRow, Manifest, run_file_prefix
-from extraction.store.index import append_rows, read_index, truncate_partial_line, update_rows
+from extraction.store.index import (
+    LABEL_FIELDS,
+    append_rows,
+    read_index,
+    truncate_partial_line,
+    update_rows,
+)
 from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
 from extraction.store.layout import (
     INDEX,
@@ -45,6 +53,9 @@ from extraction.store.layout import (
 )
 from extraction.store.sparse import check_attention_format, encode_sparse
 from extraction.trace import Trace
+
+if TYPE_CHECKING:
+    from extraction.store.reader import TraceStore
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +329,20 @@ class TraceWriter:
         self._parts, self._parts_traces, self._parts_bytes = [], 0, 0
         self._shard += 1
         self._next_part = 0
+
+
+def rewrite_labels(store: TraceStore, labels: dict[str, dict]) -> None:
+    """Replace the label fields of the given rows of ``store`` (and their checksums); only the
+    index file changes, atomically, under the store's lock and every rank's."""
+    with acquire_lock(store.root), ExitStack() as ranks:
+        for lock in store.root.glob(f"{LOCK}.rank*"):
+            ranks.enter_context(acquire_lock(store.root, lock.name))
+        updates = {
+            qid: {key: fields[key] for key in LABEL_FIELDS} for qid, fields in labels.items()
+        }
+        update_rows(store.root / INDEX, updates)
+        for question_id, fields in updates.items():
+            store.rows[question_id] = replace(store.rows[question_id], **fields)
 
 
 def _shard_metadata(records: dict[str, dict]) -> dict[str, str]:
