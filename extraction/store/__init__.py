@@ -1,11 +1,11 @@
 """The trace store: a directory per run with a manifest, an index and safetensors shards.
 
 ``TraceStore`` is the public reader every later stage uses (it yields :class:`Trace` records);
-``TraceWriter`` is used by the extraction run only, ``rewrite_labels`` by ``label``; ``write_synthetic_store`` writes a small
-random store through it (tests, benchmarks). What a store holds is typed
-(:mod:`extraction.store.contract`): the :class:`Manifest`, an :class:`IndexRow` per question, a
-:class:`TraceRecord` per trace and its :class:`AnswerStats`; a store of several generations per
-question also a :class:`Consistency` per question.
+``TraceWriter`` is used by the extraction run only, ``rewrite_labels`` by ``label``;
+``write_synthetic_store`` writes a small random store through it (tests, benchmarks).
+What a store holds is typed (:mod:`extraction.store.contract`): the :class:`Manifest`, an
+:class:`IndexRow` per question, a :class:`TraceRecord` per trace and its :class:`AnswerStats`;
+a store of several generations per question also a :class:`Consistency` per question.
 """
 
 from extraction.store.contract import (
