@@ -4,6 +4,7 @@ and a YAML key (``--config``, ``--print_config``), ``--help`` comes from the sig
 
 python -m graphs build --config configs/graphs/default.yaml [--graph.threshold 0.05 ...]
 python -m graphs inspect ROOT
+python -m graphs verify ROOT      # every cached graph file against its sha256 (exit 2)
 python -m graphs draw --traces DIR --question_id Q --graph.layer L --out graph.png
 python -m graphs compare --config configs/graphs/compare.yaml [--graph.layers [0,5,10]]
 """
@@ -107,6 +108,29 @@ def inspect(root: str) -> None:
     print(describe_splits(Path(root)))
 
 
+def verify(root: str) -> None:
+    """Check every graph file of the datasets built under a root against its recorded sha256,
+    and ``splits.json``; exit 2 naming each finding.
+
+    Args:
+        root: The dataset root given to ``build``.
+    """
+    from graphs.cache import verify_caches
+    from graphs.splits import splits_problems
+
+    if not any(Path(root).glob("processed/*/graphs.json")):
+        raise UserError(f"{root} holds no built graphs; run `{PROG} build --root {root}` first")
+    problems = verify_caches(root) + splits_problems(root)
+    for problem in problems:
+        print(f"damaged: {problem}")
+    if problems:
+        raise UserError(
+            f"{len(problems)} findings under {root} (listed above); rebuild with `{PROG} build "
+            "--force_reload true` (and delete splits.json if it is listed)"
+        )
+    print(f"ok: every graph file under {root} matches its sha256")
+
+
 def draw(traces: str, question_id: str, out: str, graph: GraphSpec) -> None:
     """Save a PNG of one block's graph of one trace (an arc diagram in token order).
 
@@ -159,6 +183,7 @@ def _command(name: str, target, run=None, positional: bool = False) -> Command:
 COMMANDS: dict[str, Command] = {
     "build": _command("build", GraphBuildConfig, build),
     "inspect": _command("inspect", inspect, positional=True),
+    "verify": _command("verify", verify, positional=True),
     "draw": _command("draw", draw),
     "compare": _command("compare", GraphCompareConfig, compare),
 }

@@ -2,100 +2,57 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch_geometric.data import Data, Dataset
 
-from extraction import UserError, atomic_open, atomic_write_text, label_source, read_json
+from extraction import UserError, atomic_write_text, label_source
+from extraction.files import temp_pattern
 from extraction.store import IndexRow, TraceStore
 from graphs.build import stack_layers, traces_to_graphs
+from graphs.cache import RECORD, cache_name, load_graph, read_record, save_graph, trace_chunks
 from graphs.spec import GraphSpec
 from graphs.splits import SCORED_GENERATION, SPLITS, check_ratios, load_or_make_splits
 from graphs.topology import FEATURES, graph_features
 
 log = logging.getLogger(__name__)
 
-# Bump when the content of a processed graph changes, so old caches are never served.
-# 2: the head mean is numpy's sequential float32 mean in every case (torch's blocked sum differed
-# from it in the last bit on some shapes). The cache key is the resolved GraphSpec since issue 8:
-# caches built before it are not found again and are rebuilt.
-GRAPH_FORMAT = 2
-RECORD = "graphs.json"
 # ``y`` of a trace kept with ``keep_unlabelled`` (no gold answer): scored by ``predict``, never
 # in a split.
 UNLABELLED = -1
-# Traces whose graphs are built together (graphs.build.traces_to_graphs): at most this many, and
-# at most this many attention and hidden-state elements, over the chosen layers, at once.
-CHUNK_TRACES = 64
-CHUNK_ELEMENTS = 2**24
-
-
-def _stable_repr(obj: object) -> str:
-    """``repr`` without memory addresses, so a pre_transform keys the cache the same each run."""
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
 
 
 class HallucinationGraphDataset(Dataset):
-    r"""Graphs of the final-state traces in a trace store: one graph per answered question,
-    labelled ``y = 1`` when the answer is hallucinated and ``0`` when it is correct.
+    r"""The traces of a store as token graphs: one graph per answered question, ``y = 1`` when
+    the answer is hallucinated, ``0`` when it is correct (``-1``: unlabelled, kept only with
+    ``keep_unlabelled``, for ``predict``).
 
-    Layer ``l`` is block ``l``'s attention with the output of that block (hidden state
-    ``l + 1``) as node features. Nodes are tokens (prompt and answer, or only the answer):
-    ``x [N, hidden]`` float32, ``is_answer`` bool ``[N]``, ``position`` float ``[N]`` (token
-    index / (T - 1) in the full sequence). An edge ``j → i`` (``edge_index[:, e] = (j, i)``) carries
-    how much token ``i`` attends to token ``j``: head mean or max in ``edge_weight [E]``, or every
-    head in ``edge_attr [E, heads]``. Each graph also has ``y`` (long ``[1]``), ``question_id``
-    and ``layer``; with ``spec.topology``, ``topo`` float ``[1, F]`` (see
-    :data:`graphs.topology.FEATURES`).
+    Nodes are tokens, an edge ``j → i`` is token ``i`` attending to token ``j`` in the chosen
+    block (``edge_weight`` or ``edge_attr``), node features ``x`` the block's output hidden
+    state; see :class:`graphs.GraphSpec` for every option (layers, tokens, edge rule, node
+    features, topology) and ``docs/GRAPHS.md`` for the attributes of each graph kind. Each
+    graph also has ``question_id`` and ``layer`` (``layers`` for a multi-layer graph).
 
-    With ``GraphSpec(layers=[l1, ..., lL])`` (or ``"all"``) and ``combine="union"``, a trace is
-    one token graph over the attention of every chosen ``(layer, head)`` pair: the heads of the
-    L blocks are laid side by side as ``L * H`` heads (column ``k = layer position * H + h``),
-    so ``head_mode="any"`` keeps ``j → i`` when any pair has ``attn[h, i, j] >= threshold`` and
-    stores all ``L * H`` values in ``edge_attr`` (half precision), and
-    ``node_features="attention_diagonal"`` gives each token its ``L * H`` self-attention
-    values (CHARM, Frasca et al., ICLR 2026). Hidden-state node features then come from one
-    block, ``hidden_layer``. Such a graph has ``layers`` (no ``layer``, no ``node_layer``).
-
-    With ``layers=[l1, ..., lL]`` and ``combine="stack"`` a trace is one graph: the disjoint
-    union of its L per-layer graphs, with ``node_layer`` long ``[N_total]`` (index into
-    ``layers``), ``num_graph_layers`` = L and ``layers`` instead of ``layer`` (``topo`` is then
-    ``[1, L, F]``). After batching,
-    ``global_mean_pool(h, batch.batch * L + batch.node_layer)`` gives ``[B * L, d]``, which
-    ``.view(B, L, d)`` turns into the per-layer sequence a sequence model reads.
-
-    Traces without a label (questions with no gold answer) are skipped and counted in the log
-    unless ``keep_unlabelled`` (then ``y = -1``, and they belong to no split: for ``predict``),
-    as are answer-only graphs of traces with no answer tokens. Graphs are built once, in chunks
-    of traces (at most 64, and a bounded number of tensor elements) read lazily from the store,
-    one file per graph under ``root/processed/<name>-<hash>``, where the hash covers the resolved
-    graph spec (``spec.resolve``), the store and its labels: a new threshold builds a new cache,
-    never a stale one.
-    ``split`` selects ``train``, ``val`` or ``test`` from ``root/splits.json`` (by question id,
-    stratified by label, seeded; the same for every dataset built from the same store and root,
-    whatever its graph options). In a store with several generations per question there is a
-    graph per trace; a question's traces share a split, ``train`` holds all of them and ``val``
-    and ``test`` only generation 0 (see :mod:`graphs.splits`). Like PyG, a ``pre_transform``
-    or ``pre_filter`` is known by its ``repr``: two lambdas look alike, so give named
-    functions (or ``force_reload=True``).
+    Graphs are built once into ``root/processed/<name>-<hash>`` (:mod:`graphs.cache`: a new
+    option builds a new cache; each file is checked against its sha256 when loaded). ``split``
+    selects ``train``, ``val`` or ``test`` of ``root/splits.json``: by question id, stratified
+    by label, seeded, the same for every dataset built from the same store and root
+    (:mod:`graphs.splits`). A ``pre_transform`` or ``pre_filter`` is known by its ``repr``:
+    give named functions (or ``force_reload=True``).
 
     Args:
         root: Folder for processed graphs and ``splits.json``.
         traces: A trace store directory (``python -m extraction`` output).
-        spec: Which graphs (:class:`graphs.GraphSpec`: the block or blocks, the tokens, the
-            edge rule, the node features, topology); it must name ``layer`` or ``layers``.
+        spec: Which graphs; it must name ``layer`` or ``layers``.
         keep_unlabelled: Keep traces without a label (``y = -1``), for ``predict``.
-        labels: Where the labels come from: None or ``index`` (the store's index), ``judged``
-            (the packaged judgements of the store's model and dataset) or a judgement file
-            (see :func:`extraction.judgements.label_source`). ``label_source`` tells which.
+        labels: None or ``index`` (the store's labels), ``judged`` (the packaged judgements of
+            the store's model and dataset) or a judgement file.
         split: ``train``, ``val``, ``test`` or None for every graph.
         split_seed: Seed of the split.
         split_ratios: Train, val and test fractions.
@@ -104,9 +61,8 @@ class HallucinationGraphDataset(Dataset):
         pre_filter: Graphs for which it returns False are not saved.
         force_reload: Build again even if the cache exists.
 
-    **STATISTICS** (SmolLM2-135M-Instruct on the first 200 TriviaQA rows of
-    ``../shared/data``, seed decoding, labels as first extracted; 30 blocks, 9 heads, hidden size
-    576; ``layer=15``, defaults otherwise; the command is in ``docs/BENCHMARKS.md``):
+    **STATISTICS** (SmolLM2-135M-Instruct, first 200 TriviaQA rows, ``layer=15``; the command is
+    in ``docs/BENCHMARKS.md``):
 
     .. list-table::
         :widths: 10 10 10 10 10 10
@@ -170,7 +126,7 @@ class HallucinationGraphDataset(Dataset):
             str(root), transform, pre_transform, pre_filter, log=False, force_reload=force_reload
         )
 
-        self.record = read_json(self.processed_paths[0])
+        self.record = read_record(self.processed_paths[0])
         rows = [store.rows[qid] for qid in labelled]
         self.splits = load_or_make_splits(
             self.root,
@@ -191,25 +147,15 @@ class HallucinationGraphDataset(Dataset):
 
     def _cache_name(self, store: TraceStore, pre_transform, pre_filter) -> str:
         identity = {
-            "format": GRAPH_FORMAT,
             "traces": self.traces,
             "created": store.manifest.created,
             "labels": list(self.candidates.items()),
             "graph": self.spec.as_dict(),
-            "pre_transform": _stable_repr(pre_transform),
-            "pre_filter": _stable_repr(pre_filter),
+            "pre_transform": pre_transform,
+            "pre_filter": pre_filter,
         }
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        blocks = self.spec.blocks
-        if self.spec.multi_layer:
-            layers = (
-                ("union" if self.spec.combine == "union" else "layers")
-                + "-".join(map(str, blocks[:4]))
-                + "-etc" * (len(blocks) > 4)
-            )
-        else:
-            layers = f"layer{blocks[0]}"
-        return f"{layers}-{self.spec.nodes}-{digest[:12]}"
+        spec = self.spec
+        return cache_name(identity, spec.blocks, spec.multi_layer, spec.combine, spec.nodes)
 
     @property
     def raw_file_names(self) -> list[str]:
@@ -240,21 +186,6 @@ class HallucinationGraphDataset(Dataset):
     @property
     def labels(self) -> list[int]:
         return [entry["label"] for entry in self.entries]
-
-    def _chunks(self, store: TraceStore) -> Iterator[list[str]]:
-        """The labelled question ids in order, in chunks that bound the memory of a build."""
-        heads, hidden = store.manifest.model.num_heads, store.manifest.model.hidden_size
-        chunk, size = [], 0
-        for question_id in self.candidates:
-            seq_len = store.row(question_id).seq_len
-            elements = len(self.layers) * (heads * seq_len**2 + hidden * seq_len)
-            if chunk and (len(chunk) == CHUNK_TRACES or size + elements > CHUNK_ELEMENTS):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(question_id)
-            size += elements
-        if chunk:
-            yield chunk
 
     def _union_graphs(
         self, store: TraceStore, question_ids: list[str], rows: list[IndexRow]
@@ -326,7 +257,7 @@ class HallucinationGraphDataset(Dataset):
         entries, skipped = [], Counter(unlabelled=self.n_unlabelled)
         built = (
             pair
-            for chunk in self._chunks(store)
+            for chunk in trace_chunks(store, list(self.candidates), len(self.layers))
             for pair in zip(chunk, self._build(store, chunk), strict=True)
         )
         for number, (question_id, data) in enumerate(built):
@@ -340,12 +271,11 @@ class HallucinationGraphDataset(Dataset):
             if self.pre_transform is not None:
                 data = self.pre_transform(data)
             file = f"{number:06d}.pt"
-            with atomic_open(os.path.join(self.processed_dir, file), "wb") as handle:
-                torch.save(_own_memory(data.to_dict()), handle)
             entries.append(
                 {
                     "question_id": question_id,
                     "file": file,
+                    "sha256": save_graph(os.path.join(self.processed_dir, file), data),
                     "label": self.candidates[question_id],
                     **per_layer,
                 }
@@ -389,40 +319,14 @@ class HallucinationGraphDataset(Dataset):
         if not self.force_reload and all(os.path.exists(p) for p in self.processed_paths):
             return
         os.makedirs(self.processed_dir, exist_ok=True)
+        for stale in Path(self.processed_dir).glob(temp_pattern("*")):
+            stale.unlink()  # left by a build that was killed; this one rewrites every file
         self.process()
 
     def len(self) -> int:
         return len(self.entries)
 
     def get(self, idx: int) -> Data:
-        return Data.from_dict(
-            load_graph(os.path.join(self.processed_dir, self.entries[idx]["file"]))
-        )
-
-
-def load_graph(path: str) -> dict:
-    """A graph file as a dict of tensors and plain values, with ``weights_only=True`` and no
-    fallback: a file that needs more (pickled code) is refused, never run."""
-    try:
-        return torch.load(path, weights_only=True)
-    except FileNotFoundError:
-        raise UserError(
-            f"{path} is missing; rebuild with `python -m graphs build --force_reload true`"
-        ) from None
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{path} is not a plain graph file, refused without running it ({type(exc).__name__}: "
-            f"{reason[:120]}); delete the folder and rebuild if you did not make it"
-        ) from None
-
-
-def _own_memory(mapping: dict) -> dict:
-    """Views copied into memory of their own: the batched builder's graphs share tensors with
-    the other graphs of their chunk, which ``torch.save`` would write whole into each file."""
-    return {
-        key: value.clone(memory_format=torch.contiguous_format)
-        if torch.is_tensor(value) and value.untyped_storage().nbytes() > value.nbytes
-        else value
-        for key, value in mapping.items()
-    }
+        entry = self.entries[idx]
+        path = os.path.join(self.processed_dir, entry["file"])
+        return Data.from_dict(load_graph(path, entry.get("sha256")))

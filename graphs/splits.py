@@ -3,7 +3,9 @@
 A question's place in the shuffle is the hash of ``seed:question_id``, not a draw from a random
 stream, so it does not depend on which other questions are present or on the Python version.
 ``root/splits.json`` keeps every split ever made there and is read before anything is
-recomputed, so every detector trained from the same root is scored on the same questions.
+recomputed, so every detector trained from the same root is scored on the same questions. It is
+checked each time it is read: no trace (or question) in two splits, none the store lacks, none
+of the store's left out; a hand-edited file is a one-line error, never a leak into training.
 
 A store with several generations per question (trace ids ``qid#k``) is split by question: all of
 a question's traces go to one split (no question is both trained on and scored), and questions
@@ -32,11 +34,54 @@ NO_GENERATION_0 = "no generation 0"
 
 
 def check_ratios(ratios: Sequence[float]) -> None:
-    if len(ratios) != len(SPLITS) or min(ratios) < 0 or not math.isclose(sum(ratios), 1):
+    """Three positive fractions summing to 1: training needs examples, validation picks the
+    checkpoint and test scores it, so an empty split is an error, not a silent zero."""
+    if len(ratios) != len(SPLITS) or min(ratios) <= 0 or not math.isclose(sum(ratios), 1):
         raise UserError(
-            f"split ratios must be three non-negative numbers (train val test) summing to 1, "
+            f"split ratios must be three positive numbers (train val test) summing to 1, "
             f"got {list(ratios)}"
         )
+
+
+def _overlap(splits: dict, key: str, units: dict[str, str]) -> str | None:
+    """Why the saved ``splits`` cannot be used (None: they can). ``units`` maps each trace id
+    to its question (empty: ids are not checked against a store)."""
+    if not isinstance(splits, dict) or any(
+        not isinstance(splits.get(name), list) or not all(isinstance(q, str) for q in splits[name])
+        for name in SPLITS
+    ):
+        return f"{key!r} is not three lists of ids ({', '.join(SPLITS)})"
+    seen: dict[str, str] = {}
+    for name in SPLITS:
+        for qid in splits[name]:
+            unit = units.get(qid, qid)
+            if seen.get(unit, name) != name:
+                return f"{key!r}: {qid!r} is in {seen[unit]} and {name}"
+            seen[unit] = name
+    if units:
+        listed = {qid for name in SPLITS for qid in splits[name]}
+        if unknown := sorted(listed - set(units)):
+            return f"{key!r}: {len(unknown)} ids the store lacks ({unknown[0]!r}...)"
+        if left_out := sorted(set(units) - listed):
+            return (
+                f"{key!r}: {len(left_out)} of the store's traces in no split ({left_out[0]!r}...)"
+            )
+    return None
+
+
+def splits_problems(root: str | Path) -> list[str]:
+    """One line per saved split of ``root/splits.json`` that puts an id in two splits."""
+    path = Path(root) / SPLITS_FILE
+    if not path.exists():
+        return []
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        return [f"{path}: not a JSON object"]
+    return [
+        f"{path}: {problem}"
+        for key, splits in saved.items()
+        if (problem := _overlap(splits, key, {})) is not None
+    ]
 
 
 def _allocate(n: int, ratios: Sequence[float]) -> list[int]:
@@ -132,4 +177,11 @@ def load_or_make_splits(
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(saved, indent=1))
+    members = list(units) if units is not None else list(question_ids)
+    problem = _overlap(saved[key], key, dict(zip(question_ids, members, strict=True)))
+    if problem is not None:
+        raise UserError(
+            f"{path}: {problem} (edited by hand?); delete {path} to make the splits again, or "
+            "restore it"
+        )
     return saved[key]

@@ -14,6 +14,7 @@ from extraction.errors import UserError
 from extraction.store import TraceStore
 from extraction.store.writer import rewrite_labels
 from graphs import HallucinationGraphDataset
+from graphs.cache import load_graph
 from graphs.cli import main as graphs_main
 from graphs.spec import GraphSpec
 
@@ -43,8 +44,11 @@ def test_a_planted_graph_file_is_refused_and_does_not_run(synthetic_store, tmp_p
     plant(first, marker)
 
     reopened = build(synthetic_store, tmp_path / "graphs")  # the cache, as `training test` opens it
-    with pytest.raises(UserError, match=rf"{first} is not a plain graph file, refused"):
+    with pytest.raises(UserError, match=rf"{first} differs from the sha256 in graphs.json"):
         reopened[0]
+    # A cache whose record was forged too (or built before checksums): still never unpickled.
+    with pytest.raises(UserError, match=rf"{first} is not a plain graph file, refused"):
+        load_graph(str(first))
     assert not marker.exists()
     assert reopened[1].num_nodes > 0  # the other graphs still load
 

@@ -13,7 +13,7 @@ from torch_geometric.data import Batch, Data
 from extraction.errors import UserError
 from extraction.store import TraceStore
 from graphs import HallucinationGraphDataset, to_networkx, trace_to_graph
-from graphs import dataset as graphs_dataset
+from graphs import cache as graphs_cache
 from graphs.build import traces_to_batch, traces_to_graphs
 from graphs.source import read_layer
 from graphs.spec import GraphSpec
@@ -303,8 +303,8 @@ def test_to_networkx_accepts_a_path_or_a_trace(synthetic_store):
 def test_dataset_builds_in_chunks_and_saves_each_graph_alone(
     synthetic_store, tmp_path, monkeypatch, chunk_traces, chunk_elements
 ):
-    monkeypatch.setattr(graphs_dataset, "CHUNK_TRACES", chunk_traces)
-    monkeypatch.setattr(graphs_dataset, "CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(graphs_cache, "CHUNK_TRACES", chunk_traces)
+    monkeypatch.setattr(graphs_cache, "CHUNK_ELEMENTS", chunk_elements)
     store = TraceStore(synthetic_store)
     dataset = HallucinationGraphDataset(
         tmp_path, synthetic_store, GraphSpec(layer=1, self_loops=False)
