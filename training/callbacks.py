@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 
 from extraction import atomic_open
+from extraction.store.integrity import file_sha256
 from training.metrics import auroc_interval, roc_points
 from training.report import REPORT, ROC_FIGURE, environment, plot_roc, write_json
 
@@ -77,6 +78,9 @@ def write_test_report(
         "auroc_ci95": auroc_interval(probs, targets),
         "threshold_rule": module.hparams.threshold_rule,
         "checkpoint": checkpoint,
+        "checkpoint_sha256": file_sha256(Path(checkpoint))
+        if checkpoint and Path(checkpoint).is_file()
+        else None,
         "data": data,
         "roc_curve": {"figure": ROC_FIGURE, **roc},
         "config": config,

@@ -3,7 +3,12 @@ compared with the configured model and graphs.
 
 LightningCLI would quietly replace the configured model with the checkpoint's (a GAT config
 scoring a GCN, a layer-15 detector scoring layer-10 graphs); a contradiction is refused instead,
-naming both values.
+naming both values. The store to test on must be of the checkpoint's model (its graphs' widths,
+and the model name when the training store is still there): checked before any graph is built.
+
+``fit`` records the sha256 of each checkpoint it wrote in ``checkpoints/checksums.json`` (and
+``test`` in its ``report.json``); a checkpoint that differs from its record is refused before it
+is read.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-from extraction import UserError
+from extraction import UserError, atomic_write_text, read_json
+from extraction.store import TraceStore
+from extraction.store.integrity import file_sha256
 from graphs import GraphSpec
 
 # Set by Lightning on the live trainer (``"best"`` after a fit in the same process, ...).
@@ -22,6 +29,49 @@ LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")
 # Model arguments that do not change what a trained model computes, and those the data decides.
 NOT_THE_MODEL = ("lr", "weight_decay", "pos_weight", "threshold_rule", "in_channels", "edge_dim")
 GRAPH_KEYS = tuple(field.name for field in dataclasses.fields(GraphSpec))
+CHECKSUMS = "checksums.json"
+
+
+def record_checksums(checkpoint_dir: Path) -> None:
+    """The sha256 of every checkpoint in ``checkpoint_dir``, in its ``checksums.json``."""
+    sums = {path.name: file_sha256(path) for path in sorted(checkpoint_dir.glob("*.ckpt"))}
+    if sums:
+        atomic_write_text(checkpoint_dir / CHECKSUMS, json.dumps(sums, indent=1))
+
+
+def forget_checksums(checkpoint_dir: Path) -> None:
+    """Before a fit rewrites the checkpoints: a killed fit leaves them unrecorded, not wrong."""
+    (checkpoint_dir / CHECKSUMS).unlink(missing_ok=True)
+
+
+def _check_recorded(path: Path) -> None:
+    record = path.parent / CHECKSUMS
+    if not record.is_file():
+        return
+    recorded = read_json(record).get(path.name)
+    if recorded is not None and file_sha256(path) != recorded:
+        raise UserError(
+            f"--ckpt_path {path}: differs from the sha256 `fit` recorded in {record} (damaged or "
+            "replaced); train again or restore the file"
+        )
+
+
+def resolve_alias(alias: str, checkpoint_dir: Path) -> Path | None:
+    """The file Lightning's ``best``/``last`` names in a new process: ``best.ckpt`` for best, the
+    newest checkpoint for last (None for the other aliases, which only a live trainer knows)."""
+    if alias == "best":
+        candidates = [checkpoint_dir / "best.ckpt"]
+    elif alias == "last":
+        candidates = sorted(checkpoint_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)[::-1]
+    else:
+        return None
+    existing = [path for path in candidates if path.is_file()]
+    if not existing:
+        raise UserError(
+            f"--ckpt_path {alias}: no checkpoint in {checkpoint_dir}; run `fit` with this "
+            "--trainer.default_root_dir first, or give the .ckpt file"
+        )
+    return existing[0]
 
 
 def load_checkpoint(ckpt_path: str) -> dict:
@@ -32,6 +82,7 @@ def load_checkpoint(ckpt_path: str) -> dict:
             f"--ckpt_path {ckpt_path}: no such file ({path.resolve()}); `fit` writes "
             "{trainer.default_root_dir}/checkpoints/best.ckpt"
         )
+    _check_recorded(path)
     try:
         checkpoint = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # pickle, zip and torch errors of many types
@@ -71,9 +122,39 @@ def check_checkpoint_matches(ckpt_path: str, model: dict, data: dict) -> None:
             contradictions.append(
                 f"--data.graph.{key} {graph.get(key)} (checkpoint: {saved_graph[key]})"
             )
+    contradictions += _store_contradictions(checkpoint, saved_data, data)
     if contradictions:
         raise UserError(
             f"{ckpt_path} was trained with another model or graphs: "
             + "; ".join(contradictions)
             + "; use that checkpoint's config (its run folder's config.yaml) or another checkpoint"
         )
+
+
+def _store_contradictions(checkpoint: dict, saved_data: dict, data: dict) -> list[str]:
+    """The store to read against the checkpoint's: node and edge feature widths (what the model
+    can read at all) and, when the training store is still there, the model that wrote it."""
+    if not data.get("traces") or not Path(data["traces"], "manifest.json").is_file():
+        return []  # the data module says what is wrong with it
+    store = TraceStore(data["traces"])
+    saved = checkpoint.get("hyper_parameters") or {}
+    found = []
+    graph = data.get("graph") or {}
+    if "in_channels" in saved and isinstance(graph, dict):
+        spec = GraphSpec.from_dict(graph).resolve(store.stored_blocks, store.min_attention)
+        model = store.manifest.model
+        widths = spec.widths(model.hidden_size, model.num_heads)
+        if saved["in_channels"] != widths[0]:
+            found.append(
+                f"--data.traces {data['traces']} gives {widths[0]} node features (checkpoint: "
+                f"{saved['in_channels']}, a store of another model?)"
+            )
+    trained_on = saved_data.get("traces")
+    if trained_on and Path(trained_on, "manifest.json").is_file():
+        theirs = TraceStore(trained_on).manifest.settings.model
+        if theirs != store.manifest.settings.model:
+            found.append(
+                f"--data.traces {data['traces']} holds {store.manifest.settings.model} "
+                f"(checkpoint: {theirs})"
+            )
+    return found

@@ -61,6 +61,11 @@ class HallucinationGraphDataModule(LightningDataModule):
         arguments = {key: value for key, value in locals().items() if key != "self"}
         arguments.pop("__class__", None)
         super().__init__()
+        if batch_size < 1 or num_workers < 0:
+            raise UserError(
+                f"--data.batch_size {batch_size} / --data.num_workers {num_workers}: give a batch "
+                "size of at least 1 and a non-negative number of workers"
+            )
         if isinstance(graph, dict):  # a data module rebuilt from saved hyperparameters
             graph = GraphSpec.from_dict(graph)
         # Plain values in the hyperparameters, so a checkpoint loads with weights_only=True.

@@ -19,8 +19,15 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from extraction import UserError
 from training.callbacks import ConfigAndReport, ScoresWriter
-from training.checkpoints import LIGHTNING_CKPT_ALIASES, check_checkpoint_matches
+from training.checkpoints import (
+    LIGHTNING_CKPT_ALIASES,
+    check_checkpoint_matches,
+    forget_checksums,
+    record_checksums,
+    resolve_alias,
+)
 from training.data import HallucinationGraphDataModule
 from training.module import GraphClassifier
 
@@ -83,14 +90,31 @@ class HallugraphCLI(LightningCLI):
         """Lightning would replace the configured model with the checkpoint's, silently; we
         refuse a model or graph spec that contradicts the checkpoint instead."""
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path is None or ckpt_path in LIGHTNING_CKPT_ALIASES:
+        if not subcommand:
             return
         config = self.config[subcommand]
-        check_checkpoint_matches(ckpt_path, config["model"].as_dict(), config["data"].as_dict())
+        _check_run_options(subcommand, config)
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path in LIGHTNING_CKPT_ALIASES:
+            root = config["trainer"].get("default_root_dir") or "runs"
+            ckpt_path = resolve_alias(ckpt_path, Path(_checkpoint_dir(root)))
+            if ckpt_path is not None:
+                config["ckpt_path"] = str(ckpt_path)
+        if ckpt_path is None:
+            return
+        check_checkpoint_matches(
+            str(ckpt_path), config["model"].as_dict(), config["data"].as_dict()
+        )
+
+    def before_fit(self) -> None:
+        callback = self.trainer.checkpoint_callback
+        if self.trainer.is_global_zero and callback is not None and callback.dirpath:
+            forget_checksums(Path(callback.dirpath))
 
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback
+        if self.trainer.is_global_zero and callback is not None and callback.dirpath:
+            record_checksums(Path(callback.dirpath))
         if self.trainer.is_global_zero and callback is not None and callback.best_model_path:
             score = callback.best_model_score
             shown = "n/a" if score is None else f"{float(score):.3f}"
@@ -122,6 +146,17 @@ class HallugraphCLI(LightningCLI):
         )
         parser.link_arguments(
             "data.num_edge_features", "model.init_args.edge_dim", apply_on="instantiate"
+        )
+
+
+def _check_run_options(subcommand: str, config) -> None:
+    """One-line errors for options Lightning would accept and then do nothing useful with
+    (``--data.batch_size`` is the data module's own check)."""
+    trainer = config.get("trainer") or {}
+    if subcommand == "fit" and (trainer.get("max_epochs") == 0 or trainer.get("max_steps") == 0):
+        raise UserError(
+            "--trainer.max_epochs 0 (or --trainer.max_steps 0) trains nothing and writes no "
+            "checkpoint; give at least 1"
         )
 
 
