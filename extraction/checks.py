@@ -13,6 +13,7 @@ from extraction.errors import UserError
 from extraction.label_methods import METHODS, default_method, recorded_method
 from extraction.models import QUANTIZATION_CHOICES, TORCH_DTYPES
 from extraction.questions import Question, check_name
+from extraction.store.layout import acquire_lock
 from extraction.store.sparse import check_attention_format
 
 if TYPE_CHECKING:
@@ -51,6 +52,20 @@ def check_options(cfg: ExtractionConfig) -> None:
     check_sampling(cfg)
     if cfg.layers is not None and any(layer < 0 for layer in cfg.layers):
         raise UserError(f"--layers {cfg.layers}: block indices start at 0")
+    if cfg.layers is not None and not cfg.layers:
+        raise UserError("--layers []: keeps no block; name at least one, or omit it for all")
+    if cfg.max_new_tokens >= cfg.max_total_tokens:
+        raise UserError(
+            f"--max_new_tokens {cfg.max_new_tokens} leaves no room for a prompt within "
+            f"--max_total_tokens {cfg.max_total_tokens}: every question would be an error row"
+        )
+    if any(not stop for stop in cfg.stop_strings):
+        raise UserError(
+            f"--stop_strings {cfg.stop_strings}: an empty stop string ends every answer before "
+            "it starts; remove it"
+        )
+    if "{question}" not in cfg.prompt_template:
+        raise UserError("--prompt_template must contain {question}")
     check_name(cfg.model_slug, "the model name")
 
 
@@ -75,7 +90,23 @@ def check_sampling(cfg: ExtractionConfig) -> None:
 
 
 def check_output_dir(path: Path) -> None:
-    """Refuse an output directory that cannot be written before anything expensive runs."""
+    """Refuse an output directory that cannot be written before anything expensive runs: a
+    symbolic link (in it or above it) to nowhere or in a loop, a file, no permission."""
+    for candidate in (path, *path.parents):
+        if not candidate.is_symlink():
+            continue
+        try:
+            candidate.resolve(strict=True)
+        except FileNotFoundError:
+            raise UserError(
+                f"--output_dir {path}: {candidate} is a symbolic link to "
+                f"{os.readlink(candidate)}, which does not exist; create the target or remove "
+                "the link"
+            ) from None
+        except (RuntimeError, OSError):  # Python raises RuntimeError on a loop before 3.13
+            raise UserError(
+                f"--output_dir {path}: {candidate} is a symbolic link that loops; remove it"
+            ) from None
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -88,6 +119,13 @@ def check_output_dir(path: Path) -> None:
             f"--output_dir {path}: cannot write in {existing} (read-only or no permission); "
             "pick a writable folder"
         )
+
+
+def check_unlocked(store_dir: Path, lock_name: str) -> None:
+    """Another process writing to the store is refused now, not after the model loads (the
+    writer takes the lock for good later; this only looks)."""
+    if (store_dir / lock_name).exists():
+        acquire_lock(store_dir, lock_name).close()
 
 
 def check_same_questions(

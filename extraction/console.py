@@ -96,8 +96,12 @@ def summary(store: TraceStore, processed: int | None = None, first_trace: bool =
     say(f"Output directory: {store.root.resolve()}")
     say("\n📁 Files:")
     for path in shards:
-        say(f"   • {path.name}: {megabytes(path):.2f} MB")
-    total = sum(megabytes(path) for path in shards)
+        say(
+            f"   • {path.name}: {megabytes(path):.2f} MB"
+            if path.is_file()
+            else f"   • {path}: missing"
+        )
+    total = sum(megabytes(path) for path in shards if path.is_file())
     say(f"\n💾 Total size on disk: {total:.2f} MB ({total / 1024:.2f} GB)")
     if store.min_attention is not None:
         say(f"Attention: sparse, weights >= {store.min_attention} (graph thresholds must be >= it)")

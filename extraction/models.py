@@ -101,6 +101,17 @@ def quantization_config(requested: str, prequantized: bool, cuda: bool):
     )
 
 
+def model_config(model: str, revision: str | None = None):
+    """The model's configuration alone (sizes, positions): what checks need before it loads."""
+    from transformers import AutoConfig
+
+    source = resolve_source(model)
+    try:
+        return AutoConfig.from_pretrained(source, revision=revision)
+    except OSError as exc:
+        raise UserError(f"cannot load model {model!r} from {source}: {first_line(exc)}") from None
+
+
 def load_model(
     model: str,
     *,
@@ -110,14 +121,11 @@ def load_model(
     device: str | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer (left padding, a pad token) ready for batching."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_source(model)
     cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
-    try:
-        config = AutoConfig.from_pretrained(source, revision=revision)
-    except OSError as exc:
-        raise UserError(f"cannot load model {model!r} from {source}: {first_line(exc)}") from None
+    config = model_config(model, revision)
     quant_name, bnb = quantization_config(quantization, is_prequantized(config), cuda)
     dtype = compute_dtype(torch_dtype, cuda)
     kwargs = {"revision": revision, "dtype": dtype, "attn_implementation": "sdpa"}

@@ -4,6 +4,8 @@ TriviaQA or TruthfulQA is read exactly as the hub rows would be."""
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import re
 from dataclasses import dataclass, field
@@ -131,6 +133,8 @@ def _file_rows(path: Path):
     builder = FILE_BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise UserError(f"{path}: use a .jsonl, .json, .csv or .parquet file")
+    if builder != "parquet":
+        _check_text(path, builder)
     try:
         rows = datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps parser errors in several exception types
@@ -149,6 +153,27 @@ def _file_rows(path: Path):
     return rows
 
 
+def _check_text(path: Path, builder: str) -> None:
+    """A text file must be UTF-8, and a CSV's header must name each column once (pandas would
+    rename a second ``question`` to ``question.1`` and read the wrong one)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{path} line {line}: byte {data[exc.start]:#04x} is not UTF-8; save the file as "
+            "UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+    if builder == "csv":
+        header = next(csv.reader(io.StringIO(text)), [])
+        names = [_column(name) for name in header]
+        if repeated := sorted({name for name in names if names.count(name) > 1}):
+            raise UserError(
+                f"{path}: the header names the column {repeated[0]!r} twice ({header}); keep one"
+            )
+
+
 def _column(name: str) -> str:
     """TruthfulQA's CSV headers ('Best Answer', BOM on the first) → the hub's field names."""
     return name.lstrip("\ufeff").strip().lower().replace(" ", "_")
@@ -159,13 +184,23 @@ def _question(row: dict, index: int, dataset: str, origin: str) -> Question:
     if not isinstance(text, str) or not text.strip():
         raise UserError(f"row {index} of {origin} has an empty question; fix or remove it")
     question_id = row.get("question_id") or f"{dataset}_{index}"
-    return Question(str(question_id), text.strip(), _gold(row))
+    try:
+        gold = _gold(row)
+    except UserError as exc:
+        raise UserError(f"row {index} of {origin}: {exc}") from None
+    return Question(str(question_id), text.strip(), gold)
 
 
 def _gold(row: dict) -> dict:
     """Gold answers in one shape: TriviaQA nests them under ``answer``; TruthfulQA's CSV keeps
     lists as '; '-separated strings."""
-    source = dict(row.get("answer") or {})
+    answer = row.get("answer") or {}
+    if not isinstance(answer, dict):
+        raise UserError(
+            f"'answer' is {answer!r}, not an object: give gold answers as "
+            '{"answer": {"aliases": ["..."]}} (TriviaQA\'s shape) or a top-level "aliases" list'
+        )
+    source = dict(answer)
     for key in ("aliases", "best_answer", "correct_answers", "incorrect_answers"):
         if row.get(key) is not None:
             source[key] = row[key]
@@ -174,7 +209,8 @@ def _gold(row: dict) -> dict:
         value = source.get(key)
         if value is None:
             continue
-        if key in LIST_FIELDS and isinstance(value, str):
-            value = [part.strip() for part in value.split("; ") if part.strip()]
-        gold[key] = value if isinstance(value, str) else [str(v) for v in value]
+        if key in LIST_FIELDS and not isinstance(value, list | tuple):
+            # TruthfulQA's CSV: '; '-separated, and a lone number is read as one.
+            value = [part.strip() for part in str(value).split("; ") if part.strip()]
+        gold[key] = str(value) if key == "best_answer" else [str(v) for v in value]
     return gold

@@ -22,7 +22,12 @@ import torch
 from tqdm.auto import tqdm
 
 from extraction import console
-from extraction.checks import check_options, check_output_dir, check_same_questions
+from extraction.checks import (
+    check_options,
+    check_output_dir,
+    check_same_questions,
+    check_unlocked,
+)
 from extraction.config import ExtractionConfig
 from extraction.distributed import Rank, current_rank
 from extraction.errors import UserError
@@ -30,7 +35,7 @@ from extraction.estimate import StoreLayout, trace_bytes
 from extraction.final_state import final_state_pass
 from extraction.generation import Answer, generate_answers, question_seed, sample_answers
 from extraction.label_methods import label_answer
-from extraction.models import LoadedModel, load_model
+from extraction.models import LoadedModel, load_model, model_config
 from extraction.prompts import build_prompt, encode_prompt
 from extraction.questions import Question, dataset_name, load_questions
 from extraction.storage_range import check_storable
@@ -69,8 +74,12 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
     name = dataset_name(cfg.dataset, cfg.dataset_file)
     store_dir = cfg.store_dir(name)
     check_output_dir(store_dir)
+    check_unlocked(store_dir, rank.lock_name)
     requested = load_questions(name, cfg.dataset_file, cfg.num_samples, cfg.offset)
     questions = rank.take(requested)
+    config = model_config(cfg.model, cfg.revision)
+    _check_positions(cfg, config)
+    attention_blocks(cfg.layers, config.num_hidden_layers)
     console.say(f"Loading model: {cfg.model}")
     loaded = load_model(
         cfg.model,
@@ -79,7 +88,6 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
         torch_dtype=cfg.torch_dtype,
         device=cfg.device or _rank_device(rank),
     )
-    _check_positions(cfg, loaded)
     blocks = attention_blocks(cfg.layers, loaded.num_layers)
     console.say(f"Number of model layers: {loaded.num_layers}")
     console.say(f"\nLoading dataset {name}...")
@@ -200,9 +208,9 @@ def expected_files(todo: list[Question], loaded: LoadedModel, cfg: ExtractionCon
     return fewest, max(fewest, by_size)
 
 
-def _check_positions(cfg: ExtractionConfig, loaded: LoadedModel) -> None:
+def _check_positions(cfg: ExtractionConfig, config) -> None:
     """Past its trained positions a model's output is noise, not an error: refuse the limit."""
-    positions = getattr(loaded.model.config, "max_position_embeddings", None)
+    positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and cfg.max_total_tokens > positions:
         raise UserError(
             f"--max_total_tokens {cfg.max_total_tokens} is more than {cfg.model} handles "

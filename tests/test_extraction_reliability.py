@@ -106,7 +106,7 @@ def test_disk_full_is_one_line_and_the_store_resumes(capsys, tiny_model_dir, tmp
 
     out = tmp_path / "store"
     args = tiny_args(tiny_model_dir, out, n=6)
-    real_save, calls = writer.save_file, []
+    real_save, calls = writer.save_tensors, []
 
     def full_disk(tensors, path, metadata=None):
         calls.append(path)
@@ -114,11 +114,11 @@ def test_disk_full_is_one_line_and_the_store_resumes(capsys, tiny_model_dir, tmp
             raise OSError(errno.ENOSPC, "No space left on device", path)
         real_save(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(writer, "save_file", full_disk)
+    monkeypatch.setattr(writer, "save_tensors", full_disk)
     err = one_line_error(capsys, *args)
     assert "No space left on device" in err and "rerun the same command" in err
     assert len(TraceStore(out)) == 3  # the first batch (of 3) is on disk and indexed
-    monkeypatch.setattr(writer, "save_file", real_save)
+    monkeypatch.setattr(writer, "save_tensors", real_save)
     assert run_extraction(*args) == 0
     store = TraceStore(out)
     assert len(store) == 6 and verify_store(store.root)[1] == []

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from extraction.errors import UserError
 from extraction.files import atomic_path
 from extraction.store.contract import Consistency
 from extraction.store.integrity import tensors_sha256
+from extraction.store.layout import save_tensors
 
 CONSISTENCY = "consistency.safetensors"
 CONSISTENCY_FORMAT = "hallugraph-consistency/1"
@@ -112,7 +112,7 @@ def write_consistency(path: Path, records: dict[str, Consistency]) -> None:
         "records": json.dumps(header, ensure_ascii=False),
     }
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        save_tensors(tensors, tmp, metadata=metadata)
 
 
 def sync_consistency(store, question_ids: Iterable[str], name: str = CONSISTENCY) -> int:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import re
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import save_file
 
 from extraction.errors import UserError
 from extraction.files import read_json
@@ -96,3 +99,15 @@ def acquire_lock(root: Path, name: str = LOCK):
             "--output_dir"
         ) from None
     return handle
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file``, with a full disk raised as the ``OSError`` it is (the
+    Rust error arrives as ``SafetensorError``), so it reads as one line, like any other."""
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as exc:
+        text = str(exc)
+        if "StorageFull" in text or "code: 28" in text or "No space left" in text:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+        raise

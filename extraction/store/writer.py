@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors.torch import save_file
 
 from extraction.errors import UserError
 from extraction.files import atomic_path, atomic_write_text, temp_pattern
@@ -48,6 +47,7 @@ from extraction.store.layout import (
     parse_shard_name,
     read_manifest,
     run_file_pattern,
+    save_tensors,
     shard_name,
     tensor_key,
 )
@@ -218,7 +218,11 @@ class TraceWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if exc_type is None or issubclass(exc_type, Exception):
+            # After an error the batch so far is kept; not after a failed write (a full disk),
+            # which a second write would only repeat.
+            if exc_type is None or (
+                issubclass(exc_type, Exception) and not issubclass(exc_type, OSError)
+            ):
                 self.commit()
                 self._merge_parts()
         finally:
@@ -278,7 +282,7 @@ class TraceWriter:
     def _save(self, name: str, tensors: dict[str, torch.Tensor], records: dict) -> tuple[str, int]:
         """Write one safetensors file atomically; its sha256 and size."""
         with atomic_path(self.root / name) as tmp:
-            save_file(tensors, str(tmp), metadata=_shard_metadata(records))
+            save_tensors(tensors, tmp, metadata=_shard_metadata(records))
             return file_sha256(tmp), tmp.stat().st_size
 
     def commit(self) -> None:
@@ -337,6 +341,8 @@ def rewrite_labels(store: TraceStore, labels: dict[str, dict]) -> None:
     with acquire_lock(store.root), ExitStack() as ranks:
         for lock in store.root.glob(f"{LOCK}.rank*"):
             ranks.enter_context(acquire_lock(store.root, lock.name))
+        for stale in store.root.glob(temp_pattern(INDEX)):
+            stale.unlink()  # left by a killed `label`: nobody else writes while we hold the locks
         updates = {
             qid: {key: fields[key] for key in LABEL_FIELDS} for qid, fields in labels.items()
         }
