@@ -215,6 +215,8 @@ class TraceRecord:
     hidden_state_indices: tuple[int, ...]
     attention_indices: tuple[int, ...]
     sampled_answers: tuple[str, ...] = ()
+    # Tensor key → sha256 (integrity.tensor_sha256); empty in stores written before it.
+    tensor_sha256: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Any, where: str = "trace record") -> TraceRecord:

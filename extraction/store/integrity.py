@@ -2,9 +2,11 @@
 
 The writer records, in each index row, the sha256 and size of the trace's shard file
 (``shard_sha256``, ``shard_bytes``), a sha256 of the trace's own tensors (``trace_sha256``:
-names, dtypes, shapes and bytes, in key order) and a sha256 of the row's own fields
-(``row_sha256``, so a label edited by hand is found; ``label`` rewrites it). The reader checks
-a row's checksum when it opens the store and a trace's when it first reads the trace;
+a digest of the per-tensor sha256s its shard record lists, each over name, dtype, shape and
+bytes; stores written before those lists: one digest over every tensor, in key order) and a
+sha256 of the row's own fields (``row_sha256``, so a label edited by hand is found; ``label``
+rewrites it). The reader checks a row's checksum when it opens the store and each tensor's as
+it reads it (so a graph of one layer hashes that layer, not the whole trace);
 :mod:`extraction.store.verify` recomputes everything, for the whole folder.
 """
 
@@ -48,14 +50,32 @@ def row_intact(row: dict) -> bool:
     return recorded is None or recorded == row_sha256(row)
 
 
+def _update(digest, key: str, tensor: torch.Tensor) -> None:
+    tensor = tensor.contiguous().cpu()
+    digest.update(f"{key}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+    digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+
+
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """One trace's tensors as stored (after the storage dtype cast)."""
+    """One trace's tensors as stored, all in one digest: ``trace_sha256`` of stores written
+    before per-tensor checksums (checking it reads the whole trace)."""
     digest = hashlib.sha256()
     for key in sorted(tensors):
-        tensor = tensors[key].contiguous().cpu()
-        digest.update(f"{key}|{tensor.dtype}|{list(tensor.shape)}|".encode())
-        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+        _update(digest, key, tensors[key])
     return digest.hexdigest()
+
+
+def tensor_sha256(key: str, tensor: torch.Tensor) -> str:
+    """One tensor as stored: its entry in its trace record's ``tensor_sha256``."""
+    digest = hashlib.sha256()
+    _update(digest, key, tensor)
+    return digest.hexdigest()
+
+
+def hashes_sha256(hashes: dict[str, str]) -> str:
+    """``trace_sha256`` of a trace whose record lists a sha256 per tensor: a digest of that
+    list, so the index vouches for the list and a reader hashes only the tensors it reads."""
+    return hashlib.sha256(json.dumps(sorted(hashes.items())).encode()).hexdigest()
 
 
 def header_problem(path: Path) -> str | None:

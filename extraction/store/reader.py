@@ -28,7 +28,7 @@ from extraction.store.contract import (
     trace_id,
 )
 from extraction.store.index import read_index
-from extraction.store.integrity import file_sha256, tensors_sha256
+from extraction.store.integrity import file_sha256, hashes_sha256, tensor_sha256, tensors_sha256
 from extraction.store.layout import INDEX, MANIFEST, read_manifest, tensor_key, unpack_causal
 from extraction.store.sparse import COLUMNS, INDEX_KINDS, ROW_OFFSETS, decode_sparse
 from extraction.trace import EMBEDDINGS, Trace, complete_blocks, resid_post_index
@@ -79,7 +79,7 @@ class TraceStore:
                     f"the store; the index is damaged or crafted, run `python -m extraction "
                     f"verify {self.root}`"
                 )
-        # Traces whose tensors matched their recorded sha256 (each is hashed once per reader).
+        # Traces whose record (or, in an older store, whole tensors) matched the index's sha256.
         self.check_traces = check_traces
         self._checked: set[str] = set()
         self._open = lru_cache(maxsize=8)(self._open_shard)
@@ -236,29 +236,39 @@ class TraceStore:
         return keys
 
     def trace_sha256(self, question_id: str) -> str:
-        """The sha256 of a trace's tensors as they are on disk now."""
-        handle = self._open(self.row(question_id).shard)
-        try:
-            return tensors_sha256(
-                {key: handle.get_tensor(key) for key in self.trace_keys(question_id)}
-            )
-        except SafetensorError as exc:
-            raise self._damaged(
-                self.row(question_id).shard, f"cannot read {question_id!r} ({exc})"
-            ) from None
-
-    def _check_trace(self, question_id: str) -> None:
+        """The sha256 of a trace's tensors as they are on disk now (what ``trace_sha256``
+        recorded: over per-tensor digests when the record lists them, else over the bytes)."""
         row = self.row(question_id)
-        if not self.check_traces or question_id in self._checked or row.trace_sha256 is None:
+        handle = self._open(row.shard)
+        try:
+            tensors = {key: handle.get_tensor(key) for key in self.trace_keys(question_id)}
+        except SafetensorError as exc:
+            raise self._damaged(row.shard, f"cannot read {question_id!r} ({exc})") from None
+        if self.record(question_id).tensor_sha256:
+            return hashes_sha256({key: tensor_sha256(key, t) for key, t in tensors.items()})
+        return tensors_sha256(tensors)
+
+    def _check(self, question_id: str, key: str, tensor: torch.Tensor) -> None:
+        """A tensor against its recorded sha256: with per-tensor digests only what is read is
+        hashed (the record's list checked once against the index); an older store's trace is
+        hashed whole, once."""
+        row = self.row(question_id)
+        if not self.check_traces or row.trace_sha256 is None:
             return
-        if self.trace_sha256(question_id) != row.trace_sha256:
+        hashes = self.record(question_id).tensor_sha256
+        if question_id not in self._checked:
+            whole = hashes_sha256(hashes) if hashes else self.trace_sha256(question_id)
+            if whole != row.trace_sha256:
+                raise self._damaged(
+                    row.shard, f"trace {question_id!r} differs from its recorded sha256"
+                )
+            self._checked.add(question_id)
+        if hashes and hashes.get(key) != tensor_sha256(key, tensor):
             raise self._damaged(
-                row.shard, f"trace {question_id!r} differs from its recorded sha256"
+                row.shard, f"trace {question_id!r}: {key} differs from its recorded sha256"
             )
-        self._checked.add(question_id)
 
     def _tensor(self, question_id: str, kind: str, index: int | None = None) -> torch.Tensor:
-        self._check_trace(question_id)
         shard = self.row(question_id).shard
         if index is not None:
             # The shard header's record says which layers exist; asking safe_open for its key
@@ -268,10 +278,13 @@ class TraceStore:
                 raise UserError(
                     f"{kind}[{index}] was not stored (the run kept {list(stored)}); see --layers"
                 )
+        key = tensor_key(question_id, kind, index)
         try:
-            return self._open(shard).get_tensor(tensor_key(question_id, kind, index))
+            tensor = self._open(shard).get_tensor(key)
         except SafetensorError as exc:
             raise self._damaged(shard, f"cannot read {question_id!r} ({exc})") from None
+        self._check(question_id, key, tensor)
+        return tensor
 
     def tokens(self, question_id: str) -> torch.Tensor:
         return self._tensor(question_id, "tokens").long()

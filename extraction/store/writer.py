@@ -36,7 +36,7 @@ from extraction.store.index import (
     truncate_partial_line,
     update_rows,
 )
-from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
+from extraction.store.integrity import file_sha256, hashes_sha256, header_problem, tensor_sha256
 from extraction.store.layout import (
     INDEX,
     LOCK,
@@ -290,14 +290,21 @@ class TraceWriter:
         if not self._buffer:
             return
         name = shard_name(self.file_prefix, self._shard, self._next_part)
-        records = {trace.question_id: _record(trace) for trace, _ in self._buffer}
+        hashes = {
+            trace.question_id: {key: tensor_sha256(key, t) for key, t in trace_tensors.items()}
+            for trace, trace_tensors in self._buffer
+        }
+        records = {
+            trace.question_id: _record(trace, hashes[trace.question_id])
+            for trace, _ in self._buffer
+        }
         tensors: dict[str, torch.Tensor] = {}
         for _, trace_tensors in self._buffer:
             tensors.update(trace_tensors)
         digest, size = self._save(name, tensors, records)
         rows = [
-            _index_row(trace, name, digest, size, tensors_sha256(trace_tensors))
-            for trace, trace_tensors in self._buffer
+            _index_row(trace, name, digest, size, hashes_sha256(hashes[trace.question_id]))
+            for trace, _ in self._buffer
         ]
         append_rows(self.root / INDEX, [row.to_json() for row in rows])
         self.rows.update((row.question_id, row) for row in rows)
@@ -355,9 +362,10 @@ def _shard_metadata(records: dict[str, dict]) -> dict[str, str]:
     return {"format": SHARD_FORMAT, "records": json.dumps(records, ensure_ascii=False)}
 
 
-def _record(trace: Trace) -> dict:
-    """A trace's per-trace metadata in its shard's header."""
+def _record(trace: Trace, hashes: dict[str, str]) -> dict:
+    """A trace's per-trace metadata in its shard's header, with the sha256 of each tensor."""
     return {
+        "tensor_sha256": hashes,
         "tokens_decoded": trace.tokens_decoded,
         "n_prompt_tokens": trace.n_prompt_tokens,
         "hidden_state_indices": sorted(trace.hidden_states),

@@ -1,0 +1,83 @@
+"""What the readers' hash checks cost against a graph build (issue 21; goal: at most 5%).
+
+Builds one graph dataset of a store twice, from a cold cache folder each time: once as every
+reader now does (each trace's tensors checked against its recorded sha256 the first time it is
+read) and once with the check off (``TraceStore(check_traces=False)``, what ``verify`` uses
+because it hashes on its own), then times the check alone (``store.trace_sha256`` of every
+trace). Prints one JSON line.
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_integrity.py \
+        --traces /work/stores/smollm2_135M_demo --layer 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from extraction.store import TraceStore
+from graphs import GraphSpec, HallucinationGraphDataset
+
+
+def build_seconds(traces: str, layer: int, check: bool) -> float:
+    """One graph build from an empty cache folder, the store's per-trace check on or off."""
+    real_init = TraceStore.__init__
+
+    def init(self, root, check_traces=True, damaged_rows=None):
+        real_init(self, root, check_traces=check, damaged_rows=damaged_rows)
+
+    root = Path(tempfile.mkdtemp(prefix="bench_integrity_"))
+    try:
+        with mock.patch.object(TraceStore, "__init__", init):
+            start = time.perf_counter()
+            HallucinationGraphDataset(root, traces, GraphSpec(layer=layer))
+            return time.perf_counter() - start
+    finally:
+        shutil.rmtree(root)
+
+
+def hash_seconds(traces: str) -> float:
+    store = TraceStore(traces, check_traces=False)
+    start = time.perf_counter()
+    for question_id in store.question_ids:
+        store.trace_sha256(question_id)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--traces", required=True)
+    parser.add_argument("--layer", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    hash_seconds(args.traces)  # warm the page cache: both builds then read from memory
+    checked = min(build_seconds(args.traces, args.layer, True) for _ in range(args.repeats))
+    unchecked = min(build_seconds(args.traces, args.layer, False) for _ in range(args.repeats))
+    hashing = min(hash_seconds(args.traces) for _ in range(args.repeats))
+    store = TraceStore(args.traces)
+    print(
+        json.dumps(
+            {
+                "traces": len(store),
+                "store_mb": round(sum(p.stat().st_size for p in store.shard_files) / 2**20, 1),
+                "layer": args.layer,
+                "build_checked_s": round(checked, 2),
+                "build_unchecked_s": round(unchecked, 2),
+                "hash_only_s": round(hashing, 2),
+                "overhead": round(checked / unchecked - 1, 4),
+                "hash_share_of_unchecked_build": round(hashing / unchecked, 4),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
