@@ -4,10 +4,12 @@ Builds one graph dataset of a store twice, from a cold cache folder each time: o
 reader now does (each trace's tensors checked against its recorded sha256 the first time it is
 read) and once with the check off (``TraceStore(check_traces=False)``, what ``verify`` uses
 because it hashes on its own), then times the check alone (``store.trace_sha256`` of every
-trace). Prints one JSON line.
+trace). Prints one JSON line. ``--copy_to DIR`` first copies (up to ``--limit``) traces of a
+store written before per-tensor checksums through today's writer, which records them.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_integrity.py \
-        --traces /work/stores/smollm2_135M_demo --layer 15
+        --traces /work/stores/smollm2_135M_demo --copy_to /work/stores/issue21/demo_copy \
+        --limit 150 --layer 15
 """
 
 from __future__ import annotations
@@ -23,8 +25,20 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from extraction.store import TraceStore
+from extraction.store import TraceStore, TraceWriter
+from extraction.store.layout import read_manifest
 from graphs import GraphSpec, HallucinationGraphDataset
+
+
+def copy_store(source: str, target: str, limit: int | None) -> str:
+    """The first ``limit`` traces of ``source``, written again by the current writer."""
+    store = TraceStore(source)
+    with TraceWriter(
+        target, read_manifest(store.root), file_prefix=store.manifest.settings.file_prefix
+    ) as writer:
+        for question_id in store.question_ids[:limit]:
+            writer.add(store[question_id])
+    return target
 
 
 def build_seconds(traces: str, layer: int, check: bool) -> float:
@@ -57,7 +71,11 @@ def main() -> None:
     parser.add_argument("--traces", required=True)
     parser.add_argument("--layer", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--copy_to", help="copy the store through today's writer first")
+    parser.add_argument("--limit", type=int, help="traces to copy (default: all)")
     args = parser.parse_args()
+    if args.copy_to:
+        args.traces = copy_store(args.traces, args.copy_to, args.limit)
     hash_seconds(args.traces)  # warm the page cache: both builds then read from memory
     checked = min(build_seconds(args.traces, args.layer, True) for _ in range(args.repeats))
     unchecked = min(build_seconds(args.traces, args.layer, False) for _ in range(args.repeats))
@@ -66,6 +84,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "store": args.traces,
                 "traces": len(store),
                 "store_mb": round(sum(p.stat().st_size for p in store.shard_files) / 2**20, 1),
                 "layer": args.layer,

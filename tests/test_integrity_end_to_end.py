@@ -22,7 +22,12 @@ from graphs import GraphSpec, HallucinationGraphDataset
 from graphs.cli import main as graphs_main
 from tests.conftest import run_extraction, tiny_args
 from tests.test_cli_errors import one_line_error
-from training.checkpoints import load_checkpoint, record_checksums, resolve_alias
+from training.checkpoints import (
+    check_checkpoint_matches,
+    load_checkpoint,
+    record_checksums,
+    resolve_alias,
+)
 from training.cli import main as training_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -372,3 +377,14 @@ def test_reruns_remove_their_own_stale_temp_files(store, tmp_path):
     stale_graph.write_text("half")
     HallucinationGraphDataset(root, store, GraphSpec(layer=1), force_reload=True)
     assert not stale_graph.exists()
+
+
+def test_a_store_of_another_model_is_refused_before_graphs_are_built(store, tmp_path):
+    checkpoint = tmp_path / "other.ckpt"
+    saved = {"in_channels": 999, "_class_path": "training.models.GCNClassifier"}
+    torch.save({"state_dict": {}, "hyper_parameters": saved}, checkpoint)
+    model = {"class_path": "training.models.GCNClassifier", "init_args": {}}
+    data = {"traces": str(store), "graph": {"layer": 1}, "root": str(tmp_path / "graphs")}
+    with pytest.raises(UserError, match="gives 32 node features \\(checkpoint: 999"):
+        check_checkpoint_matches(str(checkpoint), model, data)
+    assert not (tmp_path / "graphs").exists()
