@@ -122,7 +122,7 @@ def check_checkpoint_matches(ckpt_path: str, model: dict, data: dict) -> None:
             contradictions.append(
                 f"--data.graph.{key} {graph.get(key)} (checkpoint: {saved_graph[key]})"
             )
-    contradictions += _store_contradictions(checkpoint, saved_data, data)
+    contradictions += _store_contradictions(checkpoint, data)
     if contradictions:
         raise UserError(
             f"{ckpt_path} was trained with another model or graphs: "
@@ -131,12 +131,20 @@ def check_checkpoint_matches(ckpt_path: str, model: dict, data: dict) -> None:
         )
 
 
-def _store_contradictions(checkpoint: dict, saved_data: dict, data: dict) -> list[str]:
-    """The store to read against the checkpoint's: node and edge feature widths (what the model
-    can read at all) and, when the training store is still there, the model that wrote it."""
-    if not data.get("traces") or not Path(data["traces"], "manifest.json").is_file():
-        return []  # the data module says what is wrong with it
-    store = TraceStore(data["traces"])
+def _store_contradictions(checkpoint: dict, data: dict) -> list[str]:
+    """Each store to read (``traces``, ``predict_traces``) against the checkpoint's: the node
+    feature width (what the model can read at all) and, when the training store is still there,
+    the model that wrote it."""
+    found = []
+    for flag in ("traces", "predict_traces"):
+        path = data.get(flag)
+        if path and Path(path, "manifest.json").is_file():  # else the data module says why
+            found += _one_store_contradictions(f"--data.{flag} {path}", path, checkpoint, data)
+    return found
+
+
+def _one_store_contradictions(where: str, path: str, checkpoint: dict, data: dict) -> list[str]:
+    store = TraceStore(path)
     saved = checkpoint.get("hyper_parameters") or {}
     found = []
     graph = data.get("graph") or {}
@@ -146,15 +154,12 @@ def _store_contradictions(checkpoint: dict, saved_data: dict, data: dict) -> lis
         widths = spec.widths(model.hidden_size, model.num_heads)
         if saved["in_channels"] != widths[0]:
             found.append(
-                f"--data.traces {data['traces']} gives {widths[0]} node features (checkpoint: "
+                f"{where} gives {widths[0]} node features (checkpoint: "
                 f"{saved['in_channels']}, a store of another model?)"
             )
-    trained_on = saved_data.get("traces")
+    trained_on = (checkpoint.get("datamodule_hyper_parameters") or {}).get("traces")
     if trained_on and Path(trained_on, "manifest.json").is_file():
         theirs = TraceStore(trained_on).manifest.settings.model
         if theirs != store.manifest.settings.model:
-            found.append(
-                f"--data.traces {data['traces']} holds {store.manifest.settings.model} "
-                f"(checkpoint: {theirs})"
-            )
+            found.append(f"{where} holds {store.manifest.settings.model} (checkpoint: {theirs})")
     return found
