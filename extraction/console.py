@@ -117,6 +117,9 @@ def summary(store: TraceStore, processed: int | None = None, first_trace: bool =
     if not store.question_ids or not first_trace:
         return
     first = store[store.question_ids[0]]
+    if not first.attentions or not first.hidden_states:  # a store of `--layers []` (refused now)
+        say(f"\n--- First trace ---\n  no layer stored ({store.root}: extracted with --layers [])")
+        return
     layer = min(first.hidden_states)
     block = min(first.attentions)
     hidden = tuple(first.hidden_states[layer].shape)

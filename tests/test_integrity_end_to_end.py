@@ -14,9 +14,17 @@ import torch
 
 from extraction import UserError
 from extraction.cli import main as extraction_main
-from extraction.store import TraceStore, rewrite_labels, write_synthetic_store
+from extraction.store import (
+    SyntheticShape,
+    TraceStore,
+    TraceWriter,
+    rewrite_labels,
+    synthetic_trace,
+    write_synthetic_store,
+)
 from extraction.store.integrity import sealed
 from extraction.store.layout import LOCK, acquire_lock
+from extraction.store.synthetic import synthetic_manifest
 from extraction.store.verify import verify_store
 from graphs import GraphSpec, HallucinationGraphDataset
 from graphs.cli import main as graphs_main
@@ -388,3 +396,16 @@ def test_a_store_of_another_model_is_refused_before_graphs_are_built(store, tmp_
     with pytest.raises(UserError, match="gives 32 node features \\(checkpoint: 999"):
         check_checkpoint_matches(str(checkpoint), model, data)
     assert not (tmp_path / "graphs").exists()
+
+
+def test_a_store_written_with_no_layer_still_inspects(tmp_path, capsys):
+    """``--layers []`` is refused now; a store an older run wrote with it inspects (exit 0)."""
+    manifest = synthetic_manifest(SyntheticShape())
+    manifest["settings"]["attention_layers"] = manifest["settings"]["hidden_state_layers"] = []
+    trace = synthetic_trace("q0", SyntheticShape(), 3, 0, 0)
+    trace.attentions.clear()
+    trace.hidden_states.clear()
+    with TraceWriter(tmp_path / "s", manifest, file_prefix="synthetic") as writer:
+        writer.add(trace)
+    assert extraction_main(["inspect", str(tmp_path / "s")]) == 0
+    assert "no layer stored" in capsys.readouterr().out
