@@ -10,7 +10,14 @@ similarities the sampling detectors share with labelling.
 from extraction.cli_config import call_with_arguments, parse_config, parse_error_line, to_yaml
 from extraction.cli_runner import run_command, run_commands
 from extraction.errors import UserError
-from extraction.files import atomic_open, atomic_path, atomic_write_text, read_json, save_figure
+from extraction.files import (
+    atomic_open,
+    atomic_path,
+    atomic_write_text,
+    read_json,
+    save_figure,
+    temp_pattern,
+)
 from extraction.judgements import LabelSource, label_source
 from extraction.labels import embedding_similarities, rougeL_similarities, sentence_embeddings
 
@@ -31,5 +38,6 @@ __all__ = [
     "run_commands",
     "save_figure",
     "sentence_embeddings",
+    "temp_pattern",
     "to_yaml",
 ]

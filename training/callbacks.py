@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 
 from extraction import atomic_open
-from extraction.store.integrity import file_sha256
+from extraction.store import file_sha256
 from training.metrics import auroc_interval, roc_points
 from training.report import REPORT, ROC_FIGURE, environment, plot_roc, write_json
 

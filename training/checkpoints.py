@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from extraction import UserError, atomic_write_text, read_json
-from extraction.store import TraceStore
-from extraction.store.integrity import file_sha256
+from extraction.store import TraceStore, file_sha256
 from graphs import GraphSpec
 
 # Set by Lightning on the live trainer (``"best"`` after a fit in the same process, ...).

@@ -20,6 +20,7 @@ from extraction.store.contract import (
     TraceRecord,
     trace_id,
 )
+from extraction.store.integrity import file_sha256
 from extraction.store.reader import TraceStore
 from extraction.store.synthetic import SyntheticShape, synthetic_trace, write_synthetic_store
 from extraction.store.writer import TraceWriter, rewrite_labels
@@ -39,6 +40,7 @@ __all__ = [
     "TraceRecord",
     "TraceStore",
     "TraceWriter",
+    "file_sha256",
     "rewrite_labels",
     "synthetic_trace",
     "trace_id",
