@@ -10,14 +10,12 @@ python -m extraction label DIR --method llm_judge --judge_model NAME
 python -m extraction export-pickle DIR [--output DIR] [--batch_size 500]
 python -m extraction estimate --model NAME --num_samples N [--mean_tokens T] [run options]
 
-Every command takes ``--config FILE``, ``--print_config`` and ``--help`` (extraction.cli_config).
+Every command takes ``--config FILE``, ``--print_config`` and ``--help`` (common.dialect).
 """
 
 from __future__ import annotations
 
-from extraction.cli_config import call_with_arguments, parse_config, to_yaml
-from extraction.cli_runner import Command, run_commands
-from extraction.errors import UserError
+from common import Command, UserError, call_with_arguments, parse_config, run_commands, to_yaml
 
 PROG = "python -m extraction"
 DESCRIPTION = (

@@ -1,6 +1,6 @@
 """Settings of an extraction run. Every field is a flag and a key of the YAML given to
 ``--config`` with one spelling (``num_samples`` ↔ ``--num_samples``; the seed's ``--num-samples``
-works too), and its help is the ``Args:`` entry below (:mod:`extraction.cli_config`); see
+works too), and its help is the ``Args:`` entry below (:mod:`common.dialect`); see
 ``configs/extraction/default.yaml``."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.offline_model import PACKAGED_MODELS, converted_checkpoint
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from statistics import fmean
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from extraction import UserError, read_json, run_commands
+from common import UserError, read_json, run_commands
 from graphs.config import GraphBuildConfig, GraphCompareConfig
 from graphs.spec import GraphSpec
 

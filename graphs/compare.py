@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from extraction import UserError, atomic_write_text
+from common import UserError, atomic_write_text
 from extraction.store import TraceStore
 from graphs.build import traces_to_graphs
 from graphs.config import GraphCompareConfig

@@ -15,7 +15,7 @@ from matplotlib.colors import LogNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from extraction import save_figure
+from common import save_figure
 from graphs.statistics import CONTROLS, STATISTICS
 
 if TYPE_CHECKING:

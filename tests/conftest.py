@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from extraction.cli import main as extraction_main
-from extraction.store import write_synthetic_store
+from extraction.synthetic import write_synthetic_store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HALLUGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -53,8 +53,8 @@ def pytest_runtest_makereport(item, call):
 
 
 def judgement(qid: str, answer: str, label: int, judge: str = "panel") -> dict:
-    """One row of a judgement file (extraction.judgements) for this answer text."""
-    from extraction.judgements import answer_sha256
+    """One row of a judgement file (extraction.store.judgements) for this answer text."""
+    from extraction.store.judgements import answer_sha256
 
     return {
         "question_id": qid,

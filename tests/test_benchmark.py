@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from extraction import UserError
-from extraction.store import TraceStore, write_synthetic_store
+from common import UserError
+from extraction.store import TraceStore
+from extraction.synthetic import write_synthetic_store
 from tests.conftest import judgement
 from training.benchmark import GraphDetector
 from training.cli import main

@@ -1,4 +1,4 @@
-"""One command-line dialect (extraction.cli_config): options from signatures and docstrings, one
+"""One command-line dialect (common.dialect): options from signatures and docstrings, one
 spelling for a flag and its YAML key, the seed's spellings accepted, one-line errors."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import docstring_parser
 import pytest
 import yaml
 
-from extraction import cli, run_command
+from common import run_command
+from extraction import cli
 from extraction.cli import main
 from extraction.config import ExtractionConfig
 from graphs.cli import main as graphs_main

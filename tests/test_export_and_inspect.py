@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.export import export_pickle, load_pickle_batch
 from extraction.store import TraceStore
-from extraction.trace import SEED_FIELDS
+from extraction.store.trace import SEED_FIELDS
 from tests.conftest import run_extraction
 
 

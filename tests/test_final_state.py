@@ -11,8 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from extraction.final_state import eager_attention, final_state_pass
 from extraction.prompts import SEED_PROMPT
-from extraction.store import SyntheticShape, TraceStore, synthetic_trace
+from extraction.store import TraceStore
 from extraction.store.layout import pack_causal
+from extraction.synthetic import SyntheticShape, synthetic_trace
 
 FP16_TOL = 2e-3  # fp16 storage: ~3 significant digits
 

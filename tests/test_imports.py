@@ -1,5 +1,7 @@
-"""The stages meet only through what each package exports, and no modules import each other in
-a circle (read from the source with ``ast``; nothing is imported)."""
+"""The stages meet only through what each package exports, each floor imports only the floors
+below it (docs/ARCHITECTURE.md, "Floors"), and no modules import each other in a circle, counting
+the package ``__init__`` an import runs (read from the source with ``ast``; nothing is
+imported)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("extraction", "graphs", "training")
+PACKAGES = ("common", "extraction", "graphs", "training")
+# Each floor and what it may import (besides itself): the most specific prefix of a module rules.
+FLOORS = {
+    "common": (),
+    "extraction.store": ("common",),
+    "extraction": ("common", "extraction"),
+    "graphs": ("common", "extraction.store"),
+    "training": ("common", "extraction.store", "graphs"),
+}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -74,6 +84,44 @@ def export_violations(known: dict[str, Path]) -> list[str]:
     return wrong
 
 
+def floor(module: str) -> str:
+    """The floor a module stands on: the longest :data:`FLOORS` prefix of its name."""
+    return max((f for f in FLOORS if module == f or module.startswith(f"{f}.")), key=len)
+
+
+def floor_violations(known: dict[str, Path]) -> list[str]:
+    """Each import of a module above (or beside) the importer's floor."""
+    wrong = []
+    for name, path in known.items():
+        own = floor(name)
+        allowed = (own, *FLOORS[own])
+        for module, _ in imports(path):
+            if not any(module == f or module.startswith(f"{f}.") for f in allowed):
+                wrong.append(f"{name} imports {module}, above its floor {own}")
+    return wrong
+
+
+def test_each_floor_imports_only_the_floors_below():
+    assert floor_violations(modules()) == []
+
+
+def test_an_import_from_above_the_floor_is_reported(tmp_path):
+    files = {
+        "extraction/store/a.py": "from extraction.labels import x\nfrom common import y\n",
+        "graphs/b.py": "from extraction import run\nfrom extraction.store import z\n",
+    }
+    known = {}
+    for relative, text in files.items():
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        known[module_name(path, tmp_path)] = path
+    assert sorted(floor_violations(known)) == [
+        "extraction.store.a imports extraction.labels, above its floor extraction.store",
+        "graphs.b imports extraction, above its floor graphs",
+    ]
+
+
 def test_a_package_imports_only_what_a_neighbour_exports():
     assert export_violations(modules()) == []
 
@@ -97,16 +145,26 @@ def test_a_private_module_or_an_unexported_name_is_reported(tmp_path):
     ]
 
 
-def import_graph() -> dict[str, set[str]]:
+def outer_packages(module: str, importer: str) -> list[str]:
+    """The packages whose ``__init__`` importing ``module`` runs first, from ``importer``: its
+    ancestors, except those that hold the importer (already run by the time it runs)."""
+    parts = module.split(".")
+    ancestors = [".".join(parts[:i]) for i in range(1, len(parts))]
+    return [a for a in ancestors if importer != a and not importer.startswith(f"{a}.")]
+
+
+def import_graph(known: dict[str, Path] | None = None) -> dict[str, set[str]]:
     """Module → the modules of ours it imports (a ``from package import name`` counts as an
-    import of the package, or of its submodule ``name``)."""
-    known = modules()
+    import of the package, or of its submodule ``name``), with the package ``__init__`` files
+    each import runs on the way (``extraction.store.layout`` runs ``extraction.store``)."""
+    known = modules() if known is None else known
     graph: dict[str, set[str]] = {}
     for name, path in known.items():
         edges = set()
         for module, names in imports(path):
             targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in known]
             edges.update(targets or ([module] if module in known else []))
+            edges.update(p for p in outer_packages(module, name) if p in known)
         graph[name] = edges - {name}
     return graph
 
@@ -136,6 +194,30 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycle():
     assert find_cycle(import_graph()) is None
+
+
+def test_a_cycle_through_a_package_init_is_found(tmp_path):
+    """The store's old hidden cycle: its ``__init__`` imports the reader, the reader the trace
+    module outside it, and that module a store submodule, which runs the store's ``__init__``."""
+    files = {
+        "extraction/__init__.py": "",
+        "extraction/store/__init__.py": "from extraction.store.reader import TraceStore\n",
+        "extraction/store/reader.py": "from extraction.trace import Trace\n",
+        "extraction/store/layout.py": "",
+        "extraction/trace.py": "def f():\n    from extraction.store.layout import unpack\n",
+    }
+    known = {}
+    for relative, text in files.items():
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        known[module_name(path, tmp_path)] = path
+    assert find_cycle(import_graph(known)) == [
+        "extraction.store",
+        "extraction.store.reader",
+        "extraction.trace",
+        "extraction.store",
+    ]
 
 
 def test_the_cycle_finder_finds_a_cycle():

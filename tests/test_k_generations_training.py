@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from extraction.store import TraceStore, write_synthetic_store
+from extraction.store import TraceStore
+from extraction.synthetic import write_synthetic_store
 from graphs import GraphSpec, HallucinationGraphDataset
 from graphs.splits import SPLITS, load_or_make_splits, make_splits
 from training.cli import main

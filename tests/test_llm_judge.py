@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.label_methods import label_answer
 from extraction.labels import LabelError
 from extraction.llm_judge import JUDGE_PROMPT, MAX_REFERENCES, METHOD, judge_prompt

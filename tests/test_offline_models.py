@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.models import HF_NAMES
 from extraction.offline_model import PACKAGED_MODELS, ChunkedGGUF, converted_checkpoint
 from tests.test_cli_errors import one_line_error

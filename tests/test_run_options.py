@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from extraction import UserError
+from common import UserError
 from extraction.store import TraceStore
 from tests.conftest import run_extraction, tiny_args
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.final_state import FinalState
 from extraction.storage_range import check_storable
 from extraction.store import TraceStore

@@ -8,10 +8,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from extraction.errors import UserError
-from extraction.store import SyntheticShape, TraceStore, TraceWriter, synthetic_trace
+from common import UserError
+from extraction.store import TraceStore, TraceWriter
 from extraction.store.layout import pack_causal, unpack_causal
-from extraction.trace import Trace
+from extraction.store.trace import Trace
+from extraction.synthetic import SyntheticShape, synthetic_trace
 
 
 def manifest(model: str = "m") -> dict:

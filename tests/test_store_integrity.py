@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from common import UserError
 from extraction.cli import main as extraction_main
-from extraction.errors import UserError
 from extraction.store import TraceStore, TraceWriter
 from tests.test_store import MANIFEST, make_trace, write
 

@@ -17,7 +17,7 @@ from argparse import ArgumentError
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from extraction import UserError, parse_error_line, run_command
+from common import UserError, parse_error_line, run_command
 from training.lightning_cli import HallugraphCLI
 
 MODEL_CLASSES = ", ".join(

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from extraction.errors import UserError
+from common.errors import UserError
 
 T = TypeVar("T")
 
