@@ -9,6 +9,7 @@ and JSON reads. It imports no package of ours (docs/ARCHITECTURE.md, "Floors").
 from common.dialect import (
     CommandLine,
     call_with_arguments,
+    normalise,
     parse_config,
     parse_error_line,
     to_yaml,
@@ -33,6 +34,7 @@ __all__ = [
     "atomic_write_text",
     "call_with_arguments",
     "describe_os_error",
+    "normalise",
     "parse_config",
     "parse_error_line",
     "read_json",

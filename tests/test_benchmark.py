@@ -62,8 +62,8 @@ def test_benchmark_end_to_end_and_resume(store12, tmp_path, capsys):
     args = [
         "benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path / "g",
         "--data.graph.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 2,
-        "--graph.detectors", json.dumps(graph_detectors),
-        "--graph.max_epochs", 2, "--bootstrap", 50, "--output", out,
+        "--graph_detectors", json.dumps(graph_detectors),
+        "--graph_max_epochs", 2, "--bootstrap", 50, "--output", out,
     ]  # fmt: skip
     assert main([str(a) for a in args]) == 0
     report = json.loads((out / "benchmark.json").read_text())
@@ -135,7 +135,7 @@ def test_report_names_the_judgement_file_it_scored_on(store12, tmp_path):
     args = [
         "benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path / "g",
         "--data.graph.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 1,
-        "--data.labels", path, "--detectors", "[mean_logprob]", "--graph.detectors", "{}",
+        "--data.labels", path, "--detectors", "[mean_logprob]", "--graph_detectors", "{}",
         "--bootstrap", 10, "--output", out,
     ]  # fmt: skip
     assert main([str(a) for a in args]) == 0

@@ -5,9 +5,7 @@ so every constructor argument is a config key. The commands built on it (``sweep
 
 from __future__ import annotations
 
-import itertools
-import types
-import typing
+import sys
 import warnings
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -19,6 +17,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from common import normalise
 from training.callbacks import ConfigAndReport, ScoresWriter
 from training.checkpoints import LIGHTNING_CKPT_ALIASES, check_checkpoint_matches
 from training.data import HallucinationGraphDataModule
@@ -54,18 +53,29 @@ class HallugraphCLI(LightningCLI):
             subclass_mode_model=True,
             save_config_callback=ConfigAndReport,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": prog, "exit_on_error": False, "description": description},
+            parser_kwargs={
+                "prog": prog,
+                "exit_on_error": False,
+                "allow_abbrev": False,
+                "description": description,
+            },
             trainer_defaults={"default_root_dir": "runs"},
             args=args,
             run=run,
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """``args`` in the one dialect of every stage (:func:`common.normalise`), read by the
+        parser of the subcommand they name (``fit``...) or, without one, by ``parser``."""
+        args = list(sys.argv[1:] if args is None else args)
+        subcommands = getattr(parser, "_subcommands_action", None)
+        chosen = subcommands.choices.get(args[0]) if subcommands and args else None
+        self.normalised_args = normalise(chosen or parser, args)
         # ``main`` always hands over explicit args (it strips our own subcommands first), which
         # Lightning would warn about whenever sys.argv is also set.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            super().parse_arguments(parser, args)
+            super().parse_arguments(parser, self.normalised_args)
 
     def instantiate_trainer(self, **kwargs):
         """The logger Lightning would choose (TensorBoard when installed, else CSV; both in the
@@ -161,35 +171,15 @@ def parse_command(
     command: str, description: str, options: list[Option], argv: list[str]
 ) -> tuple[Namespace, list[str]]:
     """The checked configuration of ``command`` (``fit``'s and its own ``options``) and the
-    arguments that are ``fit``'s alone (to run ``fit`` with). A list option also takes its items
-    one after another (``--layers 0 5 10``), as the extraction dialect does."""
-    own = {f"--{option.name}": option for option in options}
-    lists = {flag for flag, option in own.items() if _is_list(option.type)}
+    arguments that are ``fit``'s alone (to run ``fit`` with)."""
+    parsed = CommandConfig(command, description, options, argv)
+    own = {f"--{option.name}" for option in options}
     run_args: list[str] = []
-    command_args: list[str] = []
-    tokens = iter(enumerate(argv))
-    for i, arg in tokens:
-        flag = arg.partition("=")[0]
+    tokens = iter(parsed.normalised_args)  # normalised: each own option is one flag and one value
+    for arg in tokens:
+        flag, equals, _ = arg.partition("=")
         if flag not in own:
             run_args.append(arg)
-            command_args.append(arg)
-            continue
-        if "=" in arg:
-            command_args.append(arg)
-            continue
-        values = list(itertools.takewhile(lambda token: not token.startswith("--"), argv[i + 1 :]))
-        if flag not in lists or (len(values) == 1 and values[0].startswith("[")):
-            values = values[:1]
-            command_args += [arg, *values]
-        else:
-            command_args += [arg, "[" + ", ".join(values) + "]"]
-        for _ in values:
-            next(tokens)
-    return CommandConfig(command, description, options, command_args).config, run_args
-
-
-def _is_list(kind) -> bool:
-    """``list[int]``, also inside ``list[int] | None``."""
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        return any(_is_list(arg) for arg in typing.get_args(kind))
-    return typing.get_origin(kind) is list
+        elif not equals:
+            next(tokens, None)
+    return parsed.config, run_args
