@@ -19,7 +19,7 @@ from common import save_figure
 from graphs.statistics import CONTROLS, STATISTICS
 
 if TYPE_CHECKING:
-    from graphs.compare import Measurements
+    from graphs.measure import Measurements
 
 DPI = 110
 CLASS_COLOURS = {"correct": "#1f77b4", "hallucinated": "#d62728"}
