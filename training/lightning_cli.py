@@ -14,13 +14,14 @@ from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from common import normalise
 from training.callbacks import ConfigAndReport, ScoresWriter
 from training.checkpoints import LIGHTNING_CKPT_ALIASES, check_checkpoint_matches
 from training.data import HallucinationGraphDataModule
+from training.lightning_shim import ShimmedCLI, subcommand_parser
 from training.module import GraphClassifier
 
 PROG = "python -m training"
@@ -36,7 +37,7 @@ def _checkpoint_dir(root_dir: str | None) -> str | None:
     return None if root_dir is None else str(Path(root_dir) / "checkpoints")
 
 
-class HallugraphCLI(LightningCLI):
+class HallugraphCLI(ShimmedCLI):
     """LightningCLI with our defaults: checkpoint and early stopping on validation AUROC, a scores
     writer for ``predict``, and model input sizes read from the data (never typed by hand)."""
 
@@ -68,9 +69,7 @@ class HallugraphCLI(LightningCLI):
         """``args`` in the one dialect of every stage (:func:`common.normalise`), read by the
         parser of the subcommand they name (``fit``...) or, without one, by ``parser``."""
         args = list(sys.argv[1:] if args is None else args)
-        subcommands = getattr(parser, "_subcommands_action", None)
-        chosen = subcommands.choices.get(args[0]) if subcommands and args else None
-        self.normalised_args = normalise(chosen or parser, args)
+        self.normalised_args = normalise(subcommand_parser(parser, args) or parser, args)
         # ``main`` always hands over explicit args (it strips our own subcommands first), which
         # Lightning would warn about whenever sys.argv is also set.
         with warnings.catch_warnings():
@@ -81,7 +80,7 @@ class HallugraphCLI(LightningCLI):
         """The logger Lightning would choose (TensorBoard when installed, else CSV; both in the
         run folder's ``lightning_logs/version_N``), named explicitly, so Lightning does not print
         a notice on how it chose. ``--trainer.logger`` still picks another."""
-        trainer = self._get(self.config_init, "trainer", default={})
+        trainer = self.config_section("trainer", default={})
         if trainer.get("logger") in (None, True) and "logger" not in kwargs:
             tensorboard = any(find_spec(name) for name in ("tensorboard", "tensorboardX"))
             logger_class = TensorBoardLogger if tensorboard else CSVLogger
@@ -89,7 +88,7 @@ class HallugraphCLI(LightningCLI):
             kwargs["logger"] = logger_class(save_dir=root, name="lightning_logs")
         return super().instantiate_trainer(**kwargs)
 
-    def _parse_ckpt_path(self) -> None:
+    def check_checkpoint_path(self) -> None:
         """Lightning would replace the configured model with the checkpoint's, silently; we
         refuse a model or graph spec that contradicts the checkpoint instead."""
         subcommand = self.config.get("subcommand")
