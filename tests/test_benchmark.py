@@ -12,7 +12,7 @@ import yaml
 from common import UserError
 from extraction.store import TraceStore
 from extraction.synthetic import write_synthetic_store
-from tests.conftest import judgement
+from tests.helpers import judgement
 from training.benchmark import GraphDetector
 from training.cli import main
 from training.detectors.features import load_or_compute

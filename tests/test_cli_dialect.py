@@ -16,7 +16,7 @@ from extraction import cli
 from extraction.cli import main
 from extraction.config import ExtractionConfig
 from graphs.cli import main as graphs_main
-from tests.conftest import assert_one_line_errors
+from tests.helpers import assert_one_line_errors
 
 SUBCOMMANDS = {
     "inspect": cli.inspect,

@@ -27,7 +27,7 @@ from extraction.estimate_command import EstimateConfig
 from extraction.model_shapes import model_shape
 from extraction.store import TraceStore
 from extraction.synthetic import SyntheticShape, write_synthetic_store
-from tests.conftest import assert_one_line_errors
+from tests.helpers import assert_one_line_errors
 
 TENSOR_PARTS = ("attention", "hidden_states", "tokens_and_answer_stats")
 

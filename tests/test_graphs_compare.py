@@ -14,10 +14,10 @@ from extraction.store import TraceStore
 from graphs.cli import main
 from graphs.measure import ANSWER_BINS, MAP_COLUMNS, attention_map
 from graphs.statistics import CONTROLS, STATISTICS
-from tests.conftest import assert_one_line_errors
+from tests.helpers import PNG_MAGIC, assert_one_line_errors
 
 REPO = Path(__file__).resolve().parents[1]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
 PICTURES = ("effects_by_layer.png", "distributions.png", "attention_by_class.png")
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -19,7 +19,7 @@ from graphs.source import layer_graph
 from graphs.spec import GraphSpec
 from graphs.splits import SPLITS
 from graphs.topology import FEATURES, answer_prompt_mass, clustering, pagerank
-from tests.conftest import judgement, write_jsonl
+from tests.helpers import judgement, write_jsonl
 
 
 @pytest.fixture

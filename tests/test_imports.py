@@ -224,3 +224,14 @@ def test_the_cycle_finder_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_a_test_file_imports_shared_helpers_only_from_the_helpers_module():
+    """Helpers the tests share live in ``tests/helpers.py``; no test file imports another."""
+    wrong = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            if module and module.startswith("tests.") and module != "tests.helpers":
+                wrong.append(f"{path.name} imports {module}")
+    assert wrong == []

@@ -20,7 +20,7 @@ from extraction.store.judgements import (
     packaged_judgements,
     read_judgements,
 )
-from tests.conftest import judgement, run_extraction, write_jsonl
+from tests.helpers import judgement, run_extraction, write_jsonl
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from extraction.label_methods import default_method, label_answer
 from extraction.labels import Label, polarity
 from extraction.questions import load_questions
 from extraction.store.judgements import PACKAGED_DIR, read_judgements
-from tests.conftest import SHARED_DATA, TRUTHFULQA, require_shared_data
+from tests.helpers import SHARED_DATA, TRUTHFULQA, require_shared_data
 
 DATA = Path(__file__).resolve().parent / "data"
 GEMMA3_GRADED = SHARED_DATA / "triviaqa" / "graded_answers_gemma3_4b.jsonl"

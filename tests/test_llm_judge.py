@@ -11,7 +11,7 @@ from extraction.label_methods import label_answer
 from extraction.labels import LabelError
 from extraction.llm_judge import JUDGE_PROMPT, MAX_REFERENCES, METHOD, judge_prompt
 from extraction.store import TraceStore
-from tests.conftest import run_extraction
+from tests.helpers import run_extraction
 
 WATERMELON = {
     "best_answer": "The watermelon seeds pass through your digestive system",

@@ -7,7 +7,7 @@ from transformers import AutoTokenizer
 
 from common import UserError
 from extraction.store import TraceStore
-from tests.conftest import run_extraction, tiny_args
+from tests.helpers import run_extraction, tiny_args
 
 
 def test_layer_subset_and_chat_template(tiny_model_dir, tmp_path):

@@ -18,7 +18,7 @@ from extraction.store import TraceStore, TraceWriter
 from extraction.store.sparse import KEEP_MARGIN
 from extraction.synthetic import SyntheticShape, synthetic_manifest, write_synthetic_store
 from graphs import GraphSpec, HallucinationGraphDataset, traces_to_graphs
-from tests.conftest import assert_one_line_errors, real_store
+from tests.helpers import assert_one_line_errors, real_store
 
 W = 0.05
 # Longer traces than the tests' default, so that many weights fall below W.

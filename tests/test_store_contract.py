@@ -11,7 +11,7 @@ import torch
 
 from common import UserError
 from extraction.store import AnswerStats, IndexRow, Manifest, TraceStore, TraceWriter
-from tests.test_store import MANIFEST, make_trace, manifest, write
+from tests.helpers import MANIFEST, make_trace, manifest, write
 
 
 @pytest.fixture
