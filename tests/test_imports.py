@@ -84,6 +84,17 @@ def export_violations(known: dict[str, Path]) -> list[str]:
     return wrong
 
 
+def write_modules(root: Path, files: dict[str, str]) -> dict[str, Path]:
+    """Fake modules (relative path → source) under ``root``: module name → path."""
+    known = {}
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        known[module_name(path, root)] = path
+    return known
+
+
 def floor(module: str) -> str:
     """The floor a module stands on: the longest :data:`FLOORS` prefix of its name."""
     return max((f for f in FLOORS if module == f or module.startswith(f"{f}.")), key=len)
@@ -110,12 +121,7 @@ def test_an_import_from_above_the_floor_is_reported(tmp_path):
         "extraction/store/a.py": "from extraction.labels import x\nfrom common import y\n",
         "graphs/b.py": "from extraction import run\nfrom extraction.store import z\n",
     }
-    known = {}
-    for relative, text in files.items():
-        path = tmp_path / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        known[module_name(path, tmp_path)] = path
+    known = write_modules(tmp_path, files)
     assert sorted(floor_violations(known)) == [
         "extraction.store.a imports extraction.labels, above its floor extraction.store",
         "graphs.b imports extraction, above its floor graphs",
@@ -133,12 +139,7 @@ def test_a_private_module_or_an_unexported_name_is_reported(tmp_path):
         "training/b.py": "from graphs import shown, hidden\nfrom graphs.a import shown\n",
         "training/c.py": "if TYPE_CHECKING:\n    from graphs.a import x\n",
     }
-    known = {}
-    for relative, text in files.items():
-        path = tmp_path / relative
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-        known[module_name(path, tmp_path)] = path
+    known = write_modules(tmp_path, files)
     assert sorted(export_violations(known)) == [
         "training.b imports ['hidden'] from graphs, which does not export them",
         "training.b imports graphs.a, which is no package's public face",
@@ -206,12 +207,7 @@ def test_a_cycle_through_a_package_init_is_found(tmp_path):
         "extraction/store/layout.py": "",
         "extraction/trace.py": "def f():\n    from extraction.store.layout import unpack\n",
     }
-    known = {}
-    for relative, text in files.items():
-        path = tmp_path / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        known[module_name(path, tmp_path)] = path
+    known = write_modules(tmp_path, files)
     assert find_cycle(import_graph(known)) == [
         "extraction.store",
         "extraction.store.reader",
