@@ -215,7 +215,8 @@ def test_every_stage_speaks_one_dialect(capsys, stage, command, flags, key, valu
     underscored = [
         "--" + flag[2:].replace("-", "_") if flag[:2] == "--" else flag for flag in flags
     ]
-    assert _key(_printed(capsys, stage, [*command, *underscored]), key) == value
+    if underscored != flags:
+        assert _key(_printed(capsys, stage, [*command, *underscored]), key) == value
 
 
 # (stage, the command, an abbreviated flag): no option is ever matched by a prefix
