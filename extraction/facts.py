@@ -13,13 +13,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from extraction.errors import UserError
 from extraction.fact_sources import RELATIONS, Fact, Relation
-from extraction.labels import normalize_tokens
+from extraction.labels import contains_span, normalize_tokens
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,16 @@ class FactQuestion:
     popularity: int
     value: str
     aliases: tuple[str, ...]
+    distractors: tuple[str, ...] = ()
 
     def row(self) -> dict:
+        answer = {"value": self.value, "aliases": list(self.aliases)}
+        if self.distractors:
+            answer["distractors"] = list(self.distractors)
         return {
             "question_id": self.question_id,
             "question": self.question,
-            "answer": {"value": self.value, "aliases": list(self.aliases)},
+            "answer": answer,
             "relation": self.relation,
             "subject": self.subject,
             "popularity": self.popularity,
@@ -84,6 +89,31 @@ def _question(relation: Relation, fact: Fact) -> FactQuestion | None:
         popularity=fact.popularity,
         value=answers[0][0],
         aliases=aliases,
+        distractors=_distractors(relation.name, tuple(answers)),
+    )
+
+
+@functools.cache
+def _rival_tokens(relation: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple(
+        (name, tuple(normalize_tokens(name)))
+        for names in RELATIONS[relation].rivals()
+        for name in names
+    )
+
+
+@functools.cache
+def _distractors(relation: str, answers: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+    """Wrong answers that contain a right one: "Papua New Guinea" for Guinea, "West Virginia"
+    for Virginia, "People's Republic of China" for Taiwan's "Republic of China". alias_match
+    cuts them from an answer before it looks for an alias."""
+    names = {name for group in answers for name in group}
+    aliases = [tuple(normalize_tokens(name)) for name in names]
+    return tuple(
+        rival
+        for rival, tokens in _rival_tokens(relation)
+        if rival not in names
+        and any(len(tokens) > len(a) and contains_span(tokens, a) for a in aliases if a)
     )
 
 
@@ -115,14 +145,36 @@ def _allocate(sizes: dict[str, int], total: int) -> dict[str, int]:
     return share
 
 
+def _log_rank_draw(pool: tuple[FactQuestion, ...], k: int, rng: random.Random) -> list:
+    """``k`` questions at log-spaced popularity ranks (1, 2, 4, ... n), so a small draw holds the
+    head and the tail of the popularity distribution alike; ranks that coincide are filled by a
+    random draw from the rest."""
+    n = len(pool)
+    ranks = {round(math.exp(i * math.log(n) / max(k - 1, 1))) - 1 for i in range(k)}
+    rest = [r for r in range(n) if r not in ranks]
+    ranks |= set(rng.sample(rest, k - len(ranks)))
+    return [pool[r] for r in sorted(ranks)]
+
+
+def _uniform_draw(pool: tuple[FactQuestion, ...], k: int, rng: random.Random) -> list:
+    return rng.sample(pool, k)
+
+
+SAMPLING = ("uniform", "log_rank")
+
+
 def fact_questions(
     num_questions: int | None = DEFAULT_NUM_QUESTIONS,
     seed: int = 0,
     relations: list[str] | None = None,
+    sampling: str = "uniform",
 ) -> list[FactQuestion]:
     """``num_questions`` questions (None: every one the mix holds), spread evenly over the
-    relations, a seeded random draw within each, in a seeded random order."""
+    relations, a seeded draw within each (``uniform``: at random; ``log_rank``: at log-spaced
+    popularity ranks), in a seeded random order."""
     names = check_relations(relations)
+    if sampling not in SAMPLING:
+        raise UserError(f"--sampling {sampling!r}: use one of {', '.join(SAMPLING)}")
     if num_questions is not None and num_questions < 1:
         raise UserError("--num_questions must be at least 1")
     pools = {name: relation_pool(name, DEFAULT_MIX.get(name)) for name in names}
@@ -134,7 +186,8 @@ def fact_questions(
         )
     share = _allocate({n: len(p) for n, p in pools.items()}, num_questions or held)
     rng = random.Random(seed)
-    chosen = [q for name in names for q in rng.sample(pools[name], share[name])]
+    draw = _log_rank_draw if sampling == "log_rank" else _uniform_draw
+    chosen = [q for name in names for q in draw(pools[name], share[name], rng)]
     rng.shuffle(chosen)
     return chosen
 
@@ -149,6 +202,7 @@ def write_questions(
     num_questions: int | None = DEFAULT_NUM_QUESTIONS,
     seed: int = 0,
     relations: list[str] | None = None,
+    sampling: str = "uniform",
 ) -> None:
     """Write the fact question set as JSONL (the local question-file format, plus ``relation``,
     ``subject`` and ``popularity``).
@@ -158,6 +212,8 @@ def write_questions(
         num_questions: How many questions (spread evenly over the relations).
         seed: Seed of the draw within each relation and of the order.
         relations: Relations to ask about (default: every one).
+        sampling: ``uniform`` (a random draw within each relation) or ``log_rank`` (subjects at
+            log-spaced popularity ranks: head and tail alike, for a pilot).
     """
     if output is None:
         raise UserError("give the file to write: --output FILE.jsonl")
@@ -165,7 +221,7 @@ def write_questions(
     if path.suffix.lower() != ".jsonl":
         raise UserError(f"--output {output}: give a .jsonl file name")
     check_relations(relations)
-    questions = fact_questions(num_questions, seed, relations)
+    questions = fact_questions(num_questions, seed, relations, sampling)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(q.row(), ensure_ascii=False) + "\n" for q in questions)
     path.write_text(text, encoding="utf-8")

@@ -218,7 +218,8 @@ def normalize_tokens(text: str) -> list[str]:
     return [t for t in tokens if t not in _ARTICLES]
 
 
-def _contains_span(tokens: list[str], span: list[str]) -> bool:
+def contains_span(tokens: list[str] | tuple[str, ...], span: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``span`` occurs in ``tokens`` as consecutive tokens."""
     n = len(span)
     return any(tokens[i : i + n] == span for i in range(len(tokens) - n + 1))
 
@@ -266,23 +267,40 @@ def _aliases_not_in_question(aliases: list[list[str]], question: str) -> list[li
     q_tokens = normalize_tokens(question)
     if "or" in q_tokens:
         return aliases
-    outside = [alias for alias in aliases if not _contains_span(q_tokens, alias)]
+    outside = [alias for alias in aliases if not contains_span(q_tokens, alias)]
     return outside or aliases
+
+
+def _without_distractors(tokens: list[str], gold: dict) -> list[str]:
+    """The answer's tokens less every span naming a gold ``distractor``: a wrong answer that
+    contains a right one ("Papua New Guinea" for "Guinea", "West Virginia" for "Virginia")."""
+    for distractor in gold_strings(gold, "distractors"):
+        span = normalize_tokens(distractor)
+        n = len(span)
+        i = 0
+        while span and i <= len(tokens) - n:
+            if tokens[i : i + n] == span:
+                tokens = tokens[:i] + tokens[i + n :]
+            else:
+                i += 1
+    return tokens
 
 
 def alias_match(answer: str, gold: dict, question: str | None = None) -> Label:
     """TriviaQA rule: correct when an alias is a whole-word span of the answer, or F1 is high.
 
     score: 1.0 for a span match, else the best token F1 with any alias. A hedge that names a wrong
-    entity beside the right one ("Sydney or Canberra") counts as correct: the alias is there. With
+    entity beside the right one ("Sydney or Canberra") counts as correct: the alias is there. A
+    gold ``distractors`` list names wrong answers that contain an alias; they are cut from the
+    answer first (:func:`_without_distractors`). With
     the ``question``, an alias the question itself contains does not count (see
     :func:`_aliases_not_in_question`).
     """
-    tokens = normalize_tokens(answer)
+    tokens = _without_distractors(normalize_tokens(answer), gold)
     aliases = alias_tokens(gold)
     if question:
         aliases = _aliases_not_in_question(aliases, question)
-    if any(_contains_span(tokens, alias) for alias in aliases):
+    if any(contains_span(tokens, alias) for alias in aliases):
         score = 1.0
     else:
         score = max((token_f1(tokens, alias) for alias in aliases), default=0.0)

@@ -23,7 +23,13 @@ HUB = {
     "truthfulqa": ("truthful_qa", "generation", "validation"),
 }
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-LIST_FIELDS = ("aliases", "normalized_aliases", "correct_answers", "incorrect_answers")
+LIST_FIELDS = (
+    "aliases",
+    "normalized_aliases",
+    "distractors",
+    "correct_answers",
+    "incorrect_answers",
+)
 # What a question is about (the fact set's): kept beside the gold answers, so a store's index
 # rows carry them (``row.gold["relation"]``).
 ABOUT_FIELDS = ("relation", "subject", "popularity")

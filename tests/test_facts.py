@@ -25,7 +25,7 @@ def _by_subject(relation: str, subject: str):
 
 
 def _gold(question) -> dict:
-    return {"aliases": list(question.aliases)}
+    return {"aliases": list(question.aliases), "distractors": list(question.distractors)}
 
 
 def test_same_seed_same_set_other_seed_other_draw():
@@ -65,6 +65,19 @@ def test_several_correct_answers_are_all_accepted_or_the_subject_dropped():
     assert label_answer("India", china).label == 0 and label_answer("Japan", china).label == 1
     # Two cities are called Paris (France, Texas): neither is asked about.
     assert not [q for q in relation_pool("city_country") if q.subject == "Paris"]
+
+
+def test_a_wrong_name_containing_the_right_one_is_wrong():
+    cities = {q.aliases[0]: q for q in relation_pool("city_country")}
+    guinea = _gold(cities["Guinea"])
+    assert label_answer("Papua New Guinea", guinea).label == 1
+    assert label_answer("It is in Guinea.", guinea).label == 0
+    taiwan = _gold(cities["Taiwan"])
+    assert label_answer("The People's Republic of China", taiwan).label == 1
+    assert label_answer("Republic of China", taiwan).label == 0
+    virginia = next(q for q in relation_pool("us_city_state") if q.aliases[0] == "Virginia")
+    assert label_answer("West Virginia", _gold(virginia)).label == 1
+    assert label_answer("Virginia", _gold(virginia)).label == 0
 
 
 def test_numeric_answers_match_digits_and_words():
@@ -109,7 +122,10 @@ def test_written_file_and_dataset_facts_give_the_same_questions(tmp_path):
         "subject",
         "popularity",
     }
-    assert set(rows[0]["answer"]) == {"value", "aliases"}
+    assert all(
+        {"value", "aliases"} <= set(r["answer"]) <= {"value", "aliases", "distractors"}
+        for r in rows
+    )
     from_file = load_questions(dataset_file=str(out), num_samples=50)
     generated = load_questions(dataset="facts", num_samples=50)
     assert from_file == generated
