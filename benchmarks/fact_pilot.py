@@ -40,6 +40,10 @@ def main() -> None:
             ranks[question.question_id] = rank
     store = TraceStore(args.store)
     rows = [store.rows[qid] for qid in store.question_ids if store.rows[qid].ok]
+    dropped = [row.question_id for row in rows if row.question_id not in questions]
+    if dropped:
+        print(f"{len(dropped)} answered questions are no longer generated: {', '.join(dropped)}")
+    rows = [row for row in rows if row.question_id in questions]
     cells: dict[tuple[str, str], list[int]] = defaultdict(list)
     labelled = []
     for row in rows:

@@ -85,6 +85,7 @@ _EXTRA_COUNTRY_NAMES = {
 # Seats of government and former or constitutional capitals that are also correct answers.
 _EXTRA_CAPITALS = {
     "ZA": ("Pretoria", "Cape Town", "Bloemfontein"),
+    "UA": ("Kyiv", "Kiev"),
     "BO": ("Sucre", "La Paz"),
     "NL": ("Amsterdam", "The Hague"),
     "MY": ("Kuala Lumpur", "Putrajaya"),
@@ -106,11 +107,14 @@ _EXTRA_NAMES = {
     "Aluminum": ("Aluminium",),
     "Cesium": ("Caesium",),
     "Sulfur": ("Sulphur",),
+    "Indonesian": ("Bahasa Indonesia",),
+    "Malay": ("Bahasa Melayu", "Bahasa Malaysia"),
+    "Bengali": ("Bangla",),
     "Pound Sterling": ("British pound", "pound"),
+    "US Dollar": ("United States dollar", "American dollar"),
     "Yen": ("Japanese yen",),
     "Yuan Renminbi": ("Renminbi", "Chinese yuan", "yuan"),
     "Won": ("Korean won",),
-    "Rupee": ("rupee",),
 }
 # Territories countryinfo lists twice, or that no longer exist.
 _SKIP_COUNTRIES = {"Serbia and Montenegro", "Antilles néerlandaises", "Scotland", "Wales"}
@@ -187,7 +191,24 @@ def _capital(code: str, info: dict) -> list[tuple[str, ...]]:
     return [first, *((name,) for name in extra[1:])]
 
 
+# Countries on two continents (by the usual borders: the Urals, the Bosporus, Suez, the Caucasus,
+# New Guinea) or counted with either (Armenia, Cyprus): both are right.
+_TRANSCONTINENTAL = {
+    "RU": ("Europe", "Asia"),
+    "TR": ("Asia", "Europe"),
+    "KZ": ("Asia", "Europe"),
+    "AZ": ("Asia", "Europe"),
+    "GE": ("Asia", "Europe"),
+    "AM": ("Asia", "Europe"),
+    "CY": ("Europe", "Asia"),
+    "EG": ("Africa", "Asia"),
+    "ID": ("Asia", "Oceania"),
+}
+
+
 def _continent(code: str, info: dict) -> list[tuple[str, ...]]:
+    if code in _TRANSCONTINENTAL:
+        return [(name,) for name in _TRANSCONTINENTAL[code]]
     region = info.get("region")
     if region in _CONTINENTS:
         return [(region, "Australia") if region == "Oceania" else (region,)]
@@ -220,16 +241,31 @@ def _neighbours(code: str, info: dict) -> list[tuple[str, ...]]:
     return [by_alpha3[a]["names"] for a in info.get("borders") or [] if a in by_alpha3]
 
 
-def _currency(code: str, info: dict) -> list[tuple[str, ...]]:
+def _currencies() -> dict[str, tuple[str, ...]]:
+    """pycountry's currencies by code, funds and units of account left out, each with its
+    common names: the last word of the name as well ("peso" for the Mexican Peso; a rival's
+    name, "Chilean Peso", is then a distractor)."""
     import pycountry
 
-    out = []
-    for alpha3 in info.get("currencies") or []:
-        currency = pycountry.currencies.get(alpha_3=alpha3)
-        if currency is None or "(" in currency.name or "Fund" in currency.name:
+    out = {}
+    for currency in pycountry.currencies:
+        name = currency.name
+        if "(" in name or "Fund" in name or "Unit" in name or name.startswith(("Gold", "Silver")):
             continue
-        out.append((currency.name, *_EXTRA_NAMES.get(currency.name, ())))
+        names = [name, *_EXTRA_NAMES.get(name, ())]
+        if " " in name:
+            names.append(name.split()[-1])
+        out[currency.alpha_3] = tuple(dict.fromkeys(names))
     return out
+
+
+def _currency(code: str, info: dict) -> list[tuple[str, ...]]:
+    currencies = _currencies()
+    return [currencies[a] for a in info.get("currencies") or [] if a in currencies]
+
+
+def _currency_rivals() -> list[tuple[str, ...]]:
+    return [(names[0],) for names in _currencies().values()]
 
 
 def _language(code: str, info: dict) -> list[tuple[str, ...]]:
@@ -284,18 +320,29 @@ def _unambiguous_cities() -> tuple[dict, ...]:
     )
 
 
-def _city_country() -> list[Fact]:
+def _city_facts(answers: Callable[[dict, str, dict], list[tuple[str, ...]]]) -> list[Fact]:
+    """Facts about the unambiguous cities, answered from the city and its country."""
     countries = _countries()
     facts = []
     for city in _unambiguous_cities():
         info = countries.get(city["countrycode"])
-        if info is None:
-            continue
-        names = info["names"]
-        if nation := _UK_NATIONS.get(city["admin1code"]) if city["countrycode"] == "GB" else None:
-            names = (*names, nation)
-        facts.append(Fact(str(city["geonameid"]), city["name"], (names,), city["population"]))
+        found = answers(city, city["countrycode"], info) if info else []
+        if found:
+            facts.append(
+                Fact(str(city["geonameid"]), city["name"], tuple(found), city["population"])
+            )
     return facts
+
+
+def _country_of_city(city: dict, code: str, info: dict) -> list[tuple[str, ...]]:
+    nation = _UK_NATIONS.get(city["admin1code"]) if code == "GB" else None
+    return [(*info["names"], nation) if nation else info["names"]]
+
+
+def _continent_of_city(city: dict, code: str, info: dict) -> list[tuple[str, ...]]:
+    """The continent of the city's country; none for a country on two continents (Istanbul and
+    Ankara, Moscow and Novosibirsk are on different ones)."""
+    return [] if code in _TRANSCONTINENTAL else _continent(code, info)
 
 
 def _us_city_state() -> list[Fact]:
@@ -395,6 +442,7 @@ RELATIONS: dict[str, Relation] = {
             "country_currency",
             "What is the currency of {subject}?",
             lambda: _country_facts(_currency),
+            _currency_rivals,
         ),
         Relation(
             "country_language",
@@ -409,8 +457,13 @@ RELATIONS: dict[str, Relation] = {
         Relation(
             "city_country",
             "In which country is the city of {subject}?",
-            _city_country,
+            lambda: _city_facts(_country_of_city),
             _country_rivals,
+        ),
+        Relation(
+            "city_continent",
+            "On which continent is the city of {subject}?",
+            lambda: _city_facts(_continent_of_city),
         ),
         Relation(
             "us_city_state",

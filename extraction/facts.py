@@ -24,10 +24,12 @@ from extraction.labels import contains_span, normalize_tokens
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NUM_QUESTIONS = 6000
-# The pilot's mix (docs/EXTRACTION.md, "Fact questions"): each relation's most popular subjects
-# up to this many; None keeps them all.
-DEFAULT_MIX: dict[str, int | None] = {name: None for name in RELATIONS}
+DEFAULT_NUM_QUESTIONS = 5000
+# The mix chosen from the SmolLM2 pilot (docs/EXTRACTION.md, "Fact questions"): every relation
+# but the calling code (SmolLM2 knew none), and each relation's 1,200 most popular subjects (past
+# rank 1,000 SmolLM2 knew no city).
+DEFAULT_RELATIONS = [name for name in RELATIONS if name != "country_calling_code"]
+DEFAULT_MAX_RANK = 1200
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,9 @@ class FactQuestion:
 
 
 def check_relations(relations: list[str] | None) -> list[str]:
-    """The relations asked for (all of the default mix when None), unknown names refused."""
+    """The relations asked for (the default mix when None), unknown names refused."""
     if relations is None:
-        return list(DEFAULT_MIX)
+        return list(DEFAULT_RELATIONS)
     unknown = [name for name in relations if name not in RELATIONS]
     if unknown or not relations:
         raise UserError(
@@ -168,21 +170,26 @@ def fact_questions(
     seed: int = 0,
     relations: list[str] | None = None,
     sampling: str = "uniform",
+    max_rank: int | None = DEFAULT_MAX_RANK,
 ) -> list[FactQuestion]:
     """``num_questions`` questions (None: every one the mix holds), spread evenly over the
-    relations, a seeded draw within each (``uniform``: at random; ``log_rank``: at log-spaced
-    popularity ranks), in a seeded random order."""
+    relations, a seeded draw within each relation's ``max_rank`` most popular subjects
+    (``uniform``: at random; ``log_rank``: at log-spaced popularity ranks), in a seeded random
+    order."""
     names = check_relations(relations)
     if sampling not in SAMPLING:
         raise UserError(f"--sampling {sampling!r}: use one of {', '.join(SAMPLING)}")
     if num_questions is not None and num_questions < 1:
         raise UserError("--num_questions must be at least 1")
-    pools = {name: relation_pool(name, DEFAULT_MIX.get(name)) for name in names}
+    if max_rank is not None and max_rank < 1:
+        raise UserError("--max_rank must be at least 1 (null: every subject)")
+    pools = {name: relation_pool(name, max_rank) for name in names}
     held = sum(map(len, pools.values()))
     if num_questions is not None and num_questions > held:
         raise UserError(
             f"--num_questions {num_questions} is more than the {held} questions the packages hold "
-            f"for {', '.join(names)}; ask for at most {held}"
+            f"for {', '.join(names)} at --max_rank {max_rank}; ask for at most {held}, or raise "
+            "--max_rank"
         )
     share = _allocate({n: len(p) for n, p in pools.items()}, num_questions or held)
     rng = random.Random(seed)
@@ -203,6 +210,7 @@ def write_questions(
     seed: int = 0,
     relations: list[str] | None = None,
     sampling: str = "uniform",
+    max_rank: int | None = DEFAULT_MAX_RANK,
 ) -> None:
     """Write the fact question set as JSONL (the local question-file format, plus ``relation``,
     ``subject`` and ``popularity``).
@@ -211,9 +219,10 @@ def write_questions(
         output: The .jsonl file to write (required).
         num_questions: How many questions (spread evenly over the relations).
         seed: Seed of the draw within each relation and of the order.
-        relations: Relations to ask about (default: every one).
+        relations: Relations to ask about (default: every one but country_calling_code).
         sampling: ``uniform`` (a random draw within each relation) or ``log_rank`` (subjects at
             log-spaced popularity ranks: head and tail alike, for a pilot).
+        max_rank: Ask about each relation's this many most popular subjects only (null: all).
     """
     if output is None:
         raise UserError("give the file to write: --output FILE.jsonl")
@@ -221,7 +230,7 @@ def write_questions(
     if path.suffix.lower() != ".jsonl":
         raise UserError(f"--output {output}: give a .jsonl file name")
     check_relations(relations)
-    questions = fact_questions(num_questions, seed, relations, sampling)
+    questions = fact_questions(num_questions, seed, relations, sampling, max_rank)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(q.row(), ensure_ascii=False) + "\n" for q in questions)
     path.write_text(text, encoding="utf-8")

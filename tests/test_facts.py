@@ -80,6 +80,13 @@ def test_a_wrong_name_containing_the_right_one_is_wrong():
     assert label_answer("Virginia", _gold(virginia)).label == 0
 
 
+def test_a_country_on_two_continents_accepts_both():
+    russia = _gold(_by_subject("country_continent", "Russia"))
+    assert label_answer("Asia", russia).label == 0 and label_answer("Europe", russia).label == 0
+    # Its cities are on one or the other: not asked about.
+    assert not [q for q in relation_pool("city_continent") if q.subject == "Novosibirsk"]
+
+
 def test_numeric_answers_match_digits_and_words():
     iron = _gold(_by_subject("atomic_number", "Iron"))
     assert label_answer("The atomic number of iron is 26.", iron).label == 0
@@ -98,6 +105,8 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path):
             f"questions facts --output {out} --relations country_capital capitals",
             f"questions facts --output {out} --relations state_capital --num_questions 51",
             f"questions facts --output {out.with_suffix('.txt')}",
+            f"questions facts --output {out} --max_rank 0",
+            f"questions facts --output {out} --sampling sideways",
             "questions facts",
             "questions nofacts",
         ],
