@@ -86,6 +86,8 @@ _EXTRA_COUNTRY_NAMES = {
 _EXTRA_CAPITALS = {
     "ZA": ("Pretoria", "Cape Town", "Bloemfontein"),
     "UA": ("Kyiv", "Kiev"),
+    "EH": ("El Aaiún", "Laayoune"),
+    "HK": (),  # a city, not a country: it has no capital
     "BO": ("Sucre", "La Paz"),
     "NL": ("Amsterdam", "The Hague"),
     "MY": ("Kuala Lumpur", "Putrajaya"),
@@ -115,6 +117,32 @@ _EXTRA_NAMES = {
     "Yen": ("Japanese yen",),
     "Yuan Renminbi": ("Renminbi", "Chinese yuan", "yuan"),
     "Won": ("Korean won",),
+    "Cordoba Oro": ("Córdoba", "Nicaraguan córdoba"),
+    "Peso Uruguayo": ("Uruguayan peso", "Peso"),
+    "Rial Omani": ("Omani rial", "Rial"),
+    "New Israeli Sheqel": ("Shekel", "New Israeli shekel", "Israeli shekel", "Sheqel"),
+    "CFA Franc BCEAO": ("West African CFA franc", "CFA franc"),
+    "CFA Franc BEAC": ("Central African CFA franc", "CFA franc"),
+    "Pushto": ("Pashto",),
+    "Dari": ("Persian", "Farsi"),
+    "Kirghiz": ("Kyrgyz",),
+    "Haitian": ("Haitian Creole", "Creole"),
+    "Filipino": ("Tagalog",),
+    "Modern Greek": ("Greek",),
+}
+# Where countryinfo's official languages are wrong (Armenian for Azerbaijan, Slovak for Czechia,
+# Panjabi for Aruba's Papiamento) or miss the main one (Filipino, Dari): the right ones. Czechia
+# has none: "Czech" would give the answer away.
+_LANGUAGES = {
+    "CZ": (),
+    "AZ": ("Azerbaijani",),
+    "CY": ("Modern Greek", "Turkish"),
+    "AW": ("Dutch", "Papiamento"),
+    "PH": ("Filipino", "English"),
+    "AF": ("Pushto", "Dari"),
+    "FJ": ("English", "Fijian", "Hindi"),
+    "GU": ("English", "Chamorro"),
+    "EH": ("Arabic", "Spanish"),
 }
 # Territories countryinfo lists twice, or that no longer exist.
 _SKIP_COUNTRIES = {"Serbia and Montenegro", "Antilles néerlandaises", "Scotland", "Wales"}
@@ -186,6 +214,8 @@ def _capital(code: str, info: dict) -> list[tuple[str, ...]]:
     extra = _EXTRA_CAPITALS.get(code)
     if extra is None:
         return [(capital,)]
+    if not extra:
+        return []
     # Every accepted capital is an answer of its own; countryinfo's spelling joins the first.
     first = (extra[0], capital) if capital not in extra else (extra[0],)
     return [first, *((name,) for name in extra[1:])]
@@ -241,6 +271,12 @@ def _neighbours(code: str, info: dict) -> list[tuple[str, ...]]:
     return [by_alpha3[a]["names"] for a in info.get("borders") or [] if a in by_alpha3]
 
 
+# Funds, units of account and complementary currencies pycountry lists beside money.
+_NOT_MONEY = ("(", "Fund", "Unit", "Unidad", "Mvdol", "WIR")
+# Currency names whose last word is no name of the currency ("Rial Omani", "CFA Franc BCEAO").
+_NOUN_FIRST = {"Cordoba Oro", "Peso Uruguayo", "Rial Omani", "CFA Franc BCEAO", "CFA Franc BEAC"}
+
+
 def _currencies() -> dict[str, tuple[str, ...]]:
     """pycountry's currencies by code, funds and units of account left out, each with its
     common names: the last word of the name as well ("peso" for the Mexican Peso; a rival's
@@ -250,10 +286,10 @@ def _currencies() -> dict[str, tuple[str, ...]]:
     out = {}
     for currency in pycountry.currencies:
         name = currency.name
-        if "(" in name or "Fund" in name or "Unit" in name or name.startswith(("Gold", "Silver")):
+        if any(word in name for word in _NOT_MONEY) or name.startswith(("Gold", "Silver")):
             continue
         names = [name, *_EXTRA_NAMES.get(name, ())]
-        if " " in name:
+        if " " in name and name not in _NOUN_FIRST:
             names.append(name.split()[-1])
         out[currency.alpha_3] = tuple(dict.fromkeys(names))
     return out
@@ -271,14 +307,15 @@ def _currency_rivals() -> list[tuple[str, ...]]:
 def _language(code: str, info: dict) -> list[tuple[str, ...]]:
     import pycountry
 
-    out = []
-    for alpha2 in info.get("languages") or []:
-        language = pycountry.languages.get(alpha_2=alpha2)
-        if language is None:
-            continue
-        name = language.name.split(";")[0].split(",")[0].split(" (")[0].strip()
-        out.append((name, *_EXTRA_NAMES.get(name, ())))
-    return out
+    names = _LANGUAGES.get(code)
+    if names is None:
+        found = [pycountry.languages.get(alpha_2=a) for a in info.get("languages") or []]
+        names = tuple(
+            language.name.split(";")[0].split(",")[0].split(" (")[0].strip()
+            for language in found
+            if language is not None
+        )
+    return [(name, *_EXTRA_NAMES.get(name, ())) for name in names]
 
 
 def _calling_code(code: str, info: dict) -> list[tuple[str, ...]]:
