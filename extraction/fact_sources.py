@@ -109,7 +109,6 @@ _EXTRA_NAMES = {
     "Aluminum": ("Aluminium",),
     "Cesium": ("Caesium",),
     "Sulfur": ("Sulphur",),
-    "Indonesian": ("Bahasa Indonesia",),
     "Malay": ("Bahasa Melayu", "Bahasa Malaysia"),
     "Bengali": ("Bangla",),
     "Pound Sterling": ("British pound", "pound"),
