@@ -212,8 +212,10 @@ def write_questions(
     sampling: str = "uniform",
     max_rank: int | None = DEFAULT_MAX_RANK,
 ) -> None:
-    """Write the fact question set as JSONL (the local question-file format, plus ``relation``,
-    ``subject`` and ``popularity``).
+    """Write the fact question set as a JSONL question file.
+
+    The rows have the local question-file fields plus ``relation``, ``subject`` and
+    ``popularity`` (docs/EXTRACTION.md, "Fact questions").
 
     Args:
         output: The .jsonl file to write (required).
