@@ -14,6 +14,7 @@ import yaml
 from extraction import cli, run_command
 from extraction.cli import main
 from extraction.config import ExtractionConfig
+from extraction.facts import write_questions
 from graphs.cli import main as graphs_main
 from tests.conftest import assert_one_line_errors
 
@@ -22,6 +23,7 @@ SUBCOMMANDS = {
     "verify": cli.verify,
     "label": cli.label,
     "export-pickle": cli.export_pickle,
+    "questions facts": write_questions,
 }
 
 
@@ -43,7 +45,7 @@ def test_every_option_is_documented_and_every_documented_option_is_accepted(comm
     else:
         names = list(inspect.signature(target).parameters)
     assert documented(target) == names
-    assert main([*([command] if command else []), "--help"]) == 0
+    assert main([*(command.split() if command else []), "--help"]) == 0
     help_text = capsys.readouterr().out
     for name in names:
         assert (f"--{name}" if name != "path" else "path") in help_text
