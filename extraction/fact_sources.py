@@ -109,6 +109,8 @@ _EXTRA_NAMES = {
     "Aluminum": ("Aluminium",),
     "Cesium": ("Caesium",),
     "Sulfur": ("Sulphur",),
+    # Indonesia's own name for its language names the country: the question is not asked.
+    "Indonesian": ("Bahasa Indonesia",),
     "Malay": ("Bahasa Melayu", "Bahasa Malaysia"),
     "Bengali": ("Bangla",),
     "Pound Sterling": ("British pound", "pound"),

@@ -3,6 +3,7 @@ question, every correct answer accepted) and read by ``--dataset facts`` like th
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -32,6 +33,16 @@ def test_same_seed_same_set_other_seed_other_draw():
     first = fact_questions(300, seed=1)
     assert first == fact_questions(300, seed=1)
     assert [q.question_id for q in first] != [q.question_id for q in fact_questions(300, seed=2)]
+
+
+# sha256 of the default set's rows as `questions facts` writes them: the set the SmolLM2 fact
+# store was made from (b4af34d). A change here changes `--dataset facts`: make it deliberately.
+DEFAULT_SET_SHA256 = "008dc2500b3e62410ed05441ee099a37989ada509047f5d0548f4130817bff8a"
+
+
+def test_default_set_is_the_one_the_store_was_made_from(default_set):
+    text = "".join(json.dumps(q.row(), ensure_ascii=False) + "\n" for q in default_set)
+    assert hashlib.sha256(text.encode()).hexdigest() == DEFAULT_SET_SHA256
 
 
 def test_default_set_is_large_varied_and_unique(default_set):
