@@ -9,6 +9,7 @@ python -m extraction label DIR --from_file JUDGEMENTS.jsonl    # import judged l
 python -m extraction label DIR --method llm_judge --judge_model NAME
 python -m extraction export-pickle DIR [--output DIR] [--batch_size 500]
 python -m extraction estimate --model NAME --num_samples N [--mean_tokens T] [run options]
+python -m extraction questions facts --output FILE [--num_questions N] [--seed S] [--relations R]
 
 Every command takes ``--config FILE``, ``--print_config`` and ``--help`` (common.dialect).
 """
@@ -20,7 +21,7 @@ from common import Command, UserError, call_with_arguments, parse_config, run_co
 PROG = "python -m extraction"
 DESCRIPTION = (
     "Extract final-state traces (hidden states + attentions over prompt + answer). More "
-    f"commands: `{PROG} inspect|verify|label|export-pickle|estimate --help`."
+    f"commands: `{PROG} inspect|verify|label|export-pickle|estimate|questions --help`."
 )
 
 
@@ -154,6 +155,21 @@ def export_pickle(path: str, output: str | None = None, batch_size: int = 500) -
         console.say(f"💾 {written}: {console.megabytes(written):.2f} MB")
 
 
+def _questions(argv: list[str]) -> None:
+    """``questions SET [options]``: write a generated question set (only ``facts`` so far)."""
+    from extraction.facts import write_questions
+
+    generators = {"facts": write_questions}
+    if not argv or argv[0] not in generators:
+        given = (
+            f"unknown question set {argv[0]!r}; " if argv and not argv[0].startswith("-") else ""
+        )
+        raise UserError(
+            f"{given}name the set to write: {PROG} questions {'|'.join(generators)} --output FILE"
+        )
+    call_with_arguments(generators[argv[0]], argv[1:], f"{PROG} questions {argv[0]}")
+
+
 def _subcommand(function, name: str) -> Command:
     return lambda argv: call_with_arguments(function, argv, f"{PROG} {name}")
 
@@ -165,6 +181,7 @@ COMMANDS: dict[str, Command] = {
     "label": _subcommand(label, "label"),
     "export-pickle": _subcommand(export_pickle, "export-pickle"),
     "estimate": _estimate,
+    "questions": _questions,
 }
 
 

@@ -15,6 +15,7 @@ from common import run_command
 from extraction import cli
 from extraction.cli import main
 from extraction.config import ExtractionConfig
+from extraction.facts import write_questions
 from graphs.cli import main as graphs_main
 from tests.helpers import assert_one_line_errors
 
@@ -23,6 +24,7 @@ SUBCOMMANDS = {
     "verify": cli.verify,
     "label": cli.label,
     "export-pickle": cli.export_pickle,
+    "questions facts": write_questions,
 }
 
 
@@ -44,7 +46,7 @@ def test_every_option_is_documented_and_every_documented_option_is_accepted(comm
     else:
         names = list(inspect.signature(target).parameters)
     assert documented(target) == names
-    assert main([*([command] if command else []), "--help"]) == 0
+    assert main([*(command.split() if command else []), "--help"]) == 0
     help_text = capsys.readouterr().out
     for name in names:
         assert (f"--{name}" if name != "path" else "path") in help_text
