@@ -13,6 +13,10 @@ subset when it is there (``../shared/data``), else the bundled demo questions; s
 
 from __future__ import annotations
 
+from extraction.threads import set_thread_policy
+
+set_thread_policy()  # before torch loads (extraction/threads.py)
+
 import argparse
 import json
 import sys

@@ -16,6 +16,10 @@ one JSON object.
 
 from __future__ import annotations
 
+from extraction.threads import set_thread_policy
+
+set_thread_policy()  # before torch loads (extraction/threads.py)
+
 import argparse
 import json
 import shutil

@@ -11,6 +11,10 @@ training/__main__.py); run with and without it to see why.
 
 from __future__ import annotations
 
+from extraction.threads import set_thread_policy
+
+set_thread_policy()  # before torch loads (extraction/threads.py)
+
 import argparse
 import logging
 import os

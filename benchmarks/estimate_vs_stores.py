@@ -8,6 +8,10 @@ lengths, model shapes and storage dtype.
 
 from __future__ import annotations
 
+from extraction.threads import set_thread_policy
+
+set_thread_policy()  # before torch loads (extraction/threads.py)
+
 import argparse
 import sys
 from pathlib import Path

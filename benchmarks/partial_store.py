@@ -15,6 +15,10 @@ The resuming run must label as the source did (``--label_method``, as its refusa
 
 from __future__ import annotations
 
+from extraction.threads import set_thread_policy
+
+set_thread_policy()  # before torch loads (extraction/threads.py)
+
 import argparse
 import json
 import shutil
