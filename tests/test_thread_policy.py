@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
+from tests.conftest import REPO
 
 PROBE = r"""
 import importlib.abc, json, os, runpy, sys
@@ -60,9 +60,14 @@ SCRIPTS = sorted(
     for folder in ("examples", "benchmarks")
     for path in (REPO / folder).glob("*.py")
 )
-# These run themselves as children that import ``extraction`` from another checkout; only the
-# parent sets the policy (after parsing arguments), and the children inherit it.
-PARENT_SETS_IT = {"benchmarks/bench_final_pass.py", "benchmarks/bench_writer_memory.py"}
+# These load no torch: two run children that import ``extraction`` from another checkout (the
+# parent sets the policy after parsing arguments, the children inherit it); one measures the
+# extraction command with and without the policy.
+NO_POLICY_OF_THEIR_OWN = {
+    "benchmarks/bench_final_pass.py",
+    "benchmarks/bench_writer_memory.py",
+    "benchmarks/bench_thread_policy.py",
+}
 
 
 def probe(user_setting: str | None, targets: list[str]) -> dict[str, dict]:
@@ -85,7 +90,7 @@ def test_every_entry_point_sets_passive_before_torch_loads():
     assert wrong == {}
     # The three commands and the example load torch at once: the check above covered them.
     assert all(seen[target]["torch"] for target in [*MODULES, "examples/custom_detector.py"])
-    unset = {t for t, got in seen.items() if got["policy"] != "PASSIVE"} - PARENT_SETS_IT
+    unset = {t for t, got in seen.items() if got["policy"] != "PASSIVE"} - NO_POLICY_OF_THEIR_OWN
     assert unset == set()
 
 
