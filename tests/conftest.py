@@ -8,6 +8,10 @@ skips those and nothing else (a non-slow test that skips for it fails). Set
 
 from __future__ import annotations
 
+from extraction.threads import set_thread_policy
+
+set_thread_policy()  # `pytest` typed without `make` runs as fast (extraction/threads.py)
+
 import json
 import os
 from pathlib import Path

@@ -272,6 +272,7 @@ def test_ddp_two_cpu_processes(synthetic_store, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.end_to_end
 def test_round_trip_on_real_smollm2_traces(smollm2_triviaqa_store, tmp_path):
     """fit → test → predict from the command line on 20 real SmolLM2 TriviaQA traces.
 
