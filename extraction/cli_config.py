@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from extraction.errors import UserError
+from extraction.errors import UserError, shown_path
 
 T = TypeVar("T")
 
@@ -140,7 +140,7 @@ def parse_error_line(message: str) -> str:
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     text = " ".join(lines)
     if match := re.search(r"File does not exist: '([^']+)'", text):
-        return f"config file {match.group(1)} does not exist"
+        return f"config file {shown_path(match.group(1))} does not exist"
     if match := re.match(r"Option '([^']+)' is not accepted", text):
         return f"unknown setting {match.group(1)!r} in the config file; see --help for the settings"
     if text.startswith("Problems parsing config"):

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from extraction.errors import UserError
+from extraction.errors import UserError, shown_path
 
 
 def temp_pattern(name: str) -> str:
@@ -94,7 +94,7 @@ def read_json(path: str | Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{path} does not exist; check the path") from None
+        raise UserError(f"{shown_path(path)} does not exist; check the path") from None
     except json.JSONDecodeError as exc:
         raise UserError(
             f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); the file is damaged"

@@ -15,6 +15,7 @@ import torch
 from torch_geometric.data import Data, Dataset
 
 from extraction import UserError, atomic_open, atomic_write_text, label_source, read_json
+from extraction.errors import shown_path
 from extraction.store import IndexRow, TraceStore
 from graphs.build import stack_layers, traces_to_graphs
 from graphs.spec import GraphSpec
@@ -407,7 +408,8 @@ def load_graph(path: str) -> dict:
         return torch.load(path, weights_only=True)
     except FileNotFoundError:
         raise UserError(
-            f"{path} is missing; rebuild with `python -m graphs build --force_reload true`"
+            f"{shown_path(path)} is missing; rebuild with "
+            "`python -m graphs build --force_reload true`"
         ) from None
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

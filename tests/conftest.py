@@ -91,7 +91,7 @@ def assert_one_line_errors(main, cases: list[str], capsys) -> None:
 @pytest.fixture
 def one_thread():
     """One intra-op thread: on a shared 2-core machine OpenMP's busy-waiting makes two threads
-    orders of magnitude slower on tiny graphs (see training/__main__.py)."""
+    orders of magnitude slower on tiny graphs (see extraction/threads.py)."""
     import torch
 
     threads = torch.get_num_threads()

@@ -25,6 +25,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
 from extraction import UserError, atomic_write_text, read_json
+from extraction.errors import shown_path
 from graphs import SPLITS, GraphSpec
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
@@ -150,7 +151,7 @@ def _graph_scores(
 
 def _graph_skip_reason(detector: GraphDetector) -> str | None:
     if not detector.config.exists():
-        return f"{detector.config} not found"
+        return f"{shown_path(detector.config)} not found"
     import yaml
 
     class_path = yaml.safe_load(detector.config.read_text())["model"]["class_path"]
