@@ -5,7 +5,7 @@ Reads trace stores only through ``extraction.store``; never imports ``transforme
 the thread policy is set here, first (``extraction.threads``).
 """
 
-from extraction.threads import set_thread_policy
+from extraction import set_thread_policy
 
 set_thread_policy()
 

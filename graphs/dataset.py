@@ -14,8 +14,14 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data, Dataset
 
-from extraction import UserError, atomic_open, atomic_write_text, label_source, read_json
-from extraction.errors import shown_path
+from extraction import (
+    UserError,
+    atomic_open,
+    atomic_write_text,
+    label_source,
+    read_json,
+    shown_path,
+)
 from extraction.store import IndexRow, TraceStore
 from graphs.build import stack_layers, traces_to_graphs
 from graphs.spec import GraphSpec

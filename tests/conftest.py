@@ -163,10 +163,10 @@ def real_store(
     **flags,
 ) -> Path:
     """A packaged real model, seed settings unless ``flags`` say otherwise, on the first ``n``
-    real rows of ``path`` (of the bundled set when ``None``) (slow)."""
-    require_shared_data()
+    real rows of ``path`` (of the bundled set when ``None``: no shared data needed) (slow)."""
     out = tmp_path_factory.mktemp(f"{model}_{dataset}") / "store"
     if path is not None:
+        require_shared_data(path)
         flags["dataset-file"] = path
     extra = [str(value) for flag, value in flags.items() for value in (f"--{flag}", value)]
     status = run_extraction(
@@ -179,6 +179,12 @@ def real_store(
 @pytest.fixture(scope="session")
 def smollm2_triviaqa_store(tmp_path_factory) -> Path:
     return real_store(tmp_path_factory, "triviaqa", TRIVIAQA, **{"shard-size": 8})
+
+
+@pytest.fixture(scope="session")
+def smollm2_demo_store(tmp_path_factory) -> Path:
+    """20 bundled demo questions: the real model without ``../shared/data`` (``make test``)."""
+    return real_store(tmp_path_factory, "demo", None, **{"shard-size": 8})
 
 
 @pytest.fixture(scope="session")

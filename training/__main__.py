@@ -1,6 +1,6 @@
 import sys
 
-from extraction.threads import set_thread_policy
+from extraction import set_thread_policy
 
 set_thread_policy()
 

@@ -24,8 +24,7 @@ import numpy as np
 from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
-from extraction import UserError, atomic_write_text, read_json
-from extraction.errors import shown_path
+from extraction import UserError, atomic_write_text, read_json, shown_path
 from graphs import SPLITS, GraphSpec
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
