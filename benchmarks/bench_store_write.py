@@ -11,6 +11,10 @@ the earlier writer's only write. The seconds are the writer's alone: extraction 
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import sys

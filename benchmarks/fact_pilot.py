@@ -10,6 +10,10 @@ most popular first. ``--show N`` prints N random labelled answers (seed 0) for a
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import random
 from collections import defaultdict

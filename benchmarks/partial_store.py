@@ -15,6 +15,10 @@ The resuming run must label as the source did (``--label_method``, as its refusa
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import shutil

@@ -14,16 +14,18 @@ from common.dialect import (
     parse_error_line,
     to_yaml,
 )
-from common.errors import UserError
+from common.errors import UserError, shown_path
 from common.files import (
     atomic_open,
     atomic_path,
     atomic_write_text,
+    plain_temp,
     read_json,
     save_figure,
     temp_pattern,
 )
 from common.runner import Command, describe_os_error, run_command, run_commands
+from common.threads import set_thread_policy
 
 __all__ = [
     "Command",
@@ -37,10 +39,13 @@ __all__ = [
     "normalise",
     "parse_config",
     "parse_error_line",
+    "plain_temp",
     "read_json",
     "run_command",
     "run_commands",
     "save_figure",
+    "set_thread_policy",
+    "shown_path",
     "temp_pattern",
     "to_yaml",
 ]

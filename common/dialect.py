@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from common.errors import UserError
+from common.errors import UserError, shown_path
 
 T = TypeVar("T")
 
@@ -290,7 +290,7 @@ def parse_error_line(message: str) -> str:
     if problem := _class_path_problem(lines):
         return problem
     if match := re.search(r"File does not exist: '([^']+)'", text):
-        return f"config file {match.group(1)} does not exist"
+        return f"config file {shown_path(match.group(1))} does not exist"
     if match := re.match(r"Option '([^']+)' is not accepted", text):
         return f"unknown setting {match.group(1)!r} in the config file; see --help for the settings"
     if text.startswith("Problems parsing config"):

@@ -122,7 +122,8 @@ def quantization_config(requested: str, prequantized: bool, cuda: bool):
     compute."""
     name = quantization_name(requested, prequantized, cuda)
     if name == "none" and requested == "auto":
-        log.warning("No CUDA device: skipping 4-bit quantization, loading unquantized.")
+        # INFO: the default on every CPU run, and nothing for the user to act on.
+        log.info("No CUDA device: skipping 4-bit quantization, loading unquantized.")
     if name in ("prequantized", "none"):
         return name, None
     from transformers import BitsAndBytesConfig

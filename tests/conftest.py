@@ -8,6 +8,10 @@ skips those and nothing else (a non-slow test that skips for it fails). Set
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # `pytest` typed without `make` runs as fast (common/threads.py)
+
 from pathlib import Path
 
 import pytest
@@ -49,7 +53,7 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def one_thread():
     """One intra-op thread: on a shared 2-core machine OpenMP's busy-waiting makes two threads
-    orders of magnitude slower on tiny graphs (see training/__main__.py)."""
+    orders of magnitude slower on tiny graphs (see common/threads.py)."""
     import torch
 
     threads = torch.get_num_threads()
@@ -106,6 +110,12 @@ def tiny_store(tiny_model_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smollm2_triviaqa_store(tmp_path_factory) -> Path:
     return real_store(tmp_path_factory, "triviaqa", TRIVIAQA, **{"shard-size": 8})
+
+
+@pytest.fixture(scope="session")
+def smollm2_demo_store(tmp_path_factory) -> Path:
+    """20 bundled demo questions: the real model without ``../shared/data`` (``make test``)."""
+    return real_store(tmp_path_factory, "demo", None, **{"shard-size": 8})
 
 
 @pytest.fixture(scope="session")

@@ -102,10 +102,10 @@ def real_store(
     **flags,
 ) -> Path:
     """A packaged real model, seed settings unless ``flags`` say otherwise, on the first ``n``
-    real rows of ``path`` (of the bundled set when ``None``) (slow)."""
-    require_shared_data()
+    real rows of ``path`` (of the bundled set when ``None``: no shared data needed) (slow)."""
     out = tmp_path_factory.mktemp(f"{model}_{dataset}") / "store"
     if path is not None:
+        require_shared_data(path)
         flags["dataset-file"] = path
     extra = [str(value) for flag, value in flags.items() for value in (f"--{flag}", value)]
     status = run_extraction(

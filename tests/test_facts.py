@@ -12,7 +12,7 @@ from extraction.facts import DEFAULT_NUM_QUESTIONS, fact_questions, relation_poo
 from extraction.label_methods import label_answer
 from extraction.labels import alias_tokens, normalize_tokens
 from extraction.questions import load_questions
-from tests.conftest import assert_one_line_errors, run_extraction
+from tests.helpers import assert_one_line_errors, run_extraction
 
 
 @pytest.fixture(scope="module")

@@ -246,14 +246,16 @@ def test_ddp_two_cpu_processes(synthetic_store, tmp_path):
 
 
 @pytest.mark.slow
-def test_round_trip_on_real_smollm2_traces(smollm2_triviaqa_store, tmp_path):
-    """fit → test → predict from the command line on 20 real SmolLM2 TriviaQA traces.
+@pytest.mark.end_to_end
+def test_round_trip_on_real_smollm2_traces(smollm2_demo_store, tmp_path):
+    """Extraction → fit → test → predict from the command line on 20 real SmolLM2 traces of the
+    bundled demo questions: the one real-model test of ``make test``, so it needs no shared data.
 
-    Few of SmolLM2-135M's TriviaQA answers are right; test gets 40% of the traces so that it
-    is likely to hold both classes (AUROC is checked when it does, reported undefined if not).
+    Test gets 40% of the traces so that it is likely to hold both classes (AUROC is checked
+    when it does, reported undefined if not).
     """
     args = [
-        "--config", GCN, "--data.traces", smollm2_triviaqa_store,
+        "--config", GCN, "--data.traces", smollm2_demo_store,
         "--data.root", tmp_path / "graphs", "--data.split_ratios", "[0.3,0.3,0.4]",
         "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", 5,
         "--trainer.enable_progress_bar", "false",
@@ -272,7 +274,7 @@ def test_round_trip_on_real_smollm2_traces(smollm2_triviaqa_store, tmp_path):
         "predict", *args, "--ckpt_path", checkpoint, cwd=tmp_path, timeout=600
     )
     scores_line = next(line for line in predicted.stdout.splitlines() if line.startswith("scores:"))
-    check_scores(Path(scores_line.split()[1]), smollm2_triviaqa_store)
+    check_scores(Path(scores_line.split()[1]), smollm2_demo_store)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ import numpy as np
 from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
-from common import UserError, atomic_write_text, normalise, read_json
+from common import UserError, atomic_write_text, normalise, read_json, shown_path
 from graphs import SPLITS, GraphSpec
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
@@ -154,7 +154,7 @@ def _graph_scores(
 
 def _graph_skip_reason(detector: GraphDetector) -> str | None:
     if not detector.config.exists():
-        return f"{detector.config} not found"
+        return f"{shown_path(detector.config)} not found"
     import yaml
 
     class_path = yaml.safe_load(detector.config.read_text())["model"]["class_path"]

@@ -32,6 +32,14 @@ DESCRIPTION = (
     f"`{PROG} benchmark --help` (every detector over several split seeds)."
 )
 
+# Lightning shows the first docstring line of each Trainer method, cut mid-sentence.
+SUMMARIES = {
+    "fit": "Train a detector; keeps the checkpoint with the best validation AUROC.",
+    "validate": "Score a checkpoint on the validation split.",
+    "test": "Score a checkpoint on the test split: report.json and roc_curve.png.",
+    "predict": "Score the traces of --data.predict_traces with a checkpoint: scores.csv.",
+}
+
 
 def _checkpoint_dir(root_dir: str | None) -> str | None:
     return None if root_dir is None else str(Path(root_dir) / "checkpoints")
@@ -64,6 +72,13 @@ class HallugraphCLI(ShimmedCLI):
             args=args,
             run=run,
         )
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        for choice in parser._subcommands_action._choices_actions:
+            choice.help = SUMMARIES.get(choice.dest, choice.help)
+        for name, subparser in self._subcommand_parsers.items():
+            subparser.description = SUMMARIES.get(name, subparser.description)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         """``args`` in the one dialect of every stage (:func:`common.normalise`), read by the

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common import UserError
+from common import UserError, shown_path
 from extraction.store.contract import Label
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def read_judgements(path: str | Path) -> list[Judgement]:
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"judgement file {path} not found")
+        raise UserError(f"judgement file {shown_path(path)} not found")
     try:
         lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 in text
     except UnicodeDecodeError:
