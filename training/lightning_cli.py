@@ -10,8 +10,6 @@ import types
 import typing
 import warnings
 from dataclasses import dataclass
-from importlib.util import find_spec
-from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
@@ -20,7 +18,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from training.callbacks import ConfigAndReport, ScoresWriter
-from training.checkpoints import LIGHTNING_CKPT_ALIASES, check_checkpoint_matches
+from training.checkpoints import (
+    LIGHTNING_CKPT_ALIASES,
+    check_checkpoint_matches,
+    point_latest_checkpoint,
+)
 from training.data import HallucinationGraphDataModule
 from training.module import GraphClassifier
 
@@ -31,10 +33,6 @@ DESCRIPTION = (
     f"`{PROG} sweep-layers --help` (AUROC per layer), `{PROG} baselines --help`, "
     f"`{PROG} benchmark --help` (every detector over several split seeds)."
 )
-
-
-def _checkpoint_dir(root_dir: str | None) -> str | None:
-    return None if root_dir is None else str(Path(root_dir) / "checkpoints")
 
 
 class HallugraphCLI(LightningCLI):
@@ -55,7 +53,8 @@ class HallugraphCLI(LightningCLI):
             save_config_callback=ConfigAndReport,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": prog, "exit_on_error": False, "description": description},
-            trainer_defaults={"default_root_dir": "runs"},
+            # Deterministic kernels: the same config and seed give the same checkpoint bits.
+            trainer_defaults={"default_root_dir": "runs", "deterministic": True},
             args=args,
             run=run,
         )
@@ -68,15 +67,17 @@ class HallugraphCLI(LightningCLI):
             super().parse_arguments(parser, args)
 
     def instantiate_trainer(self, **kwargs):
-        """The logger Lightning would choose (TensorBoard when installed, else CSV; both in the
-        run folder's ``lightning_logs/version_N``), named explicitly, so Lightning does not print
-        a notice on how it chose. ``--trainer.logger`` still picks another."""
+        """TensorBoard and CSV logs side by side in the run folder's ``lightning_logs/version_N``
+        (``tensorboard --logdir runs``); the checkpoints of that version go into its
+        ``checkpoints/``, so no fit replaces another's. ``--trainer.logger`` still picks another.
+        """
         trainer = self._get(self.config_init, "trainer", default={})
         if trainer.get("logger") in (None, True) and "logger" not in kwargs:
-            tensorboard = any(find_spec(name) for name in ("tensorboard", "tensorboardX"))
-            logger_class = TensorBoardLogger if tensorboard else CSVLogger
             root = trainer.get("default_root_dir") or "runs"
-            kwargs["logger"] = logger_class(save_dir=root, name="lightning_logs")
+            tensorboard = TensorBoardLogger(save_dir=root, name="lightning_logs")
+            # The first logger names the version folder; the CSV logger writes into the same.
+            csv = CSVLogger(save_dir=root, name="lightning_logs", version=tensorboard.version)
+            kwargs["logger"] = [tensorboard, csv]
         return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
@@ -94,15 +95,19 @@ class HallugraphCLI(LightningCLI):
         if self.trainer.is_global_zero and callback is not None and callback.best_model_path:
             score = callback.best_model_score
             shown = "n/a" if score is None else f"{float(score):.3f}"
-            print(f"best checkpoint: {callback.best_model_path} (val AUROC {shown})")
+            best = callback.best_model_path
+            print(f"best checkpoint: {best} (val AUROC {shown})")
+            latest = point_latest_checkpoint(best, self.trainer.default_root_dir)
+            if latest is not None:
+                print(f"latest best:     {latest} (links to it)")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(ScoresWriter, "scores")
-        # One predictable file per run directory, so `test`/`predict` can name it:
-        # {trainer.default_root_dir}/checkpoints/best.ckpt (a new fit replaces it).
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", _checkpoint_dir)
+        # No dirpath: Lightning puts each fit's best.ckpt into its own version folder
+        # (lightning_logs/version_N/checkpoints); after a fit, {trainer.default_root_dir}/
+        # checkpoints/best.ckpt links to the newest, so `test`/`predict` can name one path.
         parser.set_defaults(
             {
                 "checkpoint.monitor": MONITOR,

@@ -1,0 +1,68 @@
+"""What a ``fit`` leaves behind: one checkpoint per version with a link to the newest, TensorBoard
+and CSV logs, and the same bits when run again with the same config and seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.test_training_cli import run_args, strs
+from training.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+EPOCH_SCALARS = {"train/loss_epoch", "train/auroc", "val/loss", "val/auroc"}
+
+
+def fit_and_test(store: Path, work: Path) -> tuple[Path, dict]:
+    """One fit and a test of the checkpoint that ``checkpoints/best.ckpt`` names; the version
+    folder's checkpoint and the report without its wall-clock ``created``."""
+    args = run_args(store, work)
+    assert main(strs(["fit", *args])) == 0
+    latest = work / "runs" / "checkpoints" / "best.ckpt"
+    assert latest.is_symlink()
+    assert main(strs(["test", *args, "--ckpt_path", latest])) == 0
+    reports = sorted((work / "runs" / "lightning_logs").glob("version_*/report.json"))
+    report = json.loads(max(reports, key=lambda path: path.stat().st_mtime_ns).read_text())
+    report.pop("created")
+    return latest.resolve(), report
+
+
+def test_two_fits_keep_their_checkpoints_and_give_the_same_bits(synthetic_store, tmp_path):
+    first, first_report = fit_and_test(synthetic_store, tmp_path)
+    second, second_report = fit_and_test(synthetic_store, tmp_path)
+
+    logs = tmp_path / "runs" / "lightning_logs"
+    assert first == logs / "version_0" / "checkpoints" / "best.ckpt"
+    assert second == logs / "version_2" / "checkpoints" / "best.ckpt"  # version_1: the test
+    assert first.is_file() and second.is_file()
+    weights = [torch.load(path, weights_only=True)["state_dict"] for path in (first, second)]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+    assert json.dumps(first_report) == json.dumps(second_report)
+
+
+def test_fit_logs_epoch_scalars_to_tensorboard_and_csv(synthetic_store, tmp_path):
+    assert main(strs(["fit", *run_args(synthetic_store, tmp_path)])) == 0
+    version = tmp_path / "runs" / "lightning_logs" / "version_0"
+    (events,) = version.glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    assert tags >= EPOCH_SCALARS
+    assert len(accumulator.Scalars("val/auroc")) == 3  # one per epoch (max_epochs 3)
+    header = (version / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert set(header) >= EPOCH_SCALARS
+
+
+def test_an_unversioned_best_checkpoint_is_kept(synthetic_store, tmp_path):
+    old = tmp_path / "runs" / "checkpoints" / "best.ckpt"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"an earlier run's weights")
+    assert main(strs(["fit", *run_args(synthetic_store, tmp_path)])) == 0
+    assert (old.parent / "best-unversioned.ckpt").read_bytes() == b"an earlier run's weights"
+    assert old.is_symlink() and old.resolve().parent.parent.name == "version_0"
