@@ -33,6 +33,7 @@ def fit_and_test(store: Path, work: Path) -> tuple[Path, dict]:
 
 def test_two_fits_keep_their_checkpoints_and_give_the_same_bits(synthetic_store, tmp_path):
     first, first_report = fit_and_test(synthetic_store, tmp_path)
+    torch.set_num_threads(2)  # a machine with more cores: --threads (default 1) still rules
     second, second_report = fit_and_test(synthetic_store, tmp_path)
 
     logs = tmp_path / "runs" / "lightning_logs"

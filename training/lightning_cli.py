@@ -12,11 +12,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from extraction import UserError
 from training.callbacks import ConfigAndReport, ScoresWriter
 from training.checkpoints import (
     LIGHTNING_CKPT_ALIASES,
@@ -53,8 +55,9 @@ class HallugraphCLI(LightningCLI):
             save_config_callback=ConfigAndReport,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"prog": prog, "exit_on_error": False, "description": description},
-            # Deterministic kernels: the same config and seed give the same checkpoint bits.
-            trainer_defaults={"default_root_dir": "runs", "deterministic": True},
+            # Deterministic kernels where torch has them (a warning names any it lacks, on GPU):
+            # with --threads, the same config and seed give the same checkpoint bits.
+            trainer_defaults={"default_root_dir": "runs", "deterministic": "warn"},
             args=args,
             run=run,
         )
@@ -65,6 +68,13 @@ class HallugraphCLI(LightningCLI):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             super().parse_arguments(parser, args)
+
+    def before_instantiate_classes(self) -> None:
+        threads = self._get(self.config, "threads")
+        if threads < 0:
+            raise UserError(f"--threads must be 0 (torch's default) or more, got {threads}")
+        if threads:
+            torch.set_num_threads(threads)
 
     def instantiate_trainer(self, **kwargs):
         """TensorBoard and CSV logs side by side in the run folder's ``lightning_logs/version_N``
@@ -105,6 +115,15 @@ class HallugraphCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(ScoresWriter, "scores")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=1,
+            help="torch intra-op threads. A sum split over another number of threads adds in "
+            "another order (checkpoints differ in the last bits, and early stopping can pick "
+            "another epoch), so a fixed number gives the same result on any machine; 0 keeps "
+            "torch's default (every core: faster on big graphs, not reproducible elsewhere)",
+        )
         # No dirpath: Lightning puts each fit's best.ckpt into its own version folder
         # (lightning_logs/version_N/checkpoints); after a fit, {trainer.default_root_dir}/
         # checkpoints/best.ckpt links to the newest, so `test`/`predict` can name one path.
