@@ -10,7 +10,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.test_training_cli import run_args, strs
+from extraction.store import write_synthetic_store
+from tests.test_training_cli import GCN, run_args, strs
 from training.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -67,3 +68,29 @@ def test_an_unversioned_best_checkpoint_is_kept(synthetic_store, tmp_path):
     assert main(strs(["fit", *run_args(synthetic_store, tmp_path)])) == 0
     assert (old.parent / "best-unversioned.ckpt").read_bytes() == b"an earlier run's weights"
     assert old.is_symlink() and old.resolve().parent.parent.name == "version_0"
+
+
+def benchmark_outputs(store: Path, work: Path, output: Path) -> tuple[dict, dict]:
+    """A one-seed benchmark with a GCN: its benchmark.json without wall-clock fields and its
+    output folder, and the GCN's test scores."""
+    args = [
+        "benchmark", "--data.traces", store, "--data.root", work / "graphs",
+        "--data.graph.layer", 1, "--data.split_ratios", "[0.34,0.33,0.33]", "--seeds", 1,
+        "--detectors", "[mean_logprob]",
+        "--graph.detectors", json.dumps({"gcn": f"{GCN} --data.graph.layer 1"}),
+        "--graph.max_epochs", 3, "--bootstrap", 20, "--output", output,
+    ]  # fmt: skip
+    assert main(strs(args)) == 0
+    report = json.loads((output / "benchmark.json").read_text())
+    report.pop("created"), report.pop("timings_s"), report["config"].pop("output")
+    for summary in report["detectors"].values():
+        summary.pop("seconds")
+    return report, json.loads((output / "cache" / "gcn" / "seed0.json").read_text())["scores"]
+
+
+def test_the_benchmark_gives_the_same_graph_detector_scores_twice(tmp_path):
+    store = write_synthetic_store(tmp_path / "store", n_traces=12)
+    first = benchmark_outputs(store, tmp_path, tmp_path / "first")
+    second = benchmark_outputs(store, tmp_path, tmp_path / "second")
+    assert first[1] == second[1]
+    assert json.dumps(first[0]) == json.dumps(second[0])
