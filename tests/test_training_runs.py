@@ -10,9 +10,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from extraction import run_command
 from extraction.store import write_synthetic_store
 from tests.test_training_cli import GCN, run_args, strs
 from training.cli import main
+from training.demo_check import EXPECTED, demo_check
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 EPOCH_SCALARS = {"train/loss_epoch", "train/auroc", "val/loss", "val/auroc"}
@@ -94,3 +96,14 @@ def test_the_benchmark_gives_the_same_graph_detector_scores_twice(tmp_path):
     second = benchmark_outputs(store, tmp_path, tmp_path / "second")
     assert first[1] == second[1]
     assert json.dumps(first[0]) == json.dumps(second[0])
+
+
+def test_demo_check_says_whether_the_auroc_is_in_the_documented_range(tmp_path, capsys):
+    low, high = EXPECTED
+    report = tmp_path / "report.json"
+    for auroc, word in ((low, "inside"), (high + 0.01, "OUTSIDE")):
+        report.write_text(json.dumps({"metrics": {"auroc": auroc}}))
+        assert run_command("training", demo_check, [str(report)]) == 0
+        assert f"GCN test AUROC {auroc:.3f}: {word} the range" in capsys.readouterr().out
+    assert run_command("training", demo_check, [str(tmp_path / "none.json")]) == 2
+    assert "none.json does not exist" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from extraction import read_json, run_command
+from extraction import UserError, read_json, run_command
 
 MEASURED = 0.0  # this machine, `make demo` (docs/TRAINING.md)
 EXPECTED = (0.0, 1.0)  # the spread to expect elsewhere (docs/TRAINING.md)
@@ -20,7 +20,7 @@ EXPECTED = (0.0, 1.0)  # the spread to expect elsewhere (docs/TRAINING.md)
 def verdict(auroc: float | None) -> str:
     low, high = EXPECTED
     if auroc is None:
-        return "GCN test AUROC undefined (one class in the test split): the demo store is not the bundled one"
+        return "GCN test AUROC undefined (one class in the test split): not the demo's store"
     inside = low <= auroc <= high
     where = "inside" if inside else "OUTSIDE"
     advice = "as expected" if inside else "check the install (package versions) and the store"
@@ -30,10 +30,13 @@ def verdict(auroc: float | None) -> str:
     )
 
 
-def _check(argv: list[str]) -> None:
-    (path,) = argv
-    print(verdict(read_json(path)["metrics"]["auroc"]))
+def demo_check(argv: list[str]) -> None:
+    if len(argv) != 1:
+        raise UserError(
+            "usage: python -m training.demo_check RUN/lightning_logs/version_N/report.json"
+        )
+    print(verdict(read_json(argv[0])["metrics"]["auroc"]))
 
 
 if __name__ == "__main__":
-    sys.exit(run_command("training", _check, sys.argv[1:]))
+    sys.exit(run_command("training", demo_check, sys.argv[1:]))
