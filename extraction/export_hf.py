@@ -23,6 +23,7 @@ from extraction.errors import UserError
 from extraction.store import TraceStore
 
 DATA_FILE = "data/train-00000-of-00001.parquet"
+CHUNK = 64  # answers per Parquet row group
 # The licences of the question sets this toolkit reads; another dataset's is the user's to state.
 LICENSES = {"demo": "apache-2.0", "truthfulqa": "apache-2.0", "triviaqa": "apache-2.0"}
 
@@ -141,7 +142,8 @@ def dataset_card(store: TraceStore, blocks: list[int], license: str) -> str:
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILE}]}],
         hallugraph={
             "model": settings.model,
-            "model_source": settings.model_source,
+            # A local path (the packaged models' cache) means nothing on another machine.
+            "model_source": None if _is_local(settings.model_source) else settings.model_source,
             "architecture": model.architecture,
             "dataset": settings.dataset,
             "prompt_template": settings.prompt_template,
@@ -170,6 +172,10 @@ def dataset_card(store: TraceStore, blocks: list[int], license: str) -> str:
     )
 
 
+def _is_local(source: str | None) -> bool:
+    return source is not None and Path(source).is_absolute()
+
+
 def _size_category(n: int) -> str:
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
         if n < limit:
@@ -186,20 +192,10 @@ def export_hf(
         raise UserError(f"--output {out} ({out.resolve()}) exists; choose a new folder")
     store, blocks = checked_store(store_path, blocks)
     license = license or LICENSES.get(store.manifest.settings.dataset.lower(), "other")
-    from datasets import Dataset
-
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        rows = [
-            answer_row(store, qid, blocks)
-            for qid in tqdm(store.question_ids, desc="Exporting", unit="answer")
-        ]
-        dataset = Dataset.from_list(
-            rows, features=features(blocks, store.manifest.model.hidden_size)
-        )
-        (staging / DATA_FILE).parent.mkdir(parents=True)
-        dataset.to_parquet(str(staging / DATA_FILE))
+        _write_parquet(store, blocks, staging / DATA_FILE)
         (staging / "README.md").write_text(dataset_card(store, blocks, license), encoding="utf-8")
         staging.chmod(0o777 & ~_umask())  # mkdtemp's folder is owner-only
         if out.exists():
@@ -208,6 +204,25 @@ def export_hf(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _write_parquet(store: TraceStore, blocks: list[int], path: Path) -> None:
+    """The rows, a chunk at a time (memory stays that of one chunk, whatever the store's size),
+    with the ``datasets`` features in the Parquet schema as ``Dataset.to_parquet`` writes them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = features(blocks, store.manifest.model.hidden_size).arrow_schema
+    path.parent.mkdir(parents=True)
+    ids = store.question_ids
+    with (
+        pq.ParquetWriter(path, schema) as writer,
+        tqdm(total=len(ids), desc="Exporting", unit="answer") as bar,
+    ):
+        for start in range(0, len(ids), CHUNK):
+            rows = [answer_row(store, qid, blocks) for qid in ids[start : start + CHUNK]]
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            bar.update(len(rows))
 
 
 def _umask() -> int:
