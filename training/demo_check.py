@@ -13,8 +13,8 @@ import sys
 
 from extraction import UserError, read_json, run_command
 
-MEASURED = 0.0  # this machine, `make demo` (docs/TRAINING.md)
-EXPECTED = (0.0, 1.0)  # the spread to expect elsewhere (docs/TRAINING.md)
+MEASURED = 0.634  # the demo store of 2026-12-07, any thread count (docs/TRAINING.md)
+EXPECTED = (0.60, 0.67)  # 0.613, 0.634, 0.637 seen on stores of other runs, with a margin
 
 
 def verdict(auroc: float | None) -> str:
