@@ -107,3 +107,12 @@ def test_demo_check_says_whether_the_auroc_is_in_the_documented_range(tmp_path, 
         assert f"GCN test AUROC {auroc:.3f}: {word} the range" in capsys.readouterr().out
     assert run_command("training", demo_check, [str(tmp_path / "none.json")]) == 2
     assert "none.json does not exist" in capsys.readouterr().err
+
+
+def test_a_link_to_a_removed_version_is_one_line(tmp_path, capsys):
+    link = tmp_path / "runs" / "checkpoints" / "best.ckpt"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("../lightning_logs/version_3/checkpoints/best.ckpt")
+    assert main(strs(["test", "--config", GCN, "--ckpt_path", link])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "no longer exists" in err, err

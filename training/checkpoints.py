@@ -58,6 +58,11 @@ def point_latest_checkpoint(best: str, root_dir: str) -> Path | None:
 def load_checkpoint(ckpt_path: str) -> dict:
     """A Lightning checkpoint of this toolkit (weights only: no code runs), or a one-line error."""
     path = Path(ckpt_path)
+    if path.is_symlink() and not path.exists():
+        raise UserError(
+            f"--ckpt_path {ckpt_path} links to {path.readlink()}, which no longer exists (its "
+            "version folder was removed); name another version's checkpoint or fit again"
+        )
     if not path.is_file():
         raise UserError(
             f"--ckpt_path {ckpt_path}: no such file ({path.resolve()}); `fit` writes "
