@@ -37,7 +37,7 @@ def rss(field: str) -> int:
 
 def replay(source: Path, shard_size: int, batch_size: int, limit: int | None, at: list[int]):
     """Write ``source``'s traces into a temporary store; the peak RSS at each count of ``at``."""
-    from extraction.files import read_json
+    from common import read_json
     from extraction.store import TraceStore, TraceWriter
 
     question_ids = TraceStore(source).question_ids[:limit]

@@ -36,11 +36,6 @@ sys.path.insert(0, str(REPO))
 
 from label_agreement import _cache_embeddings, cohen_kappa  # noqa: E402
 
-from extraction.judgements import (  # noqa: E402
-    match_judgements,
-    packaged_judgements,
-    read_judgements,
-)
 from extraction.label_methods import label_answer  # noqa: E402
 from extraction.labels import (  # noqa: E402
     NO_COMMENT,
@@ -49,6 +44,11 @@ from extraction.labels import (  # noqa: E402
     strip_prompt_echo,
 )
 from extraction.store import TraceStore  # noqa: E402
+from extraction.store.judgements import (  # noqa: E402
+    match_judgements,
+    packaged_judgements,
+    read_judgements,
+)
 from extraction.truthfulqa_combined import Params, decide, evidence  # noqa: E402
 
 METHODS = ("truthfulqa_diff_rougeL", "truthfulqa_diff_embedding", "truthfulqa_combined")

@@ -21,8 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from extraction.judgements import PACKAGED_DIR, match_judgements, read_judgements  # noqa: E402
 from extraction.store import TraceStore  # noqa: E402
+from extraction.store.judgements import PACKAGED_DIR, match_judgements, read_judgements  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from extraction.files import read_json
+from common import read_json
 from extraction.store import TraceStore, TraceWriter
 from extraction.store.contract import run_file_prefix
 from extraction.store.layout import INDEX, MANIFEST

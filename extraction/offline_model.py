@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from extraction.errors import UserError
+from common import UserError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from extraction.errors import UserError
+from common import UserError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data, Dataset
 
-from extraction import UserError, atomic_open, atomic_write_text, label_source, read_json
-from extraction.store import IndexRow, TraceStore
+from common import UserError, atomic_open, atomic_write_text, read_json
+from extraction.store import IndexRow, TraceStore, label_source
 from graphs.build import stack_layers, traces_to_graphs
 from graphs.spec import GraphSpec
 from graphs.splits import SCORED_GENERATION, SPLITS, check_ratios, load_or_make_splits

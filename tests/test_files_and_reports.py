@@ -9,8 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from extraction import UserError
-from extraction.files import atomic_open, atomic_write_text, read_json, save_figure
+from common import UserError, atomic_open, atomic_write_text, read_json, save_figure
 from extraction.store import TraceStore
 from training.baselines import _detector_reports, markdown_table
 from training.metrics import choose_threshold, evaluate

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from extraction.errors import UserError
-from extraction.judgements import (
+from common import UserError
+from extraction.store import IndexRow, TraceStore
+from extraction.store.judgements import (
     PACKAGED_DIR,
     answer_sha256,
     label_source,
@@ -19,8 +20,7 @@ from extraction.judgements import (
     packaged_judgements,
     read_judgements,
 )
-from extraction.store import IndexRow, TraceStore
-from tests.conftest import judgement, run_extraction, write_jsonl
+from tests.helpers import judgement, run_extraction, write_jsonl
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.models import HF_NAMES, quantization_config, resolve_source
 
 

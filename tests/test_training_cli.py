@@ -14,52 +14,22 @@ import torch
 import yaml
 
 from extraction.store import TraceStore
-from tests.conftest import judgement, write_jsonl
+from tests.helpers import (
+    GCN,
+    PNG_MAGIC,
+    best_checkpoint,
+    check_report,
+    judgement,
+    run_args,
+    strs,
+    write_jsonl,
+)
 from training.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-GCN = REPO / "configs" / "training" / "gcn.yaml"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_args(store: Path, work: Path, *extra: str, layer: int = 1) -> list[str]:
-    return [
-        "--config", GCN, "--data.traces", store, "--data.root", work / "graphs",
-        "--data.graph.layer", layer, "--data.split_ratios", "[0.34,0.33,0.33]",
-        "--data.batch_size", 2,
-        "--trainer.default_root_dir", work / "runs", "--trainer.max_epochs", 3,
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        *extra,
-    ]  # fmt: skip
-
-
-def strs(args: list) -> list[str]:
-    return [str(arg) for arg in args]
-
-
-def best_checkpoint(work: Path) -> Path:
-    (path,) = (work / "runs" / "checkpoints").glob("*.ckpt")
-    assert path.name == "best.ckpt"
-    return path
-
-
-def check_report(report_path: Path, n_questions: int | None = None) -> dict:
-    report = json.loads(report_path.read_text())
-    metrics = report["metrics"]
-    assert metrics["n"] == report["data"]["n"] == (n_questions or metrics["n"]) > 0
-    if 0 < metrics["n_hallucinated"] < metrics["n"]:
-        assert 0.0 <= metrics["auroc"] <= 1.0 and 0.0 <= metrics["auprc"] <= 1.0
-    else:  # one class only: AUROC is undefined, and written as such
-        assert metrics["auroc"] is None
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["threshold"] <= 1.0
-    assert len(report["data"]["sha256"]) == 64
-    assert report["data"]["labels"].startswith("index [")  # which labels were used
-    assert report["config"]["data"]["traces"] and report["config"]["model"]["class_path"]
-    assert (report_path.parent / report["roc_curve"]["figure"]).read_bytes()[:8] == PNG_MAGIC
-    return report
 
 
 def check_scores(path: Path, store: Path) -> None:
@@ -256,6 +226,7 @@ def python_m_training(*args, cwd: Path, timeout: int) -> subprocess.CompletedPro
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_ddp_two_cpu_processes(synthetic_store, tmp_path):
     """The same config under Lightning's DDP with two CPU processes (a subprocess: DDP relaunches
     the command line once per rank)."""

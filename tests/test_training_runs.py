@@ -10,9 +10,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from extraction import run_command
-from extraction.store import write_synthetic_store
-from tests.test_training_cli import GCN, run_args, strs
+from common import run_command
+from extraction.synthetic import write_synthetic_store
+from tests.helpers import GCN, run_args, strs
 from training.cli import main
 from training.demo_check import EXPECTED, demo_check
 
@@ -79,8 +79,8 @@ def benchmark_outputs(store: Path, work: Path, output: Path) -> tuple[dict, dict
         "benchmark", "--data.traces", store, "--data.root", work / "graphs",
         "--data.graph.layer", 1, "--data.split_ratios", "[0.34,0.33,0.33]", "--seeds", 1,
         "--detectors", "[mean_logprob]",
-        "--graph.detectors", json.dumps({"gcn": f"{GCN} --data.graph.layer 1"}),
-        "--graph.max_epochs", 3, "--bootstrap", 20, "--output", output,
+        "--graph_detectors", json.dumps({"gcn": f"{GCN} --data.graph.layer 1"}),
+        "--graph_max_epochs", 3, "--bootstrap", 20, "--output", output,
     ]  # fmt: skip
     assert main(strs(args)) == 0
     report = json.loads((output / "benchmark.json").read_text())

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from extraction import atomic_write_text, save_figure
+from common import atomic_write_text, save_figure
 from training.benchmark_stats import mean_sd, paired_bootstrap
 from training.report import environment, write_json
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from extraction import UserError
+from common import UserError
 from graphs import GraphSpec
 
 # Set by Lightning on the live trainer (``"best"`` after a fit in the same process, ...).

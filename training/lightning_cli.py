@@ -5,9 +5,7 @@ so every constructor argument is a config key. The commands built on it (``sweep
 
 from __future__ import annotations
 
-import itertools
-import types
-import typing
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +13,10 @@ from typing import Any
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from extraction import UserError
+from common import UserError, normalise
 from training.callbacks import ConfigAndReport, ScoresWriter
 from training.checkpoints import (
     LIGHTNING_CKPT_ALIASES,
@@ -26,6 +24,7 @@ from training.checkpoints import (
     point_latest_checkpoint,
 )
 from training.data import HallucinationGraphDataModule
+from training.lightning_shim import ShimmedCLI, subcommand_parser
 from training.module import GraphClassifier
 
 PROG = "python -m training"
@@ -37,7 +36,7 @@ DESCRIPTION = (
 )
 
 
-class HallugraphCLI(LightningCLI):
+class HallugraphCLI(ShimmedCLI):
     """LightningCLI with our defaults: checkpoint and early stopping on validation AUROC, a scores
     writer for ``predict``, and model input sizes read from the data (never typed by hand)."""
 
@@ -54,7 +53,12 @@ class HallugraphCLI(LightningCLI):
             subclass_mode_model=True,
             save_config_callback=ConfigAndReport,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": prog, "exit_on_error": False, "description": description},
+            parser_kwargs={
+                "prog": prog,
+                "exit_on_error": False,
+                "allow_abbrev": False,
+                "description": description,
+            },
             # Deterministic kernels where torch has them (a warning names any it lacks, on GPU):
             # with --threads, the same config and seed give the same checkpoint bits.
             trainer_defaults={"default_root_dir": "runs", "deterministic": "warn"},
@@ -63,25 +67,27 @@ class HallugraphCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """``args`` in the one dialect of every stage (:func:`common.normalise`), read by the
+        parser of the subcommand they name (``fit``...) or, without one, by ``parser``."""
+        args = list(sys.argv[1:] if args is None else args)
+        self.normalised_args = normalise(subcommand_parser(parser, args) or parser, args)
         # ``main`` always hands over explicit args (it strips our own subcommands first), which
         # Lightning would warn about whenever sys.argv is also set.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            super().parse_arguments(parser, args)
-
-    def before_instantiate_classes(self) -> None:
-        threads = self._get(self.config, "threads")
-        if threads < 0:
-            raise UserError(f"--threads must be 0 (torch's default) or more, got {threads}")
-        if threads:
-            torch.set_num_threads(threads)
+            super().parse_arguments(parser, self.normalised_args)
 
     def instantiate_trainer(self, **kwargs):
         """TensorBoard and CSV logs side by side in the run folder's ``lightning_logs/version_N``
         (``tensorboard --logdir runs``); the checkpoints of that version go into its
         ``checkpoints/``, so no fit replaces another's. ``--trainer.logger`` still picks another.
-        """
-        trainer = self._get(self.config_init, "trainer", default={})
+        The thread count is set here, before any graph is built or step taken."""
+        threads = self.config_section("threads", default=0)
+        if threads < 0:
+            raise UserError(f"--threads must be 0 (torch's default) or more, got {threads}")
+        if threads:
+            torch.set_num_threads(threads)
+        trainer = self.config_section("trainer", default={})
         if trainer.get("logger") in (None, True) and "logger" not in kwargs:
             root = trainer.get("default_root_dir") or "runs"
             tensorboard = TensorBoardLogger(save_dir=root, name="lightning_logs")
@@ -90,7 +96,7 @@ class HallugraphCLI(LightningCLI):
             kwargs["logger"] = [tensorboard, csv]
         return super().instantiate_trainer(**kwargs)
 
-    def _parse_ckpt_path(self) -> None:
+    def check_checkpoint_path(self) -> None:
         """Lightning would replace the configured model with the checkpoint's, silently; we
         refuse a model or graph spec that contradicts the checkpoint instead."""
         subcommand = self.config.get("subcommand")
@@ -185,35 +191,15 @@ def parse_command(
     command: str, description: str, options: list[Option], argv: list[str]
 ) -> tuple[Namespace, list[str]]:
     """The checked configuration of ``command`` (``fit``'s and its own ``options``) and the
-    arguments that are ``fit``'s alone (to run ``fit`` with). A list option also takes its items
-    one after another (``--layers 0 5 10``), as the extraction dialect does."""
-    own = {f"--{option.name}": option for option in options}
-    lists = {flag for flag, option in own.items() if _is_list(option.type)}
+    arguments that are ``fit``'s alone (to run ``fit`` with)."""
+    parsed = CommandConfig(command, description, options, argv)
+    own = {f"--{option.name}" for option in options}
     run_args: list[str] = []
-    command_args: list[str] = []
-    tokens = iter(enumerate(argv))
-    for i, arg in tokens:
-        flag = arg.partition("=")[0]
+    tokens = iter(parsed.normalised_args)  # normalised: each own option is one flag and one value
+    for arg in tokens:
+        flag, equals, _ = arg.partition("=")
         if flag not in own:
             run_args.append(arg)
-            command_args.append(arg)
-            continue
-        if "=" in arg:
-            command_args.append(arg)
-            continue
-        values = list(itertools.takewhile(lambda token: not token.startswith("--"), argv[i + 1 :]))
-        if flag not in lists or (len(values) == 1 and values[0].startswith("[")):
-            values = values[:1]
-            command_args += [arg, *values]
-        else:
-            command_args += [arg, "[" + ", ".join(values) + "]"]
-        for _ in values:
-            next(tokens)
-    return CommandConfig(command, description, options, command_args).config, run_args
-
-
-def _is_list(kind) -> bool:
-    """``list[int]``, also inside ``list[int] | None``."""
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        return any(_is_list(arg) for arg in typing.get_args(kind))
-    return typing.get_origin(kind) is list
+        elif not equals:
+            next(tokens, None)
+    return parsed.config, run_args

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from extraction.errors import UserError
+from common import UserError
 
 HUB_PREFIX = "hf://datasets/"
 _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")

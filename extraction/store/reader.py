@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.store.consistency import consistency_files, read_consistency
 from extraction.store.contract import (
     AnswerStats,
@@ -42,7 +42,7 @@ from extraction.store.layout import (
     unpack_causal,
 )
 from extraction.store.sparse import COLUMNS, INDEX_KINDS, ROW_OFFSETS, decode_sparse
-from extraction.trace import EMBEDDINGS, Trace, complete_blocks, resid_post_index
+from extraction.store.trace import EMBEDDINGS, Trace, complete_blocks, resid_post_index
 
 _STORED_INDICES = {"hidden_states": "hidden_state_indices", "attentions": "attention_indices"}
 _STORED_INDICES |= dict.fromkeys(INDEX_KINDS, "attention_indices")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from extraction.errors import UserError
+from common.errors import UserError
 
 
 def temp_pattern(name: str) -> str:
