@@ -28,6 +28,7 @@ demo: setup
 	$(PY) -m training fit --config configs/training/gcn.yaml
 	$(PY) -m training test --config configs/training/gcn.yaml --ckpt_path runs/gcn/checkpoints/best.ckpt
 	$(PY) -m training baselines --config configs/training/gcn.yaml --reports $$(ls -t runs/gcn/lightning_logs/*/report.json | head -1)
+	$(PY) -m training.demo_check $$(ls -t runs/gcn/lightning_logs/*/report.json | head -1)
 
 test: setup lint
 	$(PY) -m pytest -m "not slow or end_to_end" --durations=10

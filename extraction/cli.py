@@ -8,6 +8,7 @@ python -m extraction label DIR [--method M]   # recompute labels (index only)
 python -m extraction label DIR --from_file JUDGEMENTS.jsonl    # import judged labels
 python -m extraction label DIR --method llm_judge --judge_model NAME
 python -m extraction export-pickle DIR [--output DIR] [--batch_size 500]
+python -m extraction export-hf DIR --output OUT [--blocks 10 15]   # a `datasets` dataset
 python -m extraction estimate --model NAME --num_samples N [--mean_tokens T] [run options]
 python -m extraction questions facts --output FILE [--num_questions N] [--seed S] [--relations R]
 
@@ -21,7 +22,7 @@ from common import Command, UserError, call_with_arguments, parse_config, run_co
 PROG = "python -m extraction"
 DESCRIPTION = (
     "Extract final-state traces (hidden states + attentions over prompt + answer). More "
-    f"commands: `{PROG} inspect|verify|label|export-pickle|estimate|questions --help`."
+    f"commands: `{PROG} inspect|verify|label|export-pickle|export-hf|estimate|questions --help`."
 )
 
 
@@ -170,6 +171,34 @@ def _questions(argv: list[str]) -> None:
     call_with_arguments(generators[argv[0]], argv[1:], f"{PROG} questions {argv[0]}")
 
 
+def export_hf(
+    path: str,
+    output: str | None = None,
+    blocks: list[int] | None = None,
+    license: str | None = None,
+) -> None:
+    """Write the answers as a Hugging Face dataset (Parquet + a dataset card): question, answer,
+    label and its method, per-token log-probabilities and entropies, and each chosen block's mean
+    and last answer-token hidden state.
+
+    Args:
+        path: A store directory (or hf://datasets/OWNER/NAME).
+        output: A new folder for the dataset (required; ``datasets.load_dataset(output)`` reads
+            it).
+        blocks: Blocks whose output hidden states to export (default: every block stored).
+        license: The card's licence id (default: the question set's, else ``other``).
+    """
+    from extraction import console
+    from extraction.export_hf import DATA_FILE
+    from extraction.export_hf import export_hf as write_dataset
+
+    if output is None:
+        raise UserError(f"{PROG} export-hf needs --output DIR: a new folder for the dataset")
+    written = write_dataset(path, output, blocks, license)
+    console.say(f"💾 {written / DATA_FILE}: {console.megabytes(written / DATA_FILE):.2f} MB")
+    console.say(f"   card: {written / 'README.md'}")
+
+
 def _subcommand(function, name: str) -> Command:
     return lambda argv: call_with_arguments(function, argv, f"{PROG} {name}")
 
@@ -180,6 +209,7 @@ COMMANDS: dict[str, Command] = {
     "verify": _subcommand(verify, "verify"),
     "label": _subcommand(label, "label"),
     "export-pickle": _subcommand(export_pickle, "export-pickle"),
+    "export-hf": _subcommand(export_hf, "export-hf"),
     "estimate": _estimate,
     "questions": _questions,
 }

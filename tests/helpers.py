@@ -31,6 +31,19 @@ def random_attention(heads: int, seq_len: int, seed: int = 0) -> torch.Tensor:
 
 
 REPO = Path(__file__).resolve().parents[1]
+GCN = REPO / "configs" / "training" / "gcn.yaml"
+
+
+def run_args(store: Path, work: Path, *extra: str, layer: int = 1) -> list[str]:
+    """`configs/training/gcn.yaml` on a tiny store: 3 epochs, runs under ``work/runs``."""
+    return [
+        "--config", GCN, "--data.traces", store, "--data.root", work / "graphs",
+        "--data.graph.layer", layer, "--data.split_ratios", "[0.34,0.33,0.33]",
+        "--data.batch_size", 2,
+        "--trainer.default_root_dir", work / "runs", "--trainer.max_epochs", 3,
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        *extra,
+    ]  # fmt: skip
 
 
 SHARED_DATA = Path(os.environ.get("HALLUGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -14,25 +14,22 @@ import torch
 import yaml
 
 from extraction.store import TraceStore
-from tests.helpers import PNG_MAGIC, best_checkpoint, check_report, judgement, strs, write_jsonl
+from tests.helpers import (
+    GCN,
+    PNG_MAGIC,
+    best_checkpoint,
+    check_report,
+    judgement,
+    run_args,
+    strs,
+    write_jsonl,
+)
 from training.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-GCN = REPO / "configs" / "training" / "gcn.yaml"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_args(store: Path, work: Path, *extra: str, layer: int = 1) -> list[str]:
-    return [
-        "--config", GCN, "--data.traces", store, "--data.root", work / "graphs",
-        "--data.graph.layer", layer, "--data.split_ratios", "[0.34,0.33,0.33]",
-        "--data.batch_size", 2,
-        "--trainer.default_root_dir", work / "runs", "--trainer.max_epochs", 3,
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        *extra,
-    ]  # fmt: skip
 
 
 def check_scores(path: Path, store: Path) -> None:

@@ -40,12 +40,17 @@ def _not_an_advertisement(record: logging.LogRecord) -> bool:
 @contextmanager
 def quiet_third_party() -> Iterator[None]:
     """Silence what is not ours to fix: Lightning's product tips and a deprecation warning it
-    triggers inside itself (torch's pytree API). Our own warnings still show."""
+    triggers inside itself (torch's pytree API); and two notices that are false alarms with a
+    CSV logger in a version folder beside TensorBoard's (a new folder: no metrics.csv to delete)
+    and with checkpoints kept per version (`test` of an earlier version's checkpoint). Our own
+    warnings still show."""
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     rank_zero.addFilter(_not_an_advertisement)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
+            warnings.filterwarnings("ignore", message=r"Experiment logs directory .* not empty")
+            warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
             yield
     finally:
         rank_zero.removeFilter(_not_an_advertisement)

@@ -8,18 +8,21 @@ from __future__ import annotations
 import sys
 import warnings
 from dataclasses import dataclass
-from importlib.util import find_spec
-from pathlib import Path
 from typing import Any
 
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from common import normalise
+from common import UserError, normalise
 from training.callbacks import ConfigAndReport, ScoresWriter
-from training.checkpoints import LIGHTNING_CKPT_ALIASES, check_checkpoint_matches
+from training.checkpoints import (
+    LIGHTNING_CKPT_ALIASES,
+    check_checkpoint_matches,
+    point_latest_checkpoint,
+)
 from training.data import HallucinationGraphDataModule
 from training.lightning_shim import ShimmedCLI, subcommand_parser
 from training.module import GraphClassifier
@@ -39,10 +42,6 @@ SUMMARIES = {
     "test": "Score a checkpoint on the test split: report.json and roc_curve.png.",
     "predict": "Score the traces of --data.predict_traces with a checkpoint: scores.csv.",
 }
-
-
-def _checkpoint_dir(root_dir: str | None) -> str | None:
-    return None if root_dir is None else str(Path(root_dir) / "checkpoints")
 
 
 class HallugraphCLI(ShimmedCLI):
@@ -68,7 +67,9 @@ class HallugraphCLI(ShimmedCLI):
                 "allow_abbrev": False,
                 "description": description,
             },
-            trainer_defaults={"default_root_dir": "runs"},
+            # Deterministic kernels where torch has them (a warning names any it lacks, on GPU):
+            # with --threads, the same config and seed give the same checkpoint bits.
+            trainer_defaults={"default_root_dir": "runs", "deterministic": "warn"},
             args=args,
             run=run,
         )
@@ -92,15 +93,22 @@ class HallugraphCLI(ShimmedCLI):
             super().parse_arguments(parser, self.normalised_args)
 
     def instantiate_trainer(self, **kwargs):
-        """The logger Lightning would choose (TensorBoard when installed, else CSV; both in the
-        run folder's ``lightning_logs/version_N``), named explicitly, so Lightning does not print
-        a notice on how it chose. ``--trainer.logger`` still picks another."""
+        """TensorBoard and CSV logs side by side in the run folder's ``lightning_logs/version_N``
+        (``tensorboard --logdir runs``); the checkpoints of that version go into its
+        ``checkpoints/``, so no fit replaces another's. ``--trainer.logger`` still picks another.
+        The thread count is set here, before any graph is built or step taken."""
+        threads = self.config_section("threads", default=0)
+        if threads < 0:
+            raise UserError(f"--threads must be 0 (torch's default) or more, got {threads}")
+        if threads:
+            torch.set_num_threads(threads)
         trainer = self.config_section("trainer", default={})
         if trainer.get("logger") in (None, True) and "logger" not in kwargs:
-            tensorboard = any(find_spec(name) for name in ("tensorboard", "tensorboardX"))
-            logger_class = TensorBoardLogger if tensorboard else CSVLogger
             root = trainer.get("default_root_dir") or "runs"
-            kwargs["logger"] = logger_class(save_dir=root, name="lightning_logs")
+            tensorboard = TensorBoardLogger(save_dir=root, name="lightning_logs")
+            # The first logger names the version folder; the CSV logger writes into the same.
+            csv = CSVLogger(save_dir=root, name="lightning_logs", version=tensorboard.version)
+            kwargs["logger"] = [tensorboard, csv]
         return super().instantiate_trainer(**kwargs)
 
     def check_checkpoint_path(self) -> None:
@@ -118,15 +126,28 @@ class HallugraphCLI(ShimmedCLI):
         if self.trainer.is_global_zero and callback is not None and callback.best_model_path:
             score = callback.best_model_score
             shown = "n/a" if score is None else f"{float(score):.3f}"
-            print(f"best checkpoint: {callback.best_model_path} (val AUROC {shown})")
+            best = callback.best_model_path
+            print(f"best checkpoint: {best} (val AUROC {shown})")
+            latest = point_latest_checkpoint(best, self.trainer.default_root_dir)
+            if latest is not None:
+                print(f"latest best:     {latest} (links to it)")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(ScoresWriter, "scores")
-        # One predictable file per run directory, so `test`/`predict` can name it:
-        # {trainer.default_root_dir}/checkpoints/best.ckpt (a new fit replaces it).
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", _checkpoint_dir)
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=1,
+            help="torch intra-op threads. A sum split over another number of threads adds in "
+            "another order (checkpoints differ in the last bits, and early stopping can pick "
+            "another epoch), so a fixed number gives the same result on any machine; 0 keeps "
+            "torch's default (every core: faster on big graphs, not reproducible elsewhere)",
+        )
+        # No dirpath: Lightning puts each fit's best.ckpt into its own version folder
+        # (lightning_logs/version_N/checkpoints); after a fit, {trainer.default_root_dir}/
+        # checkpoints/best.ckpt links to the newest, so `test`/`predict` can name one path.
         parser.set_defaults(
             {
                 "checkpoint.monitor": MONITOR,
