@@ -14,6 +14,10 @@ store written before per-tensor checksums through today's writer, which records 
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import shutil

@@ -11,6 +11,10 @@ the earlier writer's only write. The seconds are the writer's alone: extraction 
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import sys
@@ -20,12 +24,12 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from extraction.store.verify import verify_store
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from extraction.store import SyntheticShape, TraceStore, TraceWriter, synthetic_trace
-from extraction.trace import Trace
+from extraction.store import TraceStore, TraceWriter
+from extraction.store.trace import Trace
+from extraction.store.verify import verify_store
+from extraction.synthetic import SyntheticShape, synthetic_trace
 
 SHAPE = SyntheticShape(blocks=30, heads=9, hidden=576, prompt_tokens=40)
 SEQ = 51

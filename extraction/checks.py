@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common import UserError, check_name
 from extraction.config import STORAGE_DTYPES, ExtractionConfig
-from extraction.errors import UserError
 from extraction.label_methods import METHODS, default_method, recorded_method
 from extraction.models import QUANTIZATION_CHOICES, TORCH_DTYPES
-from extraction.questions import Question, check_name
+from extraction.questions import Question
 from extraction.store.layout import acquire_lock
 from extraction.store.sparse import check_attention_format
 

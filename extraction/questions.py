@@ -7,22 +7,33 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from extraction.errors import UserError
+from common import UserError, check_name
+from extraction.facts import fact_rows
 
 log = logging.getLogger(__name__)
 
 BUNDLED_DIR = Path(__file__).parent / "data"
 BUNDLED = {"demo": BUNDLED_DIR / "demo_questions.jsonl"}
+# Sets built in memory from pinned packages (``python -m extraction questions NAME`` writes them).
+GENERATED = {"facts": fact_rows}
 HUB = {
     "triviaqa": ("mandarjoshi/trivia_qa", "rc.nocontext", "validation"),
     "truthfulqa": ("truthful_qa", "generation", "validation"),
 }
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-LIST_FIELDS = ("aliases", "normalized_aliases", "correct_answers", "incorrect_answers")
+LIST_FIELDS = (
+    "aliases",
+    "normalized_aliases",
+    "distractors",
+    "correct_answers",
+    "incorrect_answers",
+)
+# What a question is about (the fact set's): kept beside the gold answers, so a store's index
+# rows carry them (``row.gold["relation"]``).
+ABOUT_FIELDS = ("relation", "subject", "popularity")
 
 
 @dataclass(frozen=True)
@@ -30,20 +41,6 @@ class Question:
     question_id: str
     question: str
     gold: dict = field(default_factory=dict)
-
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]*")
-
-
-def check_name(name: str, what: str) -> str:
-    """A name that becomes part of a file or directory name: letters, digits, spaces, ``._+-``,
-    no separators, no leading dot (so never ``..``, never a path outside the output folder)."""
-    if not _SAFE_NAME.fullmatch(name) or ".." in name:
-        raise UserError(
-            f"{what} {name!r} cannot name files: use letters, digits, spaces and . _ + - only, "
-            "starting with a letter or digit (no / or ..)"
-        )
-    return name
 
 
 def dataset_name(dataset: str | None, dataset_file: str | None) -> str:
@@ -109,8 +106,10 @@ def _rows(name: str, dataset_file: str | None):
         return _file_rows(Path(dataset_file)), dataset_file
     if name in BUNDLED:
         return _file_rows(BUNDLED[name]), f"bundled {name} set"
+    if name in GENERATED:
+        return GENERATED[name](), f"generated {name} set"
     if name not in HUB:
-        choices = ", ".join([*BUNDLED, *HUB])
+        choices = ", ".join([*BUNDLED, *GENERATED, *HUB])
         raise UserError(f"unknown dataset {name!r}: use one of {choices}, or --dataset_file PATH")
     path, config, split = HUB[name]
     try:
@@ -213,4 +212,5 @@ def _gold(row: dict) -> dict:
             # TruthfulQA's CSV: '; '-separated, and a lone number is read as one.
             value = [part.strip() for part in str(value).split("; ") if part.strip()]
         gold[key] = str(value) if key == "best_answer" else [str(v) for v in value]
+    gold.update({key: row[key] for key in ABOUT_FIELDS if row.get(key) is not None})
     return gold

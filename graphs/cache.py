@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data
 
-from extraction import UserError, atomic_open, read_json
+from common import UserError, atomic_open, read_json, shown_path
 from extraction.store import TraceStore
 
 # Bump when the content of a processed graph changes, so old caches are never served.
@@ -95,7 +95,7 @@ def load_graph(path: str, sha256: str | None = None) -> dict:
     try:
         payload = Path(path).read_bytes()
     except FileNotFoundError:
-        raise UserError(f"{path} is missing; {_REBUILD}") from None
+        raise UserError(f"{shown_path(path)} is missing; {_REBUILD}") from None
     if sha256 is not None and hashlib.sha256(payload).hexdigest() != sha256:
         raise UserError(
             f"{path} differs from the sha256 in {RECORD} (changed or swapped); {_REBUILD}, "

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data, Dataset
 
-from extraction import UserError, atomic_write_text, label_source, temp_pattern
-from extraction.store import IndexRow, TraceStore
+from common import UserError, atomic_write_text, temp_pattern
+from extraction.store import IndexRow, TraceStore, label_source
 from graphs.build import stack_layers, traces_to_graphs
 from graphs.cache import RECORD, cache_name, load_graph, read_record, save_graph, trace_chunks
 from graphs.spec import GraphSpec

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.store import TraceStore
 from extraction.store.writer import rewrite_labels
 from graphs import HallucinationGraphDataset

@@ -12,26 +12,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from extraction import UserError
+from common import UserError
 from extraction.cli import main as extraction_main
-from extraction.store import (
+from extraction.store import TraceStore, TraceWriter, rewrite_labels
+from extraction.store.integrity import sealed
+from extraction.store.layout import LOCK, acquire_lock
+from extraction.store.verify import verify_store
+from extraction.synthetic import (
     SyntheticShape,
-    TraceStore,
-    TraceWriter,
-    rewrite_labels,
+    synthetic_manifest,
     synthetic_trace,
     write_synthetic_store,
 )
-from extraction.store.integrity import sealed
-from extraction.store.layout import LOCK, acquire_lock
-from extraction.store.synthetic import synthetic_manifest
-from extraction.store.verify import verify_store
 from graphs import GraphSpec, HallucinationGraphDataset
 from graphs.cli import main as graphs_main
-from tests.conftest import run_extraction, tiny_args
+from tests.helpers import run_extraction, tiny_args
 from training.checkpoints import (
     check_checkpoint_matches,
     load_checkpoint,
+    point_latest_checkpoint,
     record_checksums,
     resolve_alias,
 )
@@ -150,18 +149,44 @@ def test_test_ids_added_to_train_are_refused(store, tmp_path):
         HallucinationGraphDataset(root, store, GraphSpec(layer=1), split="train")
 
 
+def flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def test_a_flipped_checkpoint_byte_is_refused_before_it_is_read(tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     torch.save({"state_dict": {"w": torch.zeros(64)}}, folder / "best.ckpt")
     record_checksums(folder)
     assert "state_dict" in load_checkpoint(str(folder / "best.ckpt"))
-    data = bytearray((folder / "best.ckpt").read_bytes())
-    data[-100] ^= 0xFF
-    (folder / "best.ckpt").write_bytes(bytes(data))
+    flip_byte(folder / "best.ckpt")
     with pytest.raises(UserError, match="differs from the sha256 `fit` recorded"):
         load_checkpoint(str(folder / "best.ckpt"))
-    assert resolve_alias("last", folder) == folder / "best.ckpt"
+    assert resolve_alias("last", tmp_path) == (folder / "best.ckpt").resolve()
+
+
+def test_a_versioned_checkpoint_is_checked_through_its_link(tmp_path):
+    """``fit`` records the sum beside the real file (its version folder); ``test`` names the
+    ``checkpoints/best.ckpt`` link, or ``best``/``last``, and the real file is checked."""
+    runs = tmp_path / "runs"
+    versions = [runs / "lightning_logs" / f"version_{n}" / "checkpoints" for n in (0, 1)]
+    for number, folder in enumerate(versions):
+        folder.mkdir(parents=True)
+        torch.save({"state_dict": {"w": torch.full((64,), number)}}, folder / "best.ckpt")
+        os.utime(folder / "best.ckpt", (number, number))
+        record_checksums(folder)
+    link = point_latest_checkpoint(str(versions[1] / "best.ckpt"), str(runs))
+    assert not (link.parent / "checksums.json").exists()
+    assert resolve_alias("best", runs) == link
+    assert resolve_alias("last", runs) == (versions[1] / "best.ckpt").resolve()
+    assert resolve_alias("last", runs, versions[0]) == (versions[0] / "best.ckpt").resolve()
+    assert load_checkpoint(str(link))["state_dict"]["w"][0] == 1
+    flip_byte(versions[1] / "best.ckpt")
+    with pytest.raises(UserError, match=r"version_1/checkpoints/best.ckpt differs from the sha256"):
+        load_checkpoint(str(link))
+    assert "state_dict" in load_checkpoint(str(versions[0] / "best.ckpt"))
 
 
 # --- verify sees the whole folder ---------------------------------------------------------------

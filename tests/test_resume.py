@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from extraction.store import TraceStore
 from extraction.store.verify import verify_store
-from tests.conftest import REPO, run_extraction, tiny_args
+from tests.helpers import REPO, run_extraction, tiny_args
 
 N_QUESTIONS = 14
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 from pathlib import Path
 
 import torch
 
-from extraction import UserError, atomic_write_text, read_json
+from common import UserError, atomic_write_text, read_json
 from extraction.store import TraceStore, file_sha256
 from graphs import GraphSpec
 
@@ -29,11 +31,20 @@ LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")
 NOT_THE_MODEL = ("lr", "weight_decay", "pos_weight", "threshold_rule", "in_channels", "edge_dim")
 GRAPH_KEYS = tuple(field.name for field in dataclasses.fields(GraphSpec))
 CHECKSUMS = "checksums.json"
+LATEST = Path("checkpoints") / "best.ckpt"
+VERSION_CHECKPOINTS = "lightning_logs/version_*/checkpoints"
+
+log = logging.getLogger(__name__)
 
 
 def record_checksums(checkpoint_dir: Path) -> None:
-    """The sha256 of every checkpoint in ``checkpoint_dir``, in its ``checksums.json``."""
-    sums = {path.name: file_sha256(path) for path in sorted(checkpoint_dir.glob("*.ckpt"))}
+    """The sha256 of every checkpoint in ``checkpoint_dir`` (a fit's own version folder), in its
+    ``checksums.json``."""
+    sums = {
+        path.name: file_sha256(path)
+        for path in sorted(checkpoint_dir.glob("*.ckpt"))
+        if not path.is_symlink()
+    }
     if sums:
         atomic_write_text(checkpoint_dir / CHECKSUMS, json.dumps(sums, indent=1))
 
@@ -44,42 +55,87 @@ def forget_checksums(checkpoint_dir: Path) -> None:
 
 
 def _check_recorded(path: Path) -> None:
-    record = path.parent / CHECKSUMS
+    """Against the record beside the real file: ``checkpoints/best.ckpt`` is a link into the
+    version folder whose ``checksums.json`` lists it."""
+    real = path.resolve()
+    record = real.parent / CHECKSUMS
     if not record.is_file():
         return
-    recorded = read_json(record).get(path.name)
-    if recorded is not None and file_sha256(path) != recorded:
+    recorded = read_json(record).get(real.name)
+    if recorded is not None and file_sha256(real) != recorded:
         raise UserError(
-            f"--ckpt_path {path}: differs from the sha256 `fit` recorded in {record} (damaged or "
-            "replaced); train again or restore the file"
+            f"--ckpt_path {path}: {real} differs from the sha256 `fit` recorded in {record} "
+            "(damaged or replaced); train again or restore the file"
         )
 
 
-def resolve_alias(alias: str, checkpoint_dir: Path) -> Path | None:
-    """The file Lightning's ``best``/``last`` names in a new process: ``best.ckpt`` for best, the
-    newest checkpoint for last (None for the other aliases, which only a live trainer knows)."""
+def resolve_alias(alias: str, root_dir: Path, dirpath: Path | None = None) -> Path | None:
+    """The file Lightning's ``best``/``last`` names in a new process (None for the other aliases,
+    which only a live trainer knows). ``best``: ``{root_dir}/checkpoints/best.ckpt``, the link to
+    the newest fit's (``dirpath/best.ckpt`` when ``--checkpoint.dirpath`` is set); ``last``: the
+    newest checkpoint file of any version (or of ``dirpath``)."""
+    folders = [dirpath] if dirpath else [root_dir / "checkpoints"]
     if alias == "best":
-        candidates = [checkpoint_dir / "best.ckpt"]
+        candidates = [folders[0] / "best.ckpt"]
     elif alias == "last":
-        candidates = sorted(checkpoint_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)[::-1]
+        if not dirpath:
+            folders += sorted(root_dir.glob(VERSION_CHECKPOINTS))
+        files = {path.resolve() for folder in folders for path in folder.glob("*.ckpt")}
+        candidates = sorted(
+            (path for path in files if path.is_file()),
+            key=lambda path: path.stat().st_mtime,
+            reverse=True,
+        )
     else:
         return None
     existing = [path for path in candidates if path.is_file()]
     if not existing:
+        where = dirpath or f"{root_dir / 'checkpoints'} or {root_dir / VERSION_CHECKPOINTS}"
         raise UserError(
-            f"--ckpt_path {alias}: no checkpoint in {checkpoint_dir}; run `fit` with this "
+            f"--ckpt_path {alias}: no checkpoint in {where}; run `fit` with this "
             "--trainer.default_root_dir first, or give the .ckpt file"
         )
     return existing[0]
 
 
+def point_latest_checkpoint(best: str, root_dir: str) -> Path | None:
+    """Make ``{root_dir}/checkpoints/best.ckpt`` a relative symlink to ``best`` (this fit's own
+    ``lightning_logs/version_N/checkpoints/best.ckpt``), replaced atomically; the path that
+    `test`/`predict` name keeps working and every version keeps its checkpoint. A real file there
+    (written before checkpoints had versions) is kept as ``best-unversioned*.ckpt``. Returns the
+    link, or None when ``best`` is that very path (``--checkpoint.dirpath`` set to it)."""
+    link = Path(root_dir) / LATEST
+    if link.resolve() == Path(best).resolve() and not link.is_symlink():
+        return None
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.exists() and not link.is_symlink():
+        kept = link.with_name("best-unversioned.ckpt")
+        number = 0
+        while kept.exists():
+            number += 1
+            kept = link.with_name(f"best-unversioned-{number}.ckpt")
+        link.rename(kept)
+        log.warning("kept the unversioned %s as %s", link, kept)
+    target = os.path.relpath(Path(best).resolve(), link.parent.resolve())
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target)
+    os.replace(temporary, link)
+    return link
+
+
 def load_checkpoint(ckpt_path: str) -> dict:
     """A Lightning checkpoint of this toolkit (weights only: no code runs), or a one-line error."""
     path = Path(ckpt_path)
+    if path.is_symlink() and not path.exists():
+        raise UserError(
+            f"--ckpt_path {ckpt_path} links to {path.readlink()}, which no longer exists (its "
+            "version folder was removed); name another version's checkpoint or fit again"
+        )
     if not path.is_file():
         raise UserError(
             f"--ckpt_path {ckpt_path}: no such file ({path.resolve()}); `fit` writes "
-            "{trainer.default_root_dir}/checkpoints/best.ckpt"
+            "{trainer.default_root_dir}/checkpoints/best.ckpt (a link to its version's own)"
         )
     _check_recorded(path)
     try:

@@ -11,8 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from extraction.errors import UserError
-from extraction.files import read_json
+from common import UserError, read_json
 
 MANIFEST = "manifest.json"
 INDEX = "index.jsonl"

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.store.concat import METADATA, read_header
 from extraction.store.consistency import consistency_files, read_consistency
 from extraction.store.contract import IndexRow
