@@ -52,16 +52,31 @@ def without_edge_features(graphs: list[Data]) -> list[Data]:
     return out
 
 
-def mpnn() -> MPNNClassifier:
+def mpnn(**options) -> MPNNClassifier:
     seed_everything(0)
     return MPNNClassifier(
-        in_channels=FEATURES, edge_dim=EDGE_FEATURES, hidden_channels=32, pos_weight=None, lr=5e-3
+        in_channels=FEATURES,
+        edge_dim=EDGE_FEATURES,
+        hidden_channels=32,
+        pos_weight=None,
+        lr=5e-3,
+        **options,
     )
 
 
 def test_mpnn_learns_a_signal_planted_in_the_edge_features():
     splits = edge_signal(160, 1), edge_signal(40, 2), edge_signal(60, 3)
     metrics = fit_and_test(mpnn(), *splits)
+    assert metrics["test/auroc"] >= 0.95, metrics
+
+
+def test_log_scaled_standardised_edge_features_keep_the_signal():
+    splits = edge_signal(160, 1), edge_signal(40, 2), edge_signal(60, 3)
+    model = mpnn(edge_log=True, edge_norm=True)
+    edges = torch.tensor([[0.0, 1.0], [0.5, 0.001]])
+    scaled = model.edge_encoder[0](edges)
+    assert torch.allclose(scaled, torch.log(edges + 1e-3)) and scaled[0, 0] < scaled[1, 1]
+    metrics = fit_and_test(model, *splits)
     assert metrics["test/auroc"] >= 0.95, metrics
 
 

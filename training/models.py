@@ -295,6 +295,18 @@ class EdgeConditionedConv(MessagePassing):
         return F.relu(x_j + edge_attr)
 
 
+# Added to attention values before their log: below the 0.01 an edge needs in one head, above
+# float16's resolution near 0.
+EDGE_LOG_EPS = 1e-3
+
+
+class LogScale(nn.Module):
+    """``log(x + EDGE_LOG_EPS)`` of non-negative features (attention weights)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x.clamp_min(0) + EDGE_LOG_EPS)
+
+
 class MPNNClassifier(GraphClassifier):
     """Edge-conditioned message passing over all-layer attention graphs (CHARM, Frasca et al.,
     ICLR 2026): node features (the attention diagonal of every head and layer, a hidden state,
@@ -314,6 +326,9 @@ class MPNNClassifier(GraphClassifier):
         answer_only: pool over the answer tokens only (the prompt still sends messages).
         edge_norm: standardise each edge feature over the batch (``BatchNorm1d``) before the
             edge embedding: attention values are mostly near 0 with a few near 1.
+        edge_log: read each edge feature as ``log(value + EDGE_LOG_EPS)`` (before
+            ``edge_norm``): ratios of attention, what Lookback Lens and LapEigvals build on,
+            become differences, and the many small values are told apart.
     """
 
     def __init__(
@@ -325,6 +340,7 @@ class MPNNClassifier(GraphClassifier):
         pooling: Pooling = "mean",
         answer_only: bool = True,
         edge_norm: bool = False,
+        edge_log: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -335,6 +351,7 @@ class MPNNClassifier(GraphClassifier):
         )
         edge_width = self.hparams.edge_dim or 1
         self.edge_encoder = nn.Sequential(
+            LogScale() if edge_log else nn.Identity(),
             nn.BatchNorm1d(edge_width) if edge_norm else nn.Identity(),
             nn.Linear(edge_width, hidden_channels),
             nn.ReLU(),
