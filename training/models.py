@@ -25,6 +25,7 @@ from torch_geometric.nn.aggr import (
 )
 from torch_geometric.nn.models import GAT, GCN, GIN, GraphSAGE
 from torch_geometric.nn.models.basic_gnn import BasicGNN
+from torch_geometric.utils import scatter
 
 from training.module import GraphClassifier
 
@@ -300,6 +301,23 @@ class EdgeConditionedConv(MessagePassing):
 EDGE_LOG_EPS = 1e-3
 
 
+def lookback_ratios(batch: Batch) -> torch.Tensor:
+    """``[num_graphs, d]``: for each edge feature (a (layer, head) on an all-layer graph), the
+    share of an answer token's kept incoming attention that comes from prompt tokens, averaged
+    over the graph's answer tokens: Lookback Lens's ratio (Chuang et al., 2024) read off the
+    graph's edges (edges below the graph's threshold are not there to count)."""
+    values = edge_features(batch)
+    senders, receivers = batch.edge_index
+    into_answer = batch.is_answer[receivers]
+    from_prompt = into_answer & ~batch.is_answer[senders]
+    size = batch.num_nodes
+    prompt = scatter(values * from_prompt[:, None], receivers, 0, dim_size=size, reduce="sum")
+    total = scatter(values * into_answer[:, None], receivers, 0, dim_size=size, reduce="sum")
+    ratio = prompt / total.clamp_min(1e-6)
+    answer = batch.is_answer
+    return scatter(ratio[answer], batch.batch[answer], 0, dim_size=batch.num_graphs, reduce="mean")
+
+
 class LogScale(nn.Module):
     """``log(x + EDGE_LOG_EPS)`` of non-negative features (attention weights)."""
 
@@ -329,6 +347,9 @@ class MPNNClassifier(GraphClassifier):
         edge_log: read each edge feature as ``log(value + EDGE_LOG_EPS)`` (before
             ``edge_norm``): ratios of attention, what Lookback Lens and LapEigvals build on,
             become differences, and the many small values are told apart.
+        lookback_readout: add the graph's Lookback Lens ratios (:func:`lookback_ratios`,
+            standardised and projected) to the pooled tokens before the head: a typed sum
+            aggregation of the raw edge features that a mean of messages cannot form.
     """
 
     def __init__(
@@ -341,6 +362,7 @@ class MPNNClassifier(GraphClassifier):
         answer_only: bool = True,
         edge_norm: bool = False,
         edge_log: bool = False,
+        lookback_readout: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -361,6 +383,11 @@ class MPNNClassifier(GraphClassifier):
             for _ in range(num_layers)
         )
         self.pooling = make_pooling(pooling, hidden_channels)
+        self.lookback = (
+            nn.Sequential(nn.BatchNorm1d(edge_width), nn.Linear(edge_width, hidden_channels))
+            if lookback_readout
+            else None
+        )
         self.head = mlp_head(hidden_channels, dropout)
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -371,4 +398,6 @@ class MPNNClassifier(GraphClassifier):
             h = conv(h, batch.edge_index, edges)
         mask = batch.is_answer if self.hparams.answer_only else None
         pooled = pool(self.pooling, h, batch.batch, batch.num_graphs, mask)
+        if self.lookback is not None:
+            pooled = pooled + self.lookback(lookback_ratios(batch))
         return self.head(pooled).squeeze(-1)
