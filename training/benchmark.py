@@ -432,4 +432,9 @@ def main(argv: list[str]) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     path = run(cfg)
     print(path.read_text(encoding="utf-8"), end="")
-    print(f"written: {path}, {path.with_suffix('.json')}, {path.with_suffix('.png')}")
+    extra = ["learning_curve.json", "learning_curve.md", "learning_curve.png"] * bool(
+        cfg.train_sizes
+    ) + ["transfer.png"] * bool(cfg.transfer_traces)
+    written = [path, path.with_suffix(".json"), path.with_suffix(".png")]
+    written += [path.parent / name for name in extra]
+    print(f"written: {', '.join(map(str, written))}")
