@@ -107,13 +107,15 @@ def test_learning_curve_outputs_and_nested_training(facts, tmp_path, gcn_detecto
     curve = json.loads((out / "learning_curve.json").read_text())
     assert set(curve) == {*QUICK, "gcn"}
     for name, by_size in curve.items():
-        assert list(by_size) == ["4", "8"] and all(len(v) == 2 for v in by_size.values()), name
+        # the whole train split (12 questions) ends the curve
+        assert list(by_size) == ["4", "8", "12"], name
+        assert all(len(v) == 2 for v in by_size.values()), name
     for size in (4, 8):  # a subset trains on that many questions, graph detectors too
         cached = out / "train_size" / str(size) / "cache"
         assert json.loads((cached / "probe_lr_mean" / "seed0.json").read_text())["n_train"] == size
         assert (cached / "gcn" / "seed1.json").exists()
     table = (out / "learning_curve.md").read_text()
-    assert "| N = 4 | N = 8 |" in table and "| gcn | graph |" in table
+    assert "| N = 4 | N = 8 | N = 12 (all) |" in table and "| gcn | graph |" in table
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "cache" / "probe_lr_mean" / "seed0.json").read_text())["n_train"] == 12
 

@@ -280,12 +280,16 @@ def run(cfg) -> Path:
         "timings_s": timings,
     }
     if sizes:
+        # The whole train split ends the curve, at its number of questions (seed 0's).
+        full = len({store.rows[q].unit for q in datamodules[0].datasets["train"].question_ids})
+        points = {size: size for size in sizes} | ({} if full in sizes else {full: None})
         write_learning_curve(
             output,
-            {size: results[size] for size in sizes},
-            {size: missing[size] for size in sizes},
+            {n: results[size] for n, size in points.items()},
+            {n: missing[size] for n, size in points.items()},
             families,
             context,
+            full=full,
         )
     return write_outputs(
         output,

@@ -32,9 +32,11 @@ def write_learning_curve(
     missing: dict[int, dict[str, list[int]]],
     families: dict[str, str],
     context: dict,
+    full: int | None = None,
 ) -> None:
     """``learning_curve.json`` (``{detector: {size: [auroc per seed]}}``), ``.md`` and ``.png``
-    from the per-size results (a detector with seeds not computed is left out of that size)."""
+    from the per-size results (a detector with seeds not computed is left out of that size);
+    ``full`` is the size of the whole train split."""
     curves: dict[str, dict[int, list[float]]] = {}
     for size, by_detector in results.items():
         for name, runs in by_detector.items():
@@ -53,9 +55,12 @@ def write_learning_curve(
         "",
         "Test AUROC (mean ± sd over split seeds) of each detector trained on the traces of N "
         "train questions: seeded subsets of each seed's train split, each inside the next; "
-        "val and test are the whole splits.",
+        "val and test are the whole splits"
+        + (f"; N = {full} is the whole train split." if full in sizes else "."),
         "",
-        "| detector | family | " + " | ".join(f"N = {size}" for size in sizes) + " |",
+        "| detector | family | "
+        + " | ".join(f"N = {size}" + " (all)" * (size == full) for size in sizes)
+        + " |",
         "|---|---|" + "---|" * len(sizes),
     ]
     ranked = sorted(curves, key=lambda n: -np.nan_to_num(mean_sd(curves[n][max(curves[n])])[0]))
