@@ -1,11 +1,12 @@
 # Two commands for a fresh machine:  `make demo` (offline pipeline)  and  `make test`.
+# `make test`: lint, the fast layer and one real-model end-to-end test; `make test-all`: every test.
 VENV   ?= .venv
 # OpenMP's default busy-wait makes torch 8-25x slower when cores are shared (docs/TRAINING.md).
 export OMP_WAIT_POLICY ?= PASSIVE
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test test-all lint format bench clean
 
 setup: $(STAMP)
 
@@ -27,9 +28,14 @@ demo: setup
 	$(PY) -m training fit --config configs/training/gcn.yaml
 	$(PY) -m training test --config configs/training/gcn.yaml --ckpt_path runs/gcn/checkpoints/best.ckpt
 	$(PY) -m training baselines --config configs/training/gcn.yaml --reports $$(ls -t runs/gcn/lightning_logs/*/report.json | head -1)
+	$(PY) -m training.demo_check $$(ls -t runs/gcn/lightning_logs/*/report.json | head -1)
 
 test: setup lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow or end_to_end" --durations=10
+
+# -v names each test as it starts: the real-model ones run for minutes.
+test-all: setup lint
+	$(PY) -m pytest -v --durations=25
 
 lint: setup
 	$(PY) -m ruff check .

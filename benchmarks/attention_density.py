@@ -15,6 +15,10 @@ with the number of heads (the max over a random subset of k heads), and records 
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import sys

@@ -13,6 +13,10 @@ public constructors take of that: ``Data(...)`` of every graph, ``Batch.from_dat
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import os
 import platform

@@ -16,6 +16,10 @@ clean cut. Bytes per trace compare the seed's promised record (``[heads, T, T]``
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import os

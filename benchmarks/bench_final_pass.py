@@ -111,6 +111,10 @@ def main() -> None:
         sys.path.insert(0, str(args.code[0].resolve()))
         print(json.dumps(measure_one(args.one, args.answer_tokens, args.dtype)))
         return
+    # Set in this parent only: each child imports ``extraction`` from its --code checkout first.
+    from common import set_thread_policy
+
+    set_thread_policy()  # the children inherit it; they import torch, this process does not
     results = []
     for seq_len in args.lengths:
         for code in args.code:

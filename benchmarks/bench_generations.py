@@ -13,6 +13,10 @@ manifest, consistency file) with the consistency file's share.
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import os

@@ -13,6 +13,10 @@ subset when it is there (``../shared/data``), else the bundled demo questions; s
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import sys

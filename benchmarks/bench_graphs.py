@@ -14,6 +14,10 @@ given lengths show how the builders scale with the sequence length.
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import os
 import platform

@@ -11,6 +11,10 @@ the earlier writer's only write. The seconds are the writer's alone: extraction 
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import sys
@@ -22,8 +26,9 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from extraction.store import SyntheticShape, TraceStore, TraceWriter, synthetic_trace
-from extraction.trace import Trace
+from extraction.store import TraceStore, TraceWriter
+from extraction.store.trace import Trace
+from extraction.synthetic import SyntheticShape, synthetic_trace
 
 SHAPE = SyntheticShape(blocks=30, heads=9, hidden=576, prompt_tokens=40)
 SEQ = 51

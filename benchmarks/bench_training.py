@@ -11,6 +11,10 @@ training/__main__.py); run with and without it to see why.
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import logging
 import os

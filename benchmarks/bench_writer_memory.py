@@ -37,7 +37,7 @@ def rss(field: str) -> int:
 
 def replay(source: Path, shard_size: int, batch_size: int, limit: int | None, at: list[int]):
     """Write ``source``'s traces into a temporary store; the peak RSS at each count of ``at``."""
-    from extraction.files import read_json
+    from common import read_json
     from extraction.store import TraceStore, TraceWriter
 
     question_ids = TraceStore(source).question_ids[:limit]
@@ -90,6 +90,10 @@ def main() -> None:
         (size,) = args.shard_sizes
         print(json.dumps(replay(args.source, size, args.batch_size, args.traces, args.at)))
         return
+    # Set in this parent only: each child imports ``extraction`` from its --code checkout first.
+    from common import set_thread_policy
+
+    set_thread_policy()  # the children inherit it; they import torch, this process does not
     results = []
     for size in args.shard_sizes:
         command = [sys.executable, __file__, "--one", "--shard-sizes", str(size)]

@@ -8,6 +8,10 @@ lengths, model shapes and storage dtype.
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import sys
 from pathlib import Path

@@ -24,6 +24,10 @@ constants in ``extraction/truthfulqa_combined.py`` are copied from it by hand.
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import itertools
 import json
@@ -34,22 +38,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from label_agreement import _cache_embeddings, cohen_kappa  # noqa: E402
+from label_agreement import _cache_embeddings, cohen_kappa
 
-from extraction.judgements import (  # noqa: E402
-    match_judgements,
-    packaged_judgements,
-    read_judgements,
-)
-from extraction.label_methods import label_answer  # noqa: E402
-from extraction.labels import (  # noqa: E402
+from extraction.label_methods import label_answer
+from extraction.labels import (
     NO_COMMENT,
     correct_references,
     gold_strings,
     strip_prompt_echo,
 )
-from extraction.store import TraceStore  # noqa: E402
-from extraction.truthfulqa_combined import Params, decide, evidence  # noqa: E402
+from extraction.store import TraceStore
+from extraction.store.judgements import (
+    match_judgements,
+    packaged_judgements,
+    read_judgements,
+)
+from extraction.truthfulqa_combined import Params, decide, evidence
 
 METHODS = ("truthfulqa_diff_rougeL", "truthfulqa_diff_embedding", "truthfulqa_combined")
 

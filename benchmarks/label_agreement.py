@@ -26,6 +26,10 @@
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import csv
 import json
@@ -36,10 +40,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import extraction.labels as labels_module  # noqa: E402
-from extraction.label_methods import METHODS, _missing_fields, default_method, label_answer  # noqa: E402
-from extraction.labels import LabelError  # noqa: E402
-from extraction.store import TraceStore  # noqa: E402
+import extraction.labels as labels_module
+from extraction.label_methods import METHODS, _missing_fields, default_method, label_answer
+from extraction.labels import LabelError
+from extraction.store import TraceStore
 
 # "truthfulqa_diff" is another name for one of the back-ends and "bleurt" needs the hub: both are
 # left out of the per-method tables.

@@ -12,6 +12,10 @@ without the store.
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import sys
@@ -21,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from extraction.judgements import PACKAGED_DIR, match_judgements, read_judgements  # noqa: E402
-from extraction.store import TraceStore  # noqa: E402
+from extraction.store import TraceStore
+from extraction.store.judgements import PACKAGED_DIR, match_judgements, read_judgements
 
 
 def main(argv: list[str] | None = None) -> int:

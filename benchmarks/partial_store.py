@@ -15,6 +15,10 @@ The resuming run must label as the source did (``--label_method``, as its refusa
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import shutil
@@ -23,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from extraction.files import read_json
+from common import read_json
 from extraction.store import TraceStore, TraceWriter
 from extraction.store.contract import run_file_prefix
 from extraction.store.layout import INDEX, MANIFEST

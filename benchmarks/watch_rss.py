@@ -13,6 +13,10 @@ as a peak that climbs with the count; memory bounded by a batch is flat after th
 
 from __future__ import annotations
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import json
 import resource

@@ -3,6 +3,10 @@
 python examples/custom_detector.py --traces traces_data/smollm2_135M_demo --root graphs_data/x
 """
 
+from common import set_thread_policy
+
+set_thread_policy()  # before torch loads (common/threads.py)
+
 import argparse
 import copy
 

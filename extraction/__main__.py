@@ -1,5 +1,9 @@
 import sys
 
+from common import set_thread_policy
+
+set_thread_policy()
+
 from extraction.cli import main
 
 sys.exit(main())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.store import TraceStore
 
 

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common import UserError
 from extraction.config import STORAGE_DTYPES, ExtractionConfig
-from extraction.errors import UserError
 from extraction.label_methods import METHODS, default_method, recorded_method
 from extraction.models import QUANTIZATION_CHOICES, TORCH_DTYPES
 from extraction.questions import Question, check_name

@@ -8,21 +8,21 @@ python -m extraction label DIR [--method M]   # recompute labels (index only)
 python -m extraction label DIR --from_file JUDGEMENTS.jsonl    # import judged labels
 python -m extraction label DIR --method llm_judge --judge_model NAME
 python -m extraction export-pickle DIR [--output DIR] [--batch_size 500]
+python -m extraction export-hf DIR --output OUT [--blocks 10 15]   # a `datasets` dataset
 python -m extraction estimate --model NAME --num_samples N [--mean_tokens T] [run options]
+python -m extraction questions facts --output FILE [--num_questions N] [--seed S] [--relations R]
 
-Every command takes ``--config FILE``, ``--print_config`` and ``--help`` (extraction.cli_config).
+Every command takes ``--config FILE``, ``--print_config`` and ``--help`` (common.dialect).
 """
 
 from __future__ import annotations
 
-from extraction.cli_config import call_with_arguments, parse_config, to_yaml
-from extraction.cli_runner import Command, run_commands
-from extraction.errors import UserError
+from common import Command, UserError, call_with_arguments, parse_config, run_commands, to_yaml
 
 PROG = "python -m extraction"
 DESCRIPTION = (
     "Extract final-state traces (hidden states + attentions over prompt + answer). More "
-    f"commands: `{PROG} inspect|verify|label|export-pickle|estimate --help`."
+    f"commands: `{PROG} inspect|verify|label|export-pickle|export-hf|estimate|questions --help`."
 )
 
 
@@ -156,6 +156,49 @@ def export_pickle(path: str, output: str | None = None, batch_size: int = 500) -
         console.say(f"💾 {written}: {console.megabytes(written):.2f} MB")
 
 
+def _questions(argv: list[str]) -> None:
+    """``questions SET [options]``: write a generated question set (only ``facts`` so far)."""
+    from extraction.facts import write_questions
+
+    generators = {"facts": write_questions}
+    if not argv or argv[0] not in generators:
+        given = (
+            f"unknown question set {argv[0]!r}; " if argv and not argv[0].startswith("-") else ""
+        )
+        raise UserError(
+            f"{given}name the set to write: {PROG} questions {'|'.join(generators)} --output FILE"
+        )
+    call_with_arguments(generators[argv[0]], argv[1:], f"{PROG} questions {argv[0]}")
+
+
+def export_hf(
+    path: str,
+    output: str | None = None,
+    blocks: list[int] | None = None,
+    license: str | None = None,
+) -> None:
+    """Write the answers as a Hugging Face dataset (Parquet + a dataset card): question, answer,
+    label and its method, per-token log-probabilities and entropies, and each chosen block's mean
+    and last answer-token hidden state.
+
+    Args:
+        path: A store directory (or hf://datasets/OWNER/NAME).
+        output: A new folder for the dataset (required; ``datasets.load_dataset(output)`` reads
+            it).
+        blocks: Blocks whose output hidden states to export (default: every block stored).
+        license: The card's licence id (default: the question set's, else ``other``).
+    """
+    from extraction import console
+    from extraction.export_hf import DATA_FILE
+    from extraction.export_hf import export_hf as write_dataset
+
+    if output is None:
+        raise UserError(f"{PROG} export-hf needs --output DIR: a new folder for the dataset")
+    written = write_dataset(path, output, blocks, license)
+    console.say(f"💾 {written / DATA_FILE}: {console.megabytes(written / DATA_FILE):.2f} MB")
+    console.say(f"   card: {written / 'README.md'}")
+
+
 def _subcommand(function, name: str) -> Command:
     return lambda argv: call_with_arguments(function, argv, f"{PROG} {name}")
 
@@ -166,7 +209,9 @@ COMMANDS: dict[str, Command] = {
     "verify": _subcommand(verify, "verify"),
     "label": _subcommand(label, "label"),
     "export-pickle": _subcommand(export_pickle, "export-pickle"),
+    "export-hf": _subcommand(export_hf, "export-hf"),
     "estimate": _estimate,
+    "questions": _questions,
 }
 
 

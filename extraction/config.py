@@ -1,6 +1,6 @@
 """Settings of an extraction run. Every field is a flag and a key of the YAML given to
 ``--config`` with one spelling (``num_samples`` ↔ ``--num_samples``; the seed's ``--num-samples``
-works too), and its help is the ``Args:`` entry below (:mod:`extraction.cli_config`); see
+works too), and its help is the ``Args:`` entry below (:mod:`common.dialect`); see
 ``configs/extraction/default.yaml``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from extraction.generation import DEFAULT_STOP_STRINGS, Decoding, Sampling
-from extraction.models import OFFLINE_MODEL
+from extraction.models import OFFLINE_MODEL, storage_dtype
 from extraction.prompts import SEED_PROMPT
 
 STORAGE_DTYPES = ("float16", "bfloat16", "float32")
@@ -51,7 +51,9 @@ class ExtractionConfig:
         torch_dtype: Compute dtype: ``auto`` (float16 on CUDA, float32 on CPU) or a dtype name.
         revision: Hub revision (branch, tag or commit) of the model.
         device: ``cpu``, ``cuda``, ``cuda:1``... (default: CUDA when available).
-        dtype: Storage dtype of hidden states and attentions.
+        dtype: Storage dtype of hidden states and attentions (default: the model's safe one
+            from the registry, ``bfloat16`` for Gemma-3, else ``float16``; a dtype the model is
+            known to overflow is refused before it loads).
         attention_format: ``dense`` (every weight of the lower triangle) or ``sparse`` (only
             where some head of the block reaches ``min_attention``, plus the diagonal; graphs
             then need a threshold >= it).
@@ -89,7 +91,7 @@ class ExtractionConfig:
     torch_dtype: str = "auto"
     revision: str | None = None
     device: str | None = None
-    dtype: str = "float16"
+    dtype: str | None = None
     attention_format: str = "dense"
     min_attention: float | None = None
     layers: list[int] | None = None
@@ -99,6 +101,10 @@ class ExtractionConfig:
     retry_errors: bool = False
     label_method: str | None = None
     verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype is None or self.dtype in STORAGE_DTYPES:
+            self.dtype = storage_dtype(self.model, self.dtype)
 
     @property
     def decoding(self) -> Decoding:

@@ -8,7 +8,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from extraction.store import TraceStore
-from extraction.trace import SEED_FIELDS, Trace
+from extraction.store.trace import SEED_FIELDS, Trace
 
 RULE = "=" * 80
 

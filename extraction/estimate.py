@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.model_shapes import ModelShape
 
 REFERENCE = Path(__file__).parent / "data" / "estimate_reference.json"

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from common import UserError
 from extraction import console
 from extraction.checks import check_options
 from extraction.config import ExtractionConfig
-from extraction.errors import UserError
 from extraction.estimate import (
     BatchSettings,
     DensityModel,

@@ -10,8 +10,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-from extraction.errors import UserError
-from extraction.files import atomic_open
+from common import UserError, atomic_open
 from extraction.store import TraceStore
 
 

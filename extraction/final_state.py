@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.padding import left_pad, position_ids
 from extraction.store.layout import pack_causal
-from extraction.trace import hidden_state_indices
+from extraction.store.trace import hidden_state_indices
 
 
 @dataclass

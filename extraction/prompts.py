@@ -3,7 +3,7 @@ template (instruct models answer more cleanly inside their own format)."""
 
 from __future__ import annotations
 
-from extraction.errors import UserError
+from common import UserError
 
 SEED_PROMPT = "Answer the question concisely in one sentence.\n\nQuestion: {question}\nAnswer:"
 

@@ -9,18 +9,30 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from extraction.errors import UserError
+from common import UserError
+from extraction.facts import fact_rows
 
 log = logging.getLogger(__name__)
 
 BUNDLED_DIR = Path(__file__).parent / "data"
 BUNDLED = {"demo": BUNDLED_DIR / "demo_questions.jsonl"}
+# Sets built in memory from pinned packages (``python -m extraction questions NAME`` writes them).
+GENERATED = {"facts": fact_rows}
 HUB = {
     "triviaqa": ("mandarjoshi/trivia_qa", "rc.nocontext", "validation"),
     "truthfulqa": ("truthful_qa", "generation", "validation"),
 }
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-LIST_FIELDS = ("aliases", "normalized_aliases", "correct_answers", "incorrect_answers")
+LIST_FIELDS = (
+    "aliases",
+    "normalized_aliases",
+    "distractors",
+    "correct_answers",
+    "incorrect_answers",
+)
+# What a question is about (the fact set's): kept beside the gold answers, so a store's index
+# rows carry them (``row.gold["relation"]``).
+ABOUT_FIELDS = ("relation", "subject", "popularity")
 
 
 @dataclass(frozen=True)
@@ -107,8 +119,10 @@ def _rows(name: str, dataset_file: str | None):
         return _file_rows(Path(dataset_file)), dataset_file
     if name in BUNDLED:
         return _file_rows(BUNDLED[name]), f"bundled {name} set"
+    if name in GENERATED:
+        return GENERATED[name](), f"generated {name} set"
     if name not in HUB:
-        choices = ", ".join([*BUNDLED, *HUB])
+        choices = ", ".join([*BUNDLED, *GENERATED, *HUB])
         raise UserError(f"unknown dataset {name!r}: use one of {choices}, or --dataset_file PATH")
     path, config, split = HUB[name]
     try:
@@ -177,4 +191,5 @@ def _gold(row: dict) -> dict:
         if key in LIST_FIELDS and isinstance(value, str):
             value = [part.strip() for part in value.split("; ") if part.strip()]
         gold[key] = value if isinstance(value, str) else [str(v) for v in value]
+    gold.update({key: row[key] for key in ABOUT_FIELDS if row.get(key) is not None})
     return gold

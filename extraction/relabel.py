@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from extraction.errors import UserError
-from extraction.judgements import MatchResult, match_judgements, read_judgements
+from common import UserError
 from extraction.label_methods import METHODS, label_answer
-from extraction.labels import Label, strip_prompt_echo
+from extraction.labels import strip_prompt_echo
 from extraction.llm_judge import METHOD as LLM_JUDGE
 from extraction.models import resolve_source
 from extraction.offline_model import PACKAGED_MODELS
-from extraction.store import TraceStore
+from extraction.store import Label, TraceStore
+from extraction.store.judgements import MatchResult, match_judgements, read_judgements
 
 
 def check_options(method: str | None, from_file: str | None, judge_model: str | None) -> None:
@@ -56,7 +56,7 @@ def relabel(
 ) -> dict:
     """Rewrite the label fields of every answer of a store; returns the counts.
 
-    ``from_file``: labels from a judgement file (:mod:`extraction.judgements`), matched by
+    ``from_file``: labels from a judgement file (:mod:`extraction.store.judgements`), matched by
     question id and answer hash; answers without a matching judgement get no label (``None``),
     and the result's ``"match"`` says what did not match. ``method="llm_judge"`` needs
     ``judge_model``. Otherwise ``method`` (default: each question's own) labels each answer.

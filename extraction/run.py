@@ -8,39 +8,34 @@ own, and the store a consistency record per question (:mod:`extraction.store.con
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import platform
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from common import UserError
 from extraction import console
 from extraction.checks import check_options, check_output_dir, check_same_questions
 from extraction.config import ExtractionConfig
+from extraction.consistency import sync_consistency
 from extraction.distributed import Rank, current_rank
-from extraction.errors import UserError
 from extraction.estimate import StoreLayout, trace_bytes
 from extraction.final_state import final_state_pass
 from extraction.generation import Answer, generate_answers, question_seed, sample_answers
 from extraction.label_methods import label_answer
+from extraction.manifest import build_manifest
 from extraction.models import LoadedModel, load_model
 from extraction.prompts import build_prompt, encode_prompt
 from extraction.questions import Question, dataset_name, load_questions
 from extraction.storage_range import check_storable
 from extraction.store import TraceStore, TraceWriter, trace_id
-from extraction.store.consistency import consistency_name, sync_consistency
-from extraction.trace import Trace, hidden_state_indices
+from extraction.store.consistency import consistency_name
+from extraction.store.trace import Trace
 
 log = logging.getLogger(__name__)
-
-PACKAGES = ("hallugraph", "torch", "transformers", "datasets", "safetensors", "bitsandbytes")
 
 
 @dataclass(frozen=True)
@@ -87,7 +82,7 @@ def run_extraction(cfg: ExtractionConfig) -> RunResult:
 
     writer = TraceWriter(
         result.store_dir,
-        _manifest(cfg, loaded, name, blocks, requested),
+        build_manifest(cfg, loaded, name, blocks, requested),
         file_prefix=rank.file_prefix(f"{cfg.model_slug}_{name}"),
         lock_name=rank.lock_name,
         overwrite=cfg.overwrite,
@@ -351,76 +346,3 @@ def _describe(exc: BaseException) -> str:
 def _free_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _manifest(
-    cfg: ExtractionConfig, loaded: LoadedModel, dataset: str, blocks, requested: list[Question]
-) -> dict:
-    config = loaded.model.config
-    ids = [question.question_id for question in requested]
-    return {
-        "format": "hallugraph-trace-store/1",
-        "settings": {
-            "model": cfg.model,
-            "model_source": loaded.source,
-            "revision": cfg.revision,
-            "quantization": loaded.quantization,
-            "torch_dtype": str(loaded.model.dtype).removeprefix("torch."),
-            "storage_dtype": cfg.dtype,
-            "prompt_template": cfg.prompt_template,
-            "chat_template": cfg.chat_template,
-            "decoding": _decoding(cfg),
-            "dataset": dataset,
-            "dataset_file": cfg.dataset_file and str(Path(cfg.dataset_file).resolve()),
-            "attention_layers": blocks,
-            "hidden_state_layers": hidden_state_indices(blocks),
-            "attention_format": cfg.attention_format,
-            "min_attention": cfg.min_attention,
-        },
-        "model": {
-            "num_layers": loaded.num_layers,
-            "num_heads": loaded.num_heads,
-            "hidden_size": loaded.hidden_size,
-            "vocab_size": config.vocab_size,
-            "architecture": (config.architectures or [type(loaded.model).__name__])[0],
-            "device": str(loaded.model.device),
-        },
-        # The latest run's questions: `inspect` counts those missing (an interrupted run).
-        "requested": {
-            "question_ids": ids,
-            "sha256": hashlib.sha256(
-                json.dumps([[q.question_id, q.question, q.gold] for q in requested]).encode()
-            ).hexdigest(),
-        },
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "packages": {name: _version(name) for name in PACKAGES},
-    }
-
-
-def _decoding(cfg: ExtractionConfig) -> dict:
-    """The manifest's decoding; a one-generation run's as it was before sampling existed, so
-    resuming an older store is not refused for settings it could not have written."""
-    decoding = {
-        "num_beams": cfg.num_beams,
-        "do_sample": False,
-        "max_new_tokens": cfg.max_new_tokens,
-        "early_stopping": cfg.early_stopping,
-        "stop_strings": list(cfg.stop_strings),
-    }
-    if cfg.num_generations > 1:
-        decoding.update(
-            do_sample=cfg.do_sample,
-            num_generations=cfg.num_generations,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            seed=cfg.seed,
-        )
-    return decoding
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None

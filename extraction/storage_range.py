@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.final_state import FinalState
 
 

@@ -1,7 +1,13 @@
 """Stage 2: each layer of a trace as a token graph, and the graph dataset (``python -m graphs``).
 
 Reads trace stores only through ``extraction.store``; never imports ``transformers``.
+``python -m graphs`` imports this package before ``__main__``, and the package imports torch, so
+the thread policy is set here, first (``common.threads``).
 """
+
+from common import set_thread_policy
+
+set_thread_policy()
 
 from graphs.build import stack_layers, trace_to_graph, traces_to_batch, traces_to_graphs
 from graphs.dataset import HallucinationGraphDataset

@@ -13,7 +13,7 @@ PyG's internals directly made no measurable difference to a dataset build (docs/
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 
 import numpy as np
@@ -139,7 +139,9 @@ def _build(
     spec: GraphSpec,
 ) -> _Graphs | None:
     """The one implementation behind :func:`trace_to_graph`, :func:`traces_to_graphs` and
-    :func:`traces_to_batch` (None for no traces).
+    :func:`traces_to_batch` (None for no traces), in four named steps: choose the nodes
+    (:func:`_select_nodes`), lay the traces' rows end to end (:func:`_lay_out`), apply the edge
+    rules (:func:`_edge_rules`), weigh the kept edges (:func:`_edge_weights`).
 
     Each trace's (node-selected) ``[heads, N, N]`` attention is flattened to ``[heads, N * N]``
     and the traces are concatenated along that axis: the rows of all the graphs' matrices, one
@@ -151,7 +153,6 @@ def _build(
     target; the source is the offset in the row. The bookkeeping is numpy: its small ops cost a
     third of torch's.
     """
-    threshold, top_k, head_mode = spec.threshold, spec.top_k, spec.head_mode
     if not len(attentions) == len(hiddens) == len(n_prompt_tokens):
         raise ValueError(
             f"{len(attentions)} attentions, {len(hiddens)} hidden states and "
@@ -159,8 +160,49 @@ def _build(
         )
     if not attentions:
         return None
+    nodes = _select_nodes(attentions, hiddens, n_prompt_tokens, spec)
+    rows = _lay_out(nodes, n_prompt_tokens)
+    squares = [attention.reshape(attention.shape[0], -1) for attention in nodes.attentions]
+    score, flat, target = _edge_rules(nodes, squares, rows, spec)
+    weight_key, weight = _edge_weights(squares, score, flat, spec.head_mode)
+    position = rows.token.astype(np.float32) / np.repeat(
+        np.float32(nodes.denominators), rows.counts
+    )
+    return _Graphs(
+        nodes.features,
+        torch.from_numpy(rows.is_answer),
+        torch.from_numpy(position),
+        torch.from_numpy(target),
+        torch.from_numpy(flat - rows.row_start.take(target)),
+        torch.from_numpy(rows.graph_start.take(target)),
+        weight_key,
+        weight,
+        nodes.num_nodes,
+        np.diff(np.searchsorted(target, rows.first_node)).tolist(),
+    )
+
+
+@dataclass
+class _Nodes:
+    """Each trace's chosen nodes: its ``[heads, N, N]`` attention among them, their features,
+    ``N``, the first chosen token and the position denominator."""
+
+    attentions: list[Tensor] = field(default_factory=list)
+    features: list[Tensor] = field(default_factory=list)
+    num_nodes: list[int] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    denominators: list[int] = field(default_factory=list)
+
+
+def _select_nodes(
+    attentions: Sequence[Tensor],
+    hiddens: Sequence[Tensor | None],
+    n_prompt_tokens: Sequence[int],
+    spec: GraphSpec,
+) -> _Nodes:
+    """Every token, or the answer's only (``spec.nodes``); shapes checked."""
     n_heads = attentions[0].shape[0]
-    selected, features, num_nodes, starts, denominators = [], [], [], [], []
+    nodes = _Nodes()
     for attention, hidden, n_prompt in zip(attentions, hiddens, n_prompt_tokens, strict=True):
         seq_len = attention.shape[-1]
         if attention.shape != (n_heads, seq_len, seq_len):
@@ -176,37 +218,74 @@ def _build(
         if start:
             attention = attention[:, start:, start:]
             hidden = None if hidden is None else hidden[start:]
-        selected.append(attention)
-        features.append(_node_features(attention, hidden, spec.node_features))
-        starts.append(start)
-        num_nodes.append(seq_len - start)
-        denominators.append(max(seq_len - 1, 1))
-    squares = [attention.reshape(n_heads, -1) for attention in selected]
+        nodes.attentions.append(attention)
+        nodes.features.append(_node_features(attention, hidden, spec.node_features))
+        nodes.starts.append(start)
+        nodes.num_nodes.append(seq_len - start)
+        nodes.denominators.append(max(seq_len - 1, 1))
+    return nodes
 
-    # Per node of the batch (= per matrix row): its graph, the graph's first node, the row's
-    # width, where the row starts in the concatenation, and its token in the full sequence.
-    counts = np.array(num_nodes)
-    total_nodes = sum(num_nodes)
+
+@dataclass
+class _Rows:
+    """Per node of the batch (= per matrix row): its graph's first node, the row's width, where
+    the row starts in the concatenation, its token in the full sequence, whether that token is
+    the answer's; and per graph its first node (``len + 1`` entries)."""
+
+    counts: np.ndarray
+    first_node: np.ndarray
+    graph_start: np.ndarray
+    width: np.ndarray
+    row_start: np.ndarray
+    token: np.ndarray
+    is_answer: np.ndarray
+
+    @property
+    def total(self) -> int:
+        return len(self.token)
+
+    def source_node(self, flat: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The attended node (numbered over all graphs) of each flat index."""
+        return flat - self.row_start.take(target) + self.graph_start.take(target)
+
+
+def _lay_out(nodes: _Nodes, n_prompt_tokens: Sequence[int]) -> _Rows:
+    counts = np.array(nodes.num_nodes)
     node_graph = np.repeat(np.arange(len(counts)), counts)
-    first_node = np.array([0, *accumulate(num_nodes)])
+    first_node = np.array([0, *accumulate(nodes.num_nodes)])
     graph_start = first_node[:-1].take(node_graph)
     width = counts.take(node_graph)
-    row_start = np.cumsum(width) - width
-    token = np.arange(total_nodes) - graph_start + np.repeat(starts, counts)
-    is_answer = token >= np.repeat(n_prompt_tokens, counts)
+    token = np.arange(int(counts.sum())) - graph_start + np.repeat(nodes.starts, counts)
+    return _Rows(
+        counts=counts,
+        first_node=first_node,
+        graph_start=graph_start,
+        width=width,
+        row_start=np.cumsum(width) - width,
+        token=token,
+        is_answer=token >= np.repeat(n_prompt_tokens, counts),
+    )
 
+
+def _edge_rules(
+    nodes: _Nodes, squares: list[Tensor], rows: _Rows, spec: GraphSpec
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """The edges every rule of ``spec`` keeps: the head score of every position (None for
+    ``head_mode: any`` with ``top_k``), and the kept edges' flat indices and targets, in
+    row-major order. An edge rule on tokens goes here (docs/ARCHITECTURE.md's worked example)."""
+    threshold, top_k, head_mode = spec.threshold, spec.top_k, spec.head_mode
     if head_mode == "any" and top_k is not None:
-        score, keep = None, _any_head_top_k(selected, threshold, top_k, spec.self_loops)
+        score, keep = None, _any_head_top_k(nodes.attentions, threshold, top_k, spec.self_loops)
     else:
         score = _aggregate_heads(squares, "max" if head_mode == "any" else head_mode)
         keep = score >= np.float32(threshold)  # in float32, like the seed's numpy comparison
         if not spec.self_loops:
-            keep[row_start + np.arange(total_nodes) - graph_start] = False
+            keep[rows.row_start + np.arange(rows.total) - rows.graph_start] = False
     flat = np.flatnonzero(keep)
-    target = np.repeat(np.arange(total_nodes), width).take(flat)
+    target = np.repeat(np.arange(rows.total), rows.width).take(flat)
     if not spec.prompt_edges:
-        source_node = flat - row_start.take(target) + graph_start.take(target)
-        touches_answer = is_answer.take(target) | is_answer.take(source_node)
+        source = rows.source_node(flat, target)
+        touches_answer = rows.is_answer.take(target) | rows.is_answer.take(source)
         flat, target = flat[touches_answer], target[touches_answer]
     if top_k is not None and score is not None:
         # Rank each edge among its target's edges, strongest first, ties to the earlier source:
@@ -215,31 +294,18 @@ def _build(
         rank = np.arange(len(target)) - np.searchsorted(target, target)
         kept = np.sort(order[rank < top_k])  # back to row-major order
         flat, target = flat.take(kept), target.take(kept)
-    source = flat - row_start.take(target)
-    source_shift = graph_start.take(target)
-    num_edges = np.diff(np.searchsorted(target, first_node)).tolist()
-    if head_mode in ("heads", "any"):
-        weight_key = "edge_attr"
-        heads = squares[0] if len(squares) == 1 else torch.cat(squares, dim=1)
-        weight = heads.index_select(1, torch.from_numpy(flat)).T.contiguous()
-        if head_mode == "heads":
-            weight = weight.float()
-    else:
-        weight_key, weight = "edge_weight", torch.from_numpy(score.take(flat))
+    return score, flat, target
 
-    position = token.astype(np.float32) / np.repeat(np.float32(denominators), counts)
-    return _Graphs(
-        features,
-        torch.from_numpy(is_answer),
-        torch.from_numpy(position),
-        torch.from_numpy(target),
-        torch.from_numpy(source),
-        torch.from_numpy(source_shift),
-        weight_key,
-        weight,
-        num_nodes,
-        num_edges,
-    )
+
+def _edge_weights(
+    squares: list[Tensor], score: np.ndarray | None, flat: np.ndarray, head_mode: str
+) -> tuple[str, Tensor]:
+    """``edge_weight`` (the head score) or ``edge_attr`` (every head) of the kept edges."""
+    if head_mode not in ("heads", "any"):
+        return "edge_weight", torch.from_numpy(score.take(flat))
+    heads = squares[0] if len(squares) == 1 else torch.cat(squares, dim=1)
+    weight = heads.index_select(1, torch.from_numpy(flat)).T.contiguous()
+    return "edge_attr", weight.float() if head_mode == "heads" else weight
 
 
 def _node_features(attention: Tensor, hidden: Tensor | None, node_features: str) -> Tensor:

@@ -1,6 +1,8 @@
 """``python -m graphs COMMAND``: build a graph dataset, summarise one, draw one graph, compare
-the graphs of hallucinated and correct answers. One jsonargparse dialect: every option is a flag
-and a YAML key (``--config``, ``--print_config``), ``--help`` comes from the signatures below.
+the graphs of hallucinated and correct answers. The dialect of every stage (:mod:`common.dialect`):
+every option is a flag and a YAML key (``--config``, ``--print_config``), ``-`` or ``_``, bare
+booleans, lists as ``[a,b]`` or one item after another; ``--help`` comes from the signatures
+below.
 
 python -m graphs build --config configs/graphs/default.yaml [--graph.threshold 0.05 ...]
 python -m graphs inspect ROOT
@@ -10,19 +12,22 @@ python -m graphs compare --config configs/graphs/compare.yaml [--graph.layers [0
 
 from __future__ import annotations
 
-from argparse import ArgumentError
-from collections.abc import Callable
 from pathlib import Path
 from statistics import fmean
 
-from jsonargparse import ActionConfigFile, ArgumentParser
-
-from extraction import UserError, read_json, run_commands
+from common import (
+    Command,
+    UserError,
+    call_with_arguments,
+    parse_config,
+    read_json,
+    run_commands,
+    to_yaml,
+)
 from graphs.config import GraphBuildConfig, GraphCompareConfig
 from graphs.spec import GraphSpec
 
 PROG = "python -m graphs"
-Command = Callable[[list[str]], None]
 
 
 def build(cfg: GraphBuildConfig) -> None:
@@ -127,38 +132,26 @@ def compare(cfg: GraphCompareConfig) -> None:
     print(f"saved {run_compare(cfg)} (compare.json, graph_statistics.csv and the PNGs beside it)")
 
 
-def _command(name: str, target, run=None, positional: bool = False) -> Command:
+def _command(name: str, target, run=None) -> Command:
     """``python -m graphs NAME``: one option per field of a config dataclass (then ``run`` of the
-    config) or per parameter of a function, with ``--config``, ``--print_config`` and the help
-    text of the docstring."""
+    config) or per parameter of a function, in the one dialect (:mod:`common.dialect`)."""
+    prog = f"{PROG} {name}"
+    if run is None:
+        return lambda argv: call_with_arguments(target, argv, prog, positional=name == "inspect")
 
     def command(argv: list[str]) -> None:
-        parser = ArgumentParser(
-            prog=f"{PROG} {name}", exit_on_error=False, description=target.__doc__.split("\n")[0]
-        )
-        parser.add_argument(
-            "--config", action=ActionConfigFile, help="a YAML file of these options"
-        )
-        if isinstance(target, type):
-            parser.add_class_arguments(target, None, as_group=False)
+        cfg, print_config = parse_config(target, argv, prog)
+        if print_config:
+            print(to_yaml(cfg), end="")
         else:
-            parser.add_function_arguments(target, None, as_positional=positional)
-        try:
-            cfg = parser.instantiate(parser.parse_args(argv))
-        except ArgumentError as exc:
-            raise UserError(" ".join(line.strip() for line in str(exc).splitlines())) from None
-        values = {key: value for key, value in vars(cfg).items() if key != "config"}
-        if isinstance(target, type):
-            run(target(**values))
-        else:
-            target(**values)
+            run(cfg)
 
     return command
 
 
 COMMANDS: dict[str, Command] = {
     "build": _command("build", GraphBuildConfig, build),
-    "inspect": _command("inspect", inspect, positional=True),
+    "inspect": _command("inspect", inspect),
     "draw": _command("draw", draw),
     "compare": _command("compare", GraphCompareConfig, compare),
 }

@@ -15,11 +15,11 @@ from matplotlib.colors import LogNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from extraction import save_figure
+from common import save_figure
 from graphs.statistics import CONTROLS, STATISTICS
 
 if TYPE_CHECKING:
-    from graphs.compare import Measurements
+    from graphs.measure import Measurements
 
 DPI = 110
 CLASS_COLOURS = {"correct": "#1f77b4", "hallucinated": "#d62728"}

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data, Dataset
 
-from extraction import UserError, atomic_open, atomic_write_text, label_source, read_json
-from extraction.store import IndexRow, TraceStore
+from common import UserError, atomic_open, atomic_write_text, read_json, shown_path
+from extraction.store import IndexRow, TraceStore, label_source
 from graphs.build import stack_layers, traces_to_graphs
 from graphs.spec import GraphSpec
 from graphs.splits import (
@@ -457,7 +457,8 @@ def load_graph(path: str) -> dict:
         return torch.load(path, weights_only=True)
     except FileNotFoundError:
         raise UserError(
-            f"{path} is missing; rebuild with `python -m graphs build --force_reload true`"
+            f"{shown_path(path)} is missing; rebuild with "
+            "`python -m graphs build --force_reload true`"
         ) from None
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

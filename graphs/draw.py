@@ -19,7 +19,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from extraction import save_figure
+from common import save_figure
 from graphs.build import edge_weights
 from graphs.source import Source, layer_graph
 from graphs.spec import GraphSpec

@@ -1,7 +1,7 @@
 """Reading one layer of one trace from a trace store (lazily) or from an in-memory ``Trace``.
 
 Layer ``l`` is always block ``l``'s attention with that block's output hidden state
-(``resid_post``) as node features: the project's one index convention (``extraction.trace``).
+(``resid_post``) as node features: the project's one index convention (``extraction.store.trace``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import Tensor
 from torch_geometric.data import Data
 
-from extraction import UserError
+from common import UserError
 from extraction.store import Trace, TraceStore
 from graphs.build import trace_to_graph
 from graphs.spec import GraphSpec, check_blocks

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from extraction import UserError
+from common import UserError
 
 HeadMode = Literal["mean", "max", "heads", "any"]
 NodeMode = Literal["all", "answer"]

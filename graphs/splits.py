@@ -23,7 +23,7 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from extraction import UserError, atomic_write_text, read_json
+from common import UserError, atomic_write_text, read_json
 
 SPLITS = ("train", "val", "test")
 SPLITS_FILE = "splits.json"

@@ -8,27 +8,25 @@ skips those and nothing else (a non-slow test that skips for it fails). Set
 
 from __future__ import annotations
 
-import json
-import os
+from common import set_thread_policy
+
+set_thread_policy()  # `pytest` typed without `make` runs as fast (common/threads.py)
+
 from pathlib import Path
 
 import pytest
 
-from extraction.cli import main as extraction_main
-from extraction.store import write_synthetic_store
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("HALLUGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
-TRIVIAQA = SHARED_DATA / "triviaqa" / "validation.jsonl"
-TRUTHFULQA = SHARED_DATA / "truthfulqa" / "TruthfulQA.csv"
-SHARED_DATA_MISSING = "shared benchmark data not found"
-
-
-def require_shared_data(*paths: Path) -> None:
-    """Skip unless ``paths`` (default: TriviaQA and TruthfulQA) exist; for ``slow`` tests only."""
-    missing = [path for path in paths or (TRIVIAQA, TRUTHFULQA) if not path.exists()]
-    if missing:
-        pytest.skip(f"{SHARED_DATA_MISSING}: {', '.join(map(str, missing))}")
+from extraction.synthetic import write_synthetic_store
+from tests.helpers import (
+    SHARED_DATA,
+    SHARED_DATA_MISSING,
+    TRIVIAQA,
+    TRUTHFULQA,
+    real_store,
+    require_shared_data,
+    run_extraction,
+    tiny_args,
+)
 
 
 @pytest.fixture
@@ -52,42 +50,10 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def judgement(qid: str, answer: str, label: int, judge: str = "panel") -> dict:
-    """One row of a judgement file (extraction.judgements) for this answer text."""
-    from extraction.judgements import answer_sha256
-
-    return {
-        "question_id": qid,
-        "model": "tiny",
-        "answer_sha256": answer_sha256(answer),
-        "label": label,
-        "reason": "test",
-        "judge": judge,
-    }
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def run_extraction(*args: str) -> int:
-    """``python -m extraction ARGS`` in-process; returns the exit status."""
-    return extraction_main([str(arg) for arg in args])
-
-
-def assert_one_line_errors(main, cases: list[str], capsys) -> None:
-    """Each command line (split on spaces) exits with status 2 and one ``error: ...`` line."""
-    for args in cases:
-        assert main(args.split()) == 2, args
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
-
-
 @pytest.fixture
 def one_thread():
     """One intra-op thread: on a shared 2-core machine OpenMP's busy-waiting makes two threads
-    orders of magnitude slower on tiny graphs (see training/__main__.py)."""
+    orders of magnitude slower on tiny graphs (see common/threads.py)."""
     import torch
 
     threads = torch.get_num_threads()
@@ -126,15 +92,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return path
 
 
-def tiny_args(model_dir: Path, out: Path, n: int = 6) -> list:
-    """The tiny model on the first ``n`` bundled demo questions (TriviaQA-style, with aliases)."""
-    return [
-        "--model", model_dir, "--dataset", "demo", "--num-samples", n, "--output-dir", out,
-        "--num-beams", 2, "--max-new-tokens", 6,
-        "--batch-size", 3, "--shard-size", 4,
-    ]  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def synthetic_store(tmp_path_factory) -> Path:
     """Six random traces (the tiny model's sizes: 2 blocks, 4 heads, hidden 32; 12 prompt and
@@ -150,31 +107,15 @@ def tiny_store(tiny_model_dir, tmp_path_factory) -> Path:
     return out
 
 
-def real_store(
-    tmp_path_factory,
-    dataset: str,
-    path: Path | None,
-    model: str = "smollm2_135M",
-    n: int = 20,
-    **flags,
-) -> Path:
-    """A packaged real model, seed settings unless ``flags`` say otherwise, on the first ``n``
-    real rows of ``path`` (of the bundled set when ``None``) (slow)."""
-    require_shared_data()
-    out = tmp_path_factory.mktemp(f"{model}_{dataset}") / "store"
-    if path is not None:
-        flags["dataset-file"] = path
-    extra = [str(value) for flag, value in flags.items() for value in (f"--{flag}", value)]
-    status = run_extraction(
-        "--model", model, "--dataset", dataset, "--num-samples", n, "--output-dir", out, *extra
-    )  # fmt: skip
-    assert status == 0
-    return out
-
-
 @pytest.fixture(scope="session")
 def smollm2_triviaqa_store(tmp_path_factory) -> Path:
     return real_store(tmp_path_factory, "triviaqa", TRIVIAQA, **{"shard-size": 8})
+
+
+@pytest.fixture(scope="session")
+def smollm2_demo_store(tmp_path_factory) -> Path:
+    """20 bundled demo questions: the real model without ``../shared/data`` (``make test``)."""
+    return real_store(tmp_path_factory, "demo", None, **{"shard-size": 8})
 
 
 @pytest.fixture(scope="session")

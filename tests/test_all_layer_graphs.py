@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.store import TraceStore
 from graphs import HallucinationGraphDataset
 from graphs.spec import GraphSpec

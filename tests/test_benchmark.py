@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from extraction import UserError
-from extraction.store import TraceStore, write_synthetic_store
-from tests.conftest import judgement
+from common import UserError
+from extraction.store import TraceStore
+from extraction.synthetic import write_synthetic_store
+from tests.helpers import judgement
 from training.benchmark import GraphDetector
 from training.cli import main
 from training.detectors.features import load_or_compute
@@ -61,8 +62,8 @@ def test_benchmark_end_to_end_and_resume(store12, tmp_path, capsys):
     args = [
         "benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path / "g",
         "--data.graph.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 2,
-        "--graph.detectors", json.dumps(graph_detectors),
-        "--graph.max_epochs", 2, "--bootstrap", 50, "--output", out,
+        "--graph_detectors", json.dumps(graph_detectors),
+        "--graph_max_epochs", 2, "--bootstrap", 50, "--output", out,
     ]  # fmt: skip
     assert main([str(a) for a in args]) == 0
     report = json.loads((out / "benchmark.json").read_text())
@@ -134,7 +135,7 @@ def test_report_names_the_judgement_file_it_scored_on(store12, tmp_path):
     args = [
         "benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path / "g",
         "--data.graph.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 1,
-        "--data.labels", path, "--detectors", "[mean_logprob]", "--graph.detectors", "{}",
+        "--data.labels", path, "--detectors", "[mean_logprob]", "--graph_detectors", "{}",
         "--bootstrap", 10, "--output", out,
     ]  # fmt: skip
     assert main([str(a) for a in args]) == 0

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from extraction.store import TraceStore, write_synthetic_store
+from extraction.store import TraceStore
+from extraction.synthetic import write_synthetic_store
 from graphs.dataset import store_splits
 from graphs.splits import SPLITS, make_group_splits, nested_subset, relation_of
 from training.cli import main
@@ -32,7 +33,7 @@ def facts(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def gcn_detector(tmp_path) -> str:
-    """``--graph.detectors`` of a one-epoch GCN on the tiny model's block 1."""
+    """``--graph_detectors`` of a one-epoch GCN on the tiny model's block 1."""
     gcn = yaml.safe_load(GCN.read_text())
     gcn["data"]["graph"] = {"layer": 1}
     config = tmp_path / "gcn.yaml"
@@ -44,7 +45,7 @@ def _args(store: Path, tmp_path: Path, *extra) -> list[str]:
     args = [
         "benchmark", "--config", DEMO, "--data.traces", store, "--data.root", tmp_path / "g",
         "--data.graph.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 2,
-        "--detectors", json.dumps(QUICK), "--graph.detectors", "{}", "--graph.max_epochs", 1,
+        "--detectors", json.dumps(QUICK), "--graph_detectors", "{}", "--graph_max_epochs", 1,
         "--bootstrap", 20, "--output", tmp_path / "out", *extra,
     ]  # fmt: skip
     return [str(a) for a in args]
@@ -101,7 +102,7 @@ def test_synthetic_fact_rows_carry_a_relation(facts, tmp_path):
 
 
 def test_learning_curve_outputs_and_nested_training(facts, tmp_path, gcn_detector):
-    args = _args(facts, tmp_path, "--train_sizes", "[4,8]", "--graph.detectors", gcn_detector)
+    args = _args(facts, tmp_path, "--train_sizes", "[4,8]", "--graph_detectors", gcn_detector)
     assert main(args) == 0
     out = tmp_path / "out"
     curve = json.loads((out / "learning_curve.json").read_text())
@@ -130,7 +131,7 @@ def test_train_size_above_the_split_is_a_one_line_error(facts, tmp_path, capsys)
 def test_transfer_scores_a_second_store_and_reports_it(facts, tmp_path, gcn_detector):
     other = write_synthetic_store(tmp_path / "other", n_traces=10, relations=4)
     args = _args(facts, tmp_path, "--transfer_traces", str(other), "--split_by", "relation")
-    assert main([*args, "--graph.detectors", gcn_detector]) == 0
+    assert main([*args, "--graph_detectors", gcn_detector]) == 0
     out = tmp_path / "out"
     report = json.loads((out / "benchmark.json").read_text())
     assert report["split_by"] == "relation" and list(report["transfer"]) == ["other"]

@@ -1,4 +1,4 @@
-"""One command-line dialect (extraction.cli_config): options from signatures and docstrings, one
+"""One command-line dialect (common.dialect): options from signatures and docstrings, one
 spelling for a flag and its YAML key, the seed's spellings accepted, one-line errors."""
 
 from __future__ import annotations
@@ -11,17 +11,20 @@ import docstring_parser
 import pytest
 import yaml
 
-from extraction import cli, run_command
+from common import run_command
+from extraction import cli
 from extraction.cli import main
 from extraction.config import ExtractionConfig
+from extraction.facts import write_questions
 from graphs.cli import main as graphs_main
-from tests.conftest import assert_one_line_errors
+from tests.helpers import assert_one_line_errors
 
 SUBCOMMANDS = {
     "inspect": cli.inspect,
     "verify": cli.verify,
     "label": cli.label,
     "export-pickle": cli.export_pickle,
+    "questions facts": write_questions,
 }
 
 
@@ -43,7 +46,7 @@ def test_every_option_is_documented_and_every_documented_option_is_accepted(comm
     else:
         names = list(inspect.signature(target).parameters)
     assert documented(target) == names
-    assert main([*([command] if command else []), "--help"]) == 0
+    assert main([*(command.split() if command else []), "--help"]) == 0
     help_text = capsys.readouterr().out
     for name in names:
         assert (f"--{name}" if name != "path" else "path") in help_text
@@ -156,3 +159,81 @@ def test_the_runner_turns_exits_into_statuses(capsys):
     assert run_command("extraction", exits(3), []) == 3
     assert run_command("extraction", exits("a library gave up"), []) == 2
     assert capsys.readouterr().err == "error: a library gave up\n"
+
+
+GCN = "configs/training/gcn.yaml"
+BUILD = ["build", "--traces", "T"]
+FIT = ["fit", "--config", GCN]
+NO_LAYER = ["--graph.layer", "null"]  # the default spec's block 15, so layers can be set
+BENCH = ["benchmark", "--config", "configs/benchmark/demo.yaml"]
+
+
+def _stage(name: str):
+    from training.cli import main as training_main
+
+    return {"extraction": main, "graphs": graphs_main, "training": training_main}[name]
+
+
+def _printed(capsys, stage: str, argv: list[str]) -> dict:
+    code = _stage(stage)([*argv, "--print_config"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return yaml.safe_load(out)
+
+
+def _key(settings: dict, dotted: str):
+    for part in dotted.split("."):
+        settings = settings[part]
+    return settings
+
+
+# (stage, the command and what it needs, flags in each spelling, the key they set, its value)
+SPELLINGS = [
+    ("extraction", [], ["--num-samples", "3"], "num_samples", 3),
+    ("extraction", [], ["--overwrite"], "overwrite", True),
+    ("extraction", [], ["--layers", "10", "20"], "layers", [10, 20]),
+    ("extraction", ["inspect", "x.pkl"], ["--trust-pickle"], "trust_pickle", True),
+    ("graphs", BUILD, ["--split-seed", "3"], "split_seed", 3),
+    ("graphs", BUILD, ["--force-reload"], "force_reload", True),
+    ("graphs", BUILD, [*NO_LAYER, "--graph.layers", "5", "15"], "graph.layers", [5, 15]),
+    ("graphs", BUILD, [*NO_LAYER, "--graph.layers", "[5,15]"], "graph.layers", [5, 15]),
+    ("graphs", BUILD, ["--graph.self-loops", "false"], "graph.self_loops", False),
+    ("graphs", ["compare", "--traces", "T"], ["--graph.top-k", "4"], "graph.top_k", 4),
+    ("training", FIT, ["--trainer.max-epochs", "3"], "trainer.max_epochs", 3),
+    ("training", FIT, ["--trainer.enable-progress-bar"], "trainer.enable_progress_bar", True),
+    ("training", FIT, ["--data.graph.layer=null", "--data.graph.layers", "0", "1"], "data.graph.layers", [0, 1]),  # noqa: E501
+    ("training", ["sweep-layers", "--config", GCN], ["--layers", "0", "5"], "layers", [0, 5]),
+    ("training", ["baselines", "--config", GCN], ["--reports", "a", "b"], "reports", ["a", "b"]),
+    ("training", BENCH, ["--report-only"], "report_only", True),
+    ("training", BENCH, ["--detectors", "a", "b"], "detectors", ["a", "b"]),
+    ("training", BENCH, ["--graph-max-epochs", "3"], "graph_max_epochs", 3),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("stage", "command", "flags", "key", "value"), SPELLINGS)
+def test_every_stage_speaks_one_dialect(capsys, stage, command, flags, key, value):
+    """``-`` or ``_``, a bare boolean, a list as items or as ``[a,b]``: in every command."""
+    assert _key(_printed(capsys, stage, [*command, *flags]), key) == value
+    underscored = [
+        "--" + flag[2:].replace("-", "_") if flag[:2] == "--" else flag for flag in flags
+    ]
+    if underscored != flags:
+        assert _key(_printed(capsys, stage, [*command, *underscored]), key) == value
+
+
+# (stage, the command, an abbreviated flag): no option is ever matched by a prefix
+ABBREVIATIONS = [
+    ("extraction", [], "--num_sample"),
+    ("graphs", BUILD, "--graph.thresh"),
+    ("graphs", ["draw", "--traces", "T"], "--question"),
+    ("training", FIT, "--trainer.max_epoch"),
+    ("training", ["sweep-layers", "--config", GCN], "--out"),
+    ("training", BENCH, "--boot"),
+]
+
+
+@pytest.mark.parametrize(("stage", "command", "flag"), ABBREVIATIONS)
+def test_no_stage_takes_an_abbreviated_flag(capsys, stage, command, flag):
+    assert _stage(stage)([*command, flag, "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"unknown option {flag}" in err and "abbreviated" in err

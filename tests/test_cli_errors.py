@@ -7,15 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_extraction
-
-
-def one_line_error(capsys, *args) -> str:
-    assert run_extraction(*args) == 2
-    err = capsys.readouterr().err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "Traceback" not in err
-    return last
+from tests.helpers import one_line_error
 
 
 def test_unknown_model(capsys, tmp_path):

@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from extraction.store import TraceStore
-from tests.conftest import REPO, run_extraction, tiny_args
+from tests.helpers import REPO, run_extraction, tiny_args
 
 
+@pytest.mark.multiprocess
 def test_torchrun_two_ranks_share_one_store(tiny_model_dir, tmp_path):
     out = tmp_path / "store"
     args = [str(arg) for arg in tiny_args(tiny_model_dir, out, n=9)]

@@ -25,8 +25,9 @@ from extraction.estimate import (
 )
 from extraction.estimate_command import EstimateConfig
 from extraction.model_shapes import model_shape
-from extraction.store import SyntheticShape, TraceStore, write_synthetic_store
-from tests.conftest import assert_one_line_errors
+from extraction.store import TraceStore
+from extraction.synthetic import SyntheticShape, write_synthetic_store
+from tests.helpers import assert_one_line_errors
 
 TENSOR_PARTS = ("attention", "hidden_states", "tokens_and_answer_stats")
 

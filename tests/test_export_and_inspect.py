@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.export import export_pickle, load_pickle_batch
 from extraction.store import TraceStore
-from extraction.trace import SEED_FIELDS
-from tests.conftest import run_extraction
+from extraction.store.trace import SEED_FIELDS
+from tests.helpers import run_extraction
 
 
 def test_export_writes_the_seed_batches(tiny_store, tmp_path):

@@ -14,8 +14,7 @@ import pytest
 
 from extraction.config import ExtractionConfig
 from extraction.store import TraceStore
-from tests.conftest import TRUTHFULQA, run_extraction, tiny_args
-from tests.test_cli_errors import one_line_error
+from tests.helpers import TRUTHFULQA, one_line_error, run_extraction, tiny_args
 
 
 def questions_file(path: Path, rows: list[tuple[str, str]]) -> Path:

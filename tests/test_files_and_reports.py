@@ -4,13 +4,14 @@ which no cut beats chance does not produce a threshold that flags nothing."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
 from matplotlib.figure import Figure
 
-from extraction import UserError
-from extraction.files import atomic_open, atomic_write_text, read_json, save_figure
+from common import UserError, atomic_open, atomic_write_text, read_json, save_figure
 from extraction.store import TraceStore
 from training.baselines import _detector_reports, markdown_table
 from training.metrics import choose_threshold, evaluate
@@ -110,3 +111,34 @@ def test_an_output_path_blocked_by_a_file_is_one_line(synthetic_store, tmp_path,
 def test_a_missing_json_file_is_a_one_line_error(tmp_path):
     with pytest.raises(UserError, match=r"missing\.json does not exist; check the path"):
         read_json(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_are_as_readable_as_the_umask_allows(tmp_path, umask):
+    """Every writer's files end with the mode a plain ``open`` gives: ``0666 & ~umask``."""
+    from common import plain_temp
+    from extraction.export import export_pickle
+    from extraction.synthetic import write_synthetic_store
+    from graphs import GraphSpec, HallucinationGraphDataset
+    from training.report import plot_roc
+
+    previous = os.umask(umask)
+    try:
+        store = write_synthetic_store(tmp_path / "store", n_traces=6)  # shards, index, manifest
+        HallucinationGraphDataset(tmp_path / "graphs", store, GraphSpec(layer=1))  # + splits
+        export_pickle(store, tmp_path / "pickle", batch_size=3)
+        write_json(tmp_path / "runs" / "report.json", {"metrics": {"auroc": 0.5}})
+        curve = {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0], "auroc": 0.65}
+        plot_roc(tmp_path / "runs" / "roc.png", {"gcn": curve}, "ROC")
+        atomic_write_text(tmp_path / "runs" / "baselines.md", "| detector |\n")
+        model_folder = plain_temp(tmp_path, ".model.", folder=True)  # the converted-model cache
+    finally:
+        os.umask(previous)
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    names = {path.name for path in files}
+    assert {"index.jsonl", "manifest.json", "splits.json", "report.json", "roc.png"} <= names
+    assert any(name.endswith(".safetensors") for name in names)
+    assert any(name.endswith(".pt") for name in names) and any(n.endswith(".pkl") for n in names)
+    modes = {str(path.relative_to(tmp_path)): stat.S_IMODE(path.stat().st_mode) for path in files}
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)
+    assert stat.S_IMODE(model_folder.stat().st_mode) == 0o777 & ~umask

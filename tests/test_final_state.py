@@ -3,7 +3,7 @@ pass, batched equal to unbatched, and tokens aligned with states."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,44 +11,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from extraction.final_state import eager_attention, final_state_pass
 from extraction.prompts import SEED_PROMPT
-from extraction.store import SyntheticShape, TraceStore, synthetic_trace
+from extraction.store import TraceStore
 from extraction.store.layout import pack_causal
-
-FP16_TOL = 2e-3  # fp16 storage: ~3 significant digits
-
-
-def check_attention_is_causal_softmax(store: TraceStore) -> None:
-    num_heads = store.manifest.model.num_heads
-    for qid in store.question_ids:
-        seq_len = store.row(qid).seq_len
-        for block in store.manifest.settings.attention_layers:
-            attention = store.attention(qid, block).float()
-            assert attention.shape == (num_heads, seq_len, seq_len)
-            assert torch.count_nonzero(torch.triu(attention, diagonal=1)) == 0
-            torch.testing.assert_close(
-                attention.sum(-1), torch.ones(num_heads, seq_len), atol=FP16_TOL * 4, rtol=0
-            )
+from extraction.synthetic import SyntheticShape, synthetic_trace
+from tests.helpers import (
+    FP16_TOL,
+    check_attention_is_causal_softmax,
+    check_real_store,
+    check_store_equals_eager_pass,
+)
 
 
 def test_attention_shape_causal_and_rows_sum_to_one(tiny_store):
     check_attention_is_causal_softmax(TraceStore(tiny_store))
-
-
-def check_store_equals_eager_pass(store: TraceStore, model, tolerance: float) -> None:
-    """Every stored trace against ``model(tokens)`` alone (unbatched, eager), to ``tolerance``:
-    the storage dtype's precision."""
-    for qid in store.question_ids:
-        tokens = store.tokens(qid)
-        with torch.no_grad():
-            out = model(tokens[None], output_attentions=True, output_hidden_states=True)
-        for block, reference in enumerate(out.attentions):
-            torch.testing.assert_close(
-                store.attention(qid, block).float(), reference[0], atol=tolerance, rtol=0
-            )
-        blocks = range(len(out.attentions))
-        stored = [store.embeddings(qid)] + [store.resid_post(qid, block) for block in blocks]
-        for hidden, reference in zip(stored, out.hidden_states, strict=True):
-            torch.testing.assert_close(hidden.float(), reference[0], atol=tolerance, rtol=tolerance)
 
 
 def test_store_equals_an_independent_eager_forward_pass(tiny_store, tiny_model_dir):
@@ -136,20 +111,6 @@ def test_tokens_decoded_and_answer_line_up(tiny_store, tiny_model_dir):
         assert answer.strip() == trace.generated_answer_clean
         assert trace.token_logprobs.shape == trace.token_entropy.shape == (trace.n_answer_tokens,)
         assert bool((trace.token_logprobs <= 0).all()) and bool((trace.token_entropy >= 0).all())
-
-
-def check_real_store(store: TraceStore, n: int, sizes: dict) -> None:
-    """``n`` traces, no errors, the model's sizes in the manifest, causal softmax attention, each
-    answer cut before a line break or "Question:", a label each, every layer stored."""
-    assert len(store) == n and not store.errors
-    assert asdict(store.manifest.model) | {"device": "cpu"} == sizes | {"device": "cpu"}
-    check_attention_is_causal_softmax(store)
-    for trace in store:
-        assert "Question:" not in trace.generated_answer_clean
-        assert "\n" not in trace.generated_answer_clean
-        assert trace.label in (0, 1)
-        assert len(trace.hidden_states) == sizes["num_layers"] + 1
-        assert len(trace.attentions) == sizes["num_layers"]
 
 
 @pytest.mark.slow

@@ -18,10 +18,16 @@ from extraction.offline_model import converted_checkpoint
 from extraction.store import TraceStore
 from extraction.store.layout import pack_causal, unpack_causal
 from graphs.cli import main as graphs_main
-from tests.conftest import TRUTHFULQA, require_shared_data
-from tests.test_final_state import check_real_store, check_store_equals_eager_pass
-from tests.test_graphs_cli import write_config
-from tests.test_training_cli import best_checkpoint, check_report, strs
+from tests.helpers import (
+    TRUTHFULQA,
+    best_checkpoint,
+    check_real_store,
+    check_report,
+    check_store_equals_eager_pass,
+    require_shared_data,
+    strs,
+    write_config,
+)
 from training.cli import main as training_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]

@@ -13,7 +13,7 @@ from extraction.cli import main
 from extraction.export import export_pickle, load_pickle_batch
 from extraction.store import TraceStore
 from extraction.store.consistency import CONSISTENCY
-from tests.conftest import assert_one_line_errors, run_extraction, tiny_args
+from tests.helpers import assert_one_line_errors, run_extraction, tiny_args
 
 K = 3
 SAMPLING = ["--num-generations", K, "--do-sample", "--temperature", 1.0, "--seed", 7]

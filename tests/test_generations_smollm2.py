@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from extraction.store import TraceStore
-from tests.conftest import run_extraction
+from tests.helpers import run_extraction
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 

@@ -8,17 +8,17 @@ import shutil
 import pytest
 import torch
 
-from extraction.errors import UserError
+from common import UserError
+from extraction.consistency import eigen_block, sync_consistency
 from extraction.labels import rougeL_similarities, sentence_embeddings
-from extraction.store import IndexRow, TraceStore, trace_id, write_synthetic_store
+from extraction.store import IndexRow, TraceStore, trace_id
 from extraction.store.consistency import (
     CONSISTENCY,
     consistency_name,
-    eigen_block,
     read_consistency,
-    sync_consistency,
     write_consistency,
 )
+from extraction.synthetic import write_synthetic_store
 
 K = 3
 

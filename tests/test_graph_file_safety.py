@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.store import TraceStore
 from graphs import HallucinationGraphDataset
 from graphs.cli import main as graphs_main

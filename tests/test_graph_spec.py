@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from extraction.errors import UserError
+from common import UserError
 from graphs import GraphSpec, HallucinationGraphDataset
 from training.checkpoints import check_checkpoint_matches
 from training.cli import main as training_main

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.store import TraceStore
 from graphs import HallucinationGraphDataset, to_networkx, trace_to_graph
 from graphs import dataset as graphs_dataset

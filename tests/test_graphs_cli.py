@@ -10,18 +10,9 @@ import yaml
 from extraction.store import TraceStore
 from graphs.cli import main
 from graphs.spec import GraphSpec
-from tests.conftest import assert_one_line_errors
+from tests.helpers import assert_one_line_errors, write_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def write_config(tmp_path: Path, store: Path, **overrides) -> Path:
-    config = yaml.safe_load((REPO / "configs/graphs/default.yaml").read_text(encoding="utf-8"))
-    config.update(traces=str(store), root=str(tmp_path / "graphs"))
-    config["graph"] = {"layer": 15, **overrides}  # the spec inline, instead of a file
-    path = tmp_path / "graphs.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
 
 
 def test_build_then_inspect(synthetic_store, tmp_path, capsys):

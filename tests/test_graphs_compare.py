@@ -12,12 +12,12 @@ import yaml
 
 from extraction.store import TraceStore
 from graphs.cli import main
-from graphs.compare import ANSWER_BINS, MAP_COLUMNS, attention_map
+from graphs.measure import ANSWER_BINS, MAP_COLUMNS, attention_map
 from graphs.statistics import CONTROLS, STATISTICS
-from tests.conftest import assert_one_line_errors
+from tests.helpers import PNG_MAGIC, assert_one_line_errors
 
 REPO = Path(__file__).resolve().parents[1]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
 PICTURES = ("effects_by_layer.png", "distributions.png", "attention_by_class.png")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -135,7 +135,7 @@ def test_errors_are_one_line_with_status_2(synthetic_store, tmp_path, capsys):
 def test_compare_finds_the_planted_cell():
     """Noise everywhere except one statistic at one block: that cell comes first and is the
     only one significant after the correction; the control is compared once."""
-    from graphs.compare import Measurements, compare
+    from graphs.measure import Measurements, compare
 
     rng = np.random.default_rng(0)
     n, layers = 300, [0, 4, 8]

@@ -11,14 +11,15 @@ import torch
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import global_mean_pool
 
-from extraction.errors import UserError
-from extraction.store import TraceStore, write_synthetic_store
+from common import UserError
+from extraction.store import TraceStore
+from extraction.synthetic import write_synthetic_store
 from graphs import HallucinationGraphDataset, graph_features, make_splits, to_networkx
 from graphs.source import layer_graph
 from graphs.spec import GraphSpec
 from graphs.splits import SPLITS
 from graphs.topology import FEATURES, answer_prompt_mass, clustering, pagerank
-from tests.conftest import judgement, write_jsonl
+from tests.helpers import judgement, write_jsonl
 
 
 @pytest.fixture

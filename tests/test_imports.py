@@ -1,5 +1,7 @@
-"""The stages meet only through what each package exports, and no modules import each other in
-a circle (read from the source with ``ast``; nothing is imported)."""
+"""The stages meet only through what each package exports, each floor imports only the floors
+below it (docs/ARCHITECTURE.md, "Floors"), and no modules import each other in a circle, counting
+the package ``__init__`` an import runs (read from the source with ``ast``; nothing is
+imported)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("extraction", "graphs", "training")
+PACKAGES = ("common", "extraction", "graphs", "training")
+# Each floor and what it may import (besides itself): the most specific prefix of a module rules.
+FLOORS = {
+    "common": (),
+    "extraction.store": ("common",),
+    "extraction": ("common", "extraction"),
+    "graphs": ("common", "extraction.store"),
+    "training": ("common", "extraction.store", "graphs"),
+}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -74,6 +84,50 @@ def export_violations(known: dict[str, Path]) -> list[str]:
     return wrong
 
 
+def write_modules(root: Path, files: dict[str, str]) -> dict[str, Path]:
+    """Fake modules (relative path → source) under ``root``: module name → path."""
+    known = {}
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        known[module_name(path, root)] = path
+    return known
+
+
+def floor(module: str) -> str:
+    """The floor a module stands on: the longest :data:`FLOORS` prefix of its name."""
+    return max((f for f in FLOORS if module == f or module.startswith(f"{f}.")), key=len)
+
+
+def floor_violations(known: dict[str, Path]) -> list[str]:
+    """Each import of a module above (or beside) the importer's floor."""
+    wrong = []
+    for name, path in known.items():
+        own = floor(name)
+        allowed = (own, *FLOORS[own])
+        for module, _ in imports(path):
+            if not any(module == f or module.startswith(f"{f}.") for f in allowed):
+                wrong.append(f"{name} imports {module}, above its floor {own}")
+    return wrong
+
+
+def test_each_floor_imports_only_the_floors_below():
+    assert floor_violations(modules()) == []
+
+
+def test_an_import_from_above_the_floor_is_reported(tmp_path):
+    files = {
+        "extraction/store/a.py": "from extraction.labels import x\nfrom common import y\n",
+        "graphs/b.py": "from extraction import run\nfrom extraction.store import z\n",
+    }
+    known = write_modules(tmp_path, files)
+    assert sorted(floor_violations(known)) == [
+        "extraction.store.a imports extraction.labels, above its floor extraction.store",
+        "graphs.b imports extraction, above its floor graphs",
+    ]
+
+
 def test_a_package_imports_only_what_a_neighbour_exports():
     assert export_violations(modules()) == []
 
@@ -85,28 +139,33 @@ def test_a_private_module_or_an_unexported_name_is_reported(tmp_path):
         "training/b.py": "from graphs import shown, hidden\nfrom graphs.a import shown\n",
         "training/c.py": "if TYPE_CHECKING:\n    from graphs.a import x\n",
     }
-    known = {}
-    for relative, text in files.items():
-        path = tmp_path / relative
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-        known[module_name(path, tmp_path)] = path
+    known = write_modules(tmp_path, files)
     assert sorted(export_violations(known)) == [
         "training.b imports ['hidden'] from graphs, which does not export them",
         "training.b imports graphs.a, which is no package's public face",
     ]
 
 
-def import_graph() -> dict[str, set[str]]:
+def outer_packages(module: str, importer: str) -> list[str]:
+    """The packages whose ``__init__`` importing ``module`` runs first, from ``importer``: its
+    ancestors, except those that hold the importer (already run by the time it runs)."""
+    parts = module.split(".")
+    ancestors = [".".join(parts[:i]) for i in range(1, len(parts))]
+    return [a for a in ancestors if importer != a and not importer.startswith(f"{a}.")]
+
+
+def import_graph(known: dict[str, Path] | None = None) -> dict[str, set[str]]:
     """Module → the modules of ours it imports (a ``from package import name`` counts as an
-    import of the package, or of its submodule ``name``)."""
-    known = modules()
+    import of the package, or of its submodule ``name``), with the package ``__init__`` files
+    each import runs on the way (``extraction.store.layout`` runs ``extraction.store``)."""
+    known = modules() if known is None else known
     graph: dict[str, set[str]] = {}
     for name, path in known.items():
         edges = set()
         for module, names in imports(path):
             targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in known]
             edges.update(targets or ([module] if module in known else []))
+            edges.update(p for p in outer_packages(module, name) if p in known)
         graph[name] = edges - {name}
     return graph
 
@@ -138,7 +197,37 @@ def test_no_import_cycle():
     assert find_cycle(import_graph()) is None
 
 
+def test_a_cycle_through_a_package_init_is_found(tmp_path):
+    """The store's old hidden cycle: its ``__init__`` imports the reader, the reader the trace
+    module outside it, and that module a store submodule, which runs the store's ``__init__``."""
+    files = {
+        "extraction/__init__.py": "",
+        "extraction/store/__init__.py": "from extraction.store.reader import TraceStore\n",
+        "extraction/store/reader.py": "from extraction.trace import Trace\n",
+        "extraction/store/layout.py": "",
+        "extraction/trace.py": "def f():\n    from extraction.store.layout import unpack\n",
+    }
+    known = write_modules(tmp_path, files)
+    assert find_cycle(import_graph(known)) == [
+        "extraction.store",
+        "extraction.store.reader",
+        "extraction.trace",
+        "extraction.store",
+    ]
+
+
 def test_the_cycle_finder_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_a_test_file_imports_shared_helpers_only_from_the_helpers_module():
+    """Helpers the tests share live in ``tests/helpers.py``; no test file imports another."""
+    wrong = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            if module and module.startswith("tests.") and module != "tests.helpers":
+                wrong.append(f"{path.name} imports {module}")
+    assert wrong == []

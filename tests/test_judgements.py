@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from extraction.errors import UserError
-from extraction.judgements import (
+from common import UserError
+from extraction.store import IndexRow, TraceStore
+from extraction.store.judgements import (
     PACKAGED_DIR,
     answer_sha256,
     label_source,
@@ -19,8 +20,7 @@ from extraction.judgements import (
     packaged_judgements,
     read_judgements,
 )
-from extraction.store import IndexRow, TraceStore
-from tests.conftest import judgement, run_extraction, write_jsonl
+from tests.helpers import judgement, run_extraction, write_jsonl
 
 
 @pytest.fixture
@@ -148,7 +148,10 @@ def test_label_from_file_imports_matched_judgements(store_copy, tmp_path, capsys
         (["--from-file", "x.jsonl", "--method", "alias_match"], "either --method or --from_file"),
         (["--method", "llm_judge"], "--method llm_judge needs --judge_model"),
         (["--judge-model", "smollm2_135M"], "--judge_model goes with --method llm_judge"),
-        (["--from-file", "missing.jsonl"], "judgement file missing.jsonl not found"),
+        (  # named where it was looked for: relative paths are read from the current directory
+            ["--from-file", "missing.jsonl"],
+            f"judgement file missing.jsonl ({Path('missing.jsonl').resolve()}) not found",
+        ),
         (["--method", "llm_judge", "--judge-model", "no-such-model"], "unknown model"),
     ],
 )

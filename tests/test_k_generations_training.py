@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from extraction.store import TraceStore, write_synthetic_store
+from extraction.store import TraceStore
+from extraction.synthetic import write_synthetic_store
 from graphs import GraphSpec, HallucinationGraphDataset
 from graphs.splits import SPLITS, load_or_make_splits, make_splits
 from training.cli import main
@@ -161,7 +162,7 @@ def test_benchmark_scores_generation_0_of_the_test_questions(k_store, tmp_path):
     args = [
         "benchmark", "--config", DEMO, "--data.traces", k_store, "--data.root", tmp_path / "g",
         "--data.graph.layer", 1, "--data.split_ratios", RATIOS, "--seeds", 1,
-        "--graph.detectors", json.dumps({"gcn": str(gcn_config)}), "--graph.max_epochs", 1,
+        "--graph_detectors", json.dumps({"gcn": str(gcn_config)}), "--graph_max_epochs", 1,
         "--bootstrap", 20, "--output", out,
     ]  # fmt: skip
     assert main([str(a) for a in args]) == 0

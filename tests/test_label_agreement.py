@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from extraction.judgements import PACKAGED_DIR, read_judgements
 from extraction.label_methods import default_method, label_answer
 from extraction.labels import Label, polarity
 from extraction.questions import load_questions
-from tests.conftest import SHARED_DATA, TRUTHFULQA, require_shared_data
+from extraction.store.judgements import PACKAGED_DIR, read_judgements
+from tests.helpers import SHARED_DATA, TRUTHFULQA, require_shared_data
 
 DATA = Path(__file__).resolve().parent / "data"
 GEMMA3_GRADED = SHARED_DATA / "triviaqa" / "graded_answers_gemma3_4b.jsonl"

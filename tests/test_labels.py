@@ -11,7 +11,7 @@ import pytest
 
 from extraction.label_methods import METHODS, default_method, label_answer
 from extraction.labels import F1_THRESHOLD, Label, LabelError, normalize_tokens, strip_prompt_echo
-from tests.conftest import SHARED_DATA, TRUTHFULQA, require_shared_data
+from tests.helpers import SHARED_DATA, TRUTHFULQA, require_shared_data
 
 GEMMA3_GRADED = SHARED_DATA / "triviaqa" / "graded_answers_gemma3_4b.jsonl"
 

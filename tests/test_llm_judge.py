@@ -6,12 +6,12 @@ import shutil
 
 import pytest
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.label_methods import label_answer
 from extraction.labels import LabelError
 from extraction.llm_judge import JUDGE_PROMPT, MAX_REFERENCES, METHOD, judge_prompt
 from extraction.store import TraceStore
-from tests.conftest import run_extraction
+from tests.helpers import run_extraction
 
 WATERMELON = {
     "best_answer": "The watermelon seeds pass through your digestive system",

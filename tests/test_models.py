@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.models import HF_NAMES, quantization_config, resolve_source
 
 
@@ -27,10 +27,11 @@ def test_offline_model_resolves_to_a_cached_checkpoint():
     assert (Path(path) / "model.safetensors").exists()
 
 
-def test_cpu_auto_skips_quantization_and_says_so(caplog):
-    with caplog.at_level(logging.WARNING):
+def test_cpu_auto_skips_quantization_and_says_so_quietly(caplog):
+    with caplog.at_level(logging.INFO):
         assert quantization_config("auto", prequantized=False, cuda=False) == ("none", None)
-    assert "skipping 4-bit quantization" in caplog.text
+    (record,) = [r for r in caplog.records if "skipping 4-bit quantization" in r.message]
+    assert record.levelno == logging.INFO
 
 
 @pytest.mark.parametrize("requested", ["4bit", "8bit"])

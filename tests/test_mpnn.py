@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from lightning.pytorch import seed_everything
 from torch_geometric.data import Batch, Data
 
-from tests.test_training_models import fit_and_test
+from tests.helpers import fit_and_test
 from training.models import EdgeConditionedConv, MPNNClassifier, lookback_ratios
 
 FEATURES, EDGE_FEATURES, SIGNAL = 12, 6, 2

@@ -10,8 +10,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from extraction.store import TraceStore
-from tests.conftest import REPO, run_extraction, tiny_args
+from tests.helpers import REPO, run_extraction, tiny_args
 
 
 def rank_process(args: list[str], rank: int, world_size: int) -> subprocess.Popen:
@@ -43,6 +45,7 @@ def wait_for_rows(index, prefix: str, timeout: float = 240) -> None:
     raise AssertionError(f"no {prefix} rows in {index} after {timeout} s")
 
 
+@pytest.mark.multiprocess
 def test_a_killed_rank_is_resumed_by_a_rerun_with_fewer_processes(tiny_model_dir, tmp_path):
     out = tmp_path / "store"
     args = [str(arg) for arg in tiny_args(tiny_model_dir, out, n=24)]

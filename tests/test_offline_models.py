@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.models import HF_NAMES
 from extraction.offline_model import PACKAGED_MODELS, ChunkedGGUF, converted_checkpoint
-from tests.test_cli_errors import one_line_error
+from tests.helpers import one_line_error
 
 GEMMA = PACKAGED_MODELS["gemma3_270M"]
 

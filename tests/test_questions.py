@@ -8,7 +8,7 @@ import json
 import pytest
 
 from extraction.questions import BUNDLED, load_questions
-from tests.conftest import SHARED_DATA, TRIVIAQA, TRUTHFULQA
+from tests.helpers import SHARED_DATA, TRIVIAQA, TRUTHFULQA
 
 
 @pytest.mark.slow

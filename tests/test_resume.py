@@ -13,7 +13,7 @@ import time
 from safetensors import safe_open
 
 from extraction.store import TraceStore
-from tests.conftest import REPO, run_extraction, tiny_args
+from tests.helpers import REPO, run_extraction, tiny_args
 
 N_QUESTIONS = 14
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from extraction import UserError
+from common import UserError
 from extraction.store import TraceStore
-from tests.conftest import run_extraction, tiny_args
+from tests.helpers import run_extraction, tiny_args
 
 
 def test_layer_subset_and_chat_template(tiny_model_dir, tmp_path):
@@ -64,3 +64,15 @@ def test_max_total_tokens_beyond_the_models_positions(tiny_model_dir, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: --max_total_tokens 4096 is more than") and "2048 positions" in err
     assert not out.exists()
+
+
+def test_the_registry_gives_gemma_its_safe_storage_dtype_and_refuses_float16():
+    """Gemma-3's hidden states pass float16's range: bfloat16 by default, float16 refused at
+    parse time (before the model loads); other models keep float16."""
+    from extraction.config import ExtractionConfig
+
+    assert ExtractionConfig(model="gemma3_270M").dtype == "bfloat16"
+    assert ExtractionConfig(model="gemma3_270M", dtype="float32").dtype == "float32"
+    assert ExtractionConfig().dtype == "float16"
+    with pytest.raises(UserError, match="--dtype float16 cannot hold gemma3_270M's"):
+        ExtractionConfig(model="gemma3_270M", dtype="float16")

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from extraction import UserError
+from common import UserError
 from extraction.cli import main as extraction_main
 from extraction.export import export_pickle, load_pickle_batch
-from extraction.store import SyntheticShape, TraceStore, TraceWriter, write_synthetic_store
+from extraction.store import TraceStore, TraceWriter
 from extraction.store.sparse import KEEP_MARGIN
-from extraction.store.synthetic import synthetic_manifest
+from extraction.synthetic import SyntheticShape, synthetic_manifest, write_synthetic_store
 from graphs import GraphSpec, HallucinationGraphDataset, traces_to_graphs
-from tests.conftest import assert_one_line_errors, real_store
+from tests.helpers import assert_one_line_errors, real_store
 
 W = 0.05
 # Longer traces than the tests' default, so that many weights fall below W.

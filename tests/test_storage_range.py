@@ -10,11 +10,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.final_state import FinalState
 from extraction.storage_range import check_storable
 from extraction.store import TraceStore
-from tests.conftest import run_extraction, tiny_args
+from tests.helpers import run_extraction, tiny_args
 
 
 def state(peak: float) -> FinalState:

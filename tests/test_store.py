@@ -8,34 +8,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from extraction.errors import UserError
-from extraction.store import SyntheticShape, TraceStore, TraceWriter, synthetic_trace
+from common import UserError
+from extraction.store import TraceStore, TraceWriter
 from extraction.store.layout import pack_causal, unpack_causal
-from extraction.trace import Trace
-
-
-def manifest(model: str = "m") -> dict:
-    """The manifest of a run of :func:`make_trace`'s traces (2 blocks, 2 heads, hidden 4)."""
-    settings = {"attention_layers": [0, 1], "hidden_state_layers": [0, 1, 2]}
-    return {
-        "settings": {"model": model, "dataset": "d", **settings},
-        "model": {"num_layers": 2, "num_heads": 2, "hidden_size": 4},
-    }
-
-
-MANIFEST = manifest()
-
-
-def make_trace(qid: str, seq_len: int = 5, n_prompt: int = 3) -> Trace:
-    """A random trace: 2 blocks, 2 heads, hidden 4, labelled 0."""
-    shape = SyntheticShape(blocks=2, heads=2, hidden=4, prompt_tokens=n_prompt)
-    return synthetic_trace(qid, shape, seq_len - n_prompt, label=0, seed=len(qid) + seq_len)
-
-
-def write(root, traces, **kwargs) -> None:
-    with TraceWriter(root, MANIFEST, file_prefix="m_d", max_traces_per_shard=2, **kwargs) as w:
-        for trace in traces:
-            w.add(trace)
+from tests.helpers import MANIFEST, make_trace, manifest, write
 
 
 def test_pack_roundtrip():

@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.store import AnswerStats, IndexRow, Manifest, TraceStore, TraceWriter
-from tests.test_store import MANIFEST, make_trace, manifest, write
+from tests.helpers import MANIFEST, make_trace, manifest, write
 
 
 @pytest.fixture
@@ -136,3 +136,22 @@ def test_error_rows_are_rows_without_a_trace(tmp_path):
     assert "bad" not in store
     with pytest.raises(KeyError, match="no trace for question 'bad'"):
         store.row("bad")
+
+
+def test_the_writer_serialises_a_manifest_that_reads_back_the_same(tmp_path):
+    built = Manifest.from_json(MANIFEST)
+    with TraceWriter(tmp_path, built, file_prefix="m_d"):
+        pass
+    assert TraceStore(tmp_path).manifest == built
+    assert Manifest.from_json(built.to_json()) == built
+
+
+def test_a_manifest_object_resumes_a_store_written_as_a_dict_with_nulls(tmp_path):
+    """None and a missing key mean the same (older writers wrote ``"revision": null``)."""
+    written = json.loads(json.dumps(MANIFEST))
+    beam = {"num_beams": 1, "do_sample": False, "early_stopping": True, "stop_strings": ["\n"]}
+    written["settings"].update(revision=None, min_attention=None, decoding=beam)
+    with TraceWriter(tmp_path, written, file_prefix="m_d") as writer:
+        writer.add(make_trace("q0"))
+    with TraceWriter(tmp_path, Manifest.from_json(written), file_prefix="m_d") as writer:
+        assert writer.done_ids == {"q0"}

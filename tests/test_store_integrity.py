@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from common import UserError
 from extraction.cli import main as extraction_main
-from extraction.errors import UserError
 from extraction.store import TraceStore, TraceWriter
-from tests.test_store import MANIFEST, make_trace, write
+from tests.helpers import MANIFEST, make_trace, write
 
 
 def exit_and_output(capsys, *args) -> tuple[int, str]:

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from extraction.store import TraceStore, TraceWriter, writer
 from extraction.store.concat import concat_safetensors, read_header
-from tests.test_store import MANIFEST, make_trace
+from tests.helpers import MANIFEST, make_trace
 
 SHARD = "m_d_shard_0000.safetensors"
 

@@ -14,52 +14,22 @@ import torch
 import yaml
 
 from extraction.store import TraceStore
-from tests.conftest import judgement, write_jsonl
+from tests.helpers import (
+    GCN,
+    PNG_MAGIC,
+    best_checkpoint,
+    check_report,
+    judgement,
+    run_args,
+    strs,
+    write_jsonl,
+)
 from training.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-GCN = REPO / "configs" / "training" / "gcn.yaml"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_args(store: Path, work: Path, *extra: str, layer: int = 1) -> list[str]:
-    return [
-        "--config", GCN, "--data.traces", store, "--data.root", work / "graphs",
-        "--data.graph.layer", layer, "--data.split_ratios", "[0.34,0.33,0.33]",
-        "--data.batch_size", 2,
-        "--trainer.default_root_dir", work / "runs", "--trainer.max_epochs", 3,
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        *extra,
-    ]  # fmt: skip
-
-
-def strs(args: list) -> list[str]:
-    return [str(arg) for arg in args]
-
-
-def best_checkpoint(work: Path) -> Path:
-    (path,) = (work / "runs" / "checkpoints").glob("*.ckpt")
-    assert path.name == "best.ckpt"
-    return path
-
-
-def check_report(report_path: Path, n_questions: int | None = None) -> dict:
-    report = json.loads(report_path.read_text())
-    metrics = report["metrics"]
-    assert metrics["n"] == report["data"]["n"] == (n_questions or metrics["n"]) > 0
-    if 0 < metrics["n_hallucinated"] < metrics["n"]:
-        assert 0.0 <= metrics["auroc"] <= 1.0 and 0.0 <= metrics["auprc"] <= 1.0
-    else:  # one class only: AUROC is undefined, and written as such
-        assert metrics["auroc"] is None
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["threshold"] <= 1.0
-    assert len(report["data"]["sha256"]) == 64
-    assert report["data"]["labels"].startswith("index [")  # which labels were used
-    assert report["config"]["data"]["traces"] and report["config"]["model"]["class_path"]
-    assert (report_path.parent / report["roc_curve"]["figure"]).read_bytes()[:8] == PNG_MAGIC
-    return report
 
 
 def check_scores(path: Path, store: Path) -> None:
@@ -256,6 +226,7 @@ def python_m_training(*args, cwd: Path, timeout: int) -> subprocess.CompletedPro
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_ddp_two_cpu_processes(synthetic_store, tmp_path):
     """The same config under Lightning's DDP with two CPU processes (a subprocess: DDP relaunches
     the command line once per rank)."""
@@ -272,14 +243,16 @@ def test_ddp_two_cpu_processes(synthetic_store, tmp_path):
 
 
 @pytest.mark.slow
-def test_round_trip_on_real_smollm2_traces(smollm2_triviaqa_store, tmp_path):
-    """fit → test → predict from the command line on 20 real SmolLM2 TriviaQA traces.
+@pytest.mark.end_to_end
+def test_round_trip_on_real_smollm2_traces(smollm2_demo_store, tmp_path):
+    """Extraction → fit → test → predict from the command line on 20 real SmolLM2 traces of the
+    bundled demo questions: the one real-model test of ``make test``, so it needs no shared data.
 
-    Few of SmolLM2-135M's TriviaQA answers are right; test gets 40% of the traces so that it
-    is likely to hold both classes (AUROC is checked when it does, reported undefined if not).
+    Test gets 40% of the traces so that it is likely to hold both classes (AUROC is checked
+    when it does, reported undefined if not).
     """
     args = [
-        "--config", GCN, "--data.traces", smollm2_triviaqa_store,
+        "--config", GCN, "--data.traces", smollm2_demo_store,
         "--data.root", tmp_path / "graphs", "--data.split_ratios", "[0.3,0.3,0.4]",
         "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", 5,
         "--trainer.enable_progress_bar", "false",
@@ -298,7 +271,7 @@ def test_round_trip_on_real_smollm2_traces(smollm2_triviaqa_store, tmp_path):
         "predict", *args, "--ckpt_path", checkpoint, cwd=tmp_path, timeout=600
     )
     scores_line = next(line for line in predicted.stdout.splitlines() if line.startswith("scores:"))
-    check_scores(Path(scores_line.split()[1]), smollm2_triviaqa_store)
+    check_scores(Path(scores_line.split()[1]), smollm2_demo_store)
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 from torch_geometric.data import Batch, Data
-from torch_geometric.loader import DataLoader
 
+from tests.helpers import fit_and_test
 from training.metrics import choose_threshold, evaluate
 from training.models import (
     GATClassifier,
@@ -49,22 +49,6 @@ def planted(count: int, seed: int) -> list[Data]:
     generator = torch.Generator().manual_seed(seed)
     sizes = torch.randint(8, 16, (count,), generator=generator).tolist()
     return [attention_graph(n, i % 2, generator) for i, n in enumerate(sizes)]
-
-
-def fit_and_test(model, train: list[Data], val: list[Data], test: list[Data]) -> dict:
-    trainer = Trainer(
-        max_epochs=15,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(
-        model, DataLoader(train, batch_size=32, shuffle=True), DataLoader(val, batch_size=64)
-    )
-    (metrics,) = trainer.test(model, DataLoader(test, batch_size=64), verbose=False)
-    return metrics
 
 
 @pytest.mark.parametrize("model_class", [GCNClassifier, GATClassifier])

@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from extraction import UserError, atomic_write_text, read_json
+from common import UserError, atomic_write_text, read_json
 from graphs import SPLITS
 from training.data import HallucinationGraphDataModule
 from training.detectors.scores import sequence_uncertainty

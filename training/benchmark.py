@@ -30,7 +30,7 @@ import numpy as np
 from jsonargparse import ActionConfigFile, ArgumentParser
 from tqdm import tqdm
 
-from extraction import UserError, atomic_write_text, read_json
+from common import UserError, atomic_write_text, normalise, read_json, shown_path
 from graphs import SPLITS, GraphSpec
 from training import benchmark_evidence
 from training.benchmark_curves import write_learning_curve
@@ -81,11 +81,15 @@ class GraphDetector:
 
 
 def build_parser(prog: str) -> ArgumentParser:
+    """Every option of ``benchmark``, in one place: ``--data.*`` as in ``fit``, the graph
+    detectors' own training settings as ``--graph_*`` (``--graph.*`` is the graph spec in every
+    other command). Read in the one dialect (:func:`common.normalise`)."""
     parser = ArgumentParser(
         prog=prog,
         description="Every detector side by side on one store: AUROC/AUPRC over split seeds, "
         "paired bootstrap against the best trace baseline. --data.* as in `fit`.",
         exit_on_error=False,
+        allow_abbrev=False,
     )
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_class_arguments(HallucinationGraphDataModule, "data")
@@ -94,15 +98,15 @@ def build_parser(prog: str) -> ArgumentParser:
         "--detectors", type=list[str] | None, default=None, help="trace detectors (default: all)"
     )
     parser.add_argument(
-        "--graph.detectors",
+        "--graph_detectors",
         type=dict[str, str],
         default={},
         help="graph detector name -> its training config (configs/training/*.yaml), optionally "
         "followed by training-CLI overrides of it: 'configs/training/charm.yaml "
         "--data.graph.threshold 0.1'",
     )
-    parser.add_argument("--graph.max_epochs", type=int, default=30)
-    parser.add_argument("--graph.patience", type=int, default=5, help="early stopping, epochs")
+    parser.add_argument("--graph_max_epochs", type=int, default=30)
+    parser.add_argument("--graph_patience", type=int, default=5, help="early stopping, epochs")
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     parser.add_argument("--laplacian_k", type=int, default=10, help="LapEigvals eigenvalues")
     benchmark_evidence.add_arguments(parser)
@@ -177,7 +181,7 @@ def _graph_scores(
 
 def _graph_skip_reason(detector: GraphDetector) -> str | None:
     if not detector.config.exists():
-        return f"{detector.config} not found"
+        return f"{shown_path(detector.config)} not found"
     import yaml
 
     class_path = yaml.safe_load(detector.config.read_text())["model"]["class_path"]
@@ -205,9 +209,9 @@ def run(cfg) -> Path:
     options = cfg.data.as_dict()
     options["graph"] = GraphSpec.from_dict(options["graph"]).as_dict()  # checked, plain values
     output = Path(cfg.output)
-    graph = {"max_epochs": cfg.graph.max_epochs, "patience": cfg.graph.patience}
+    graph = {"max_epochs": cfg.graph_max_epochs, "patience": cfg.graph_patience}
     trace_detectors = _select(cfg.detectors)
-    graph_detectors = [GraphDetector.parse(n, spec) for n, spec in cfg.graph.detectors.items()]
+    graph_detectors = [GraphDetector.parse(n, spec) for n, spec in cfg.graph_detectors.items()]
     if cfg.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {cfg.seeds}")
     benchmark_evidence.apply_split_by(cfg, options)
@@ -431,7 +435,7 @@ def _select(names: list[str] | None) -> list[Detector]:
 
 def main(argv: list[str]) -> None:
     parser = build_parser(f"{PROG} benchmark")
-    cfg = parser.parse_args(argv)
+    cfg = parser.parse_args(normalise(parser, argv))
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     path = run(cfg)

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from extraction import atomic_write_text, save_figure
+from common import atomic_write_text, save_figure
 from training.benchmark_stats import mean_sd
 from training.report import write_json
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from jsonargparse import ArgumentParser
 
-from extraction import UserError, label_source
-from extraction.store import TraceStore
+from common import UserError
+from extraction.store import TraceStore, label_source
 from graphs.dataset import store_splits
 from graphs.splits import SPLIT_BY
 from training.benchmark_transfer import TransferStore, open_transfer

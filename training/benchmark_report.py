@@ -1,17 +1,18 @@
 """The benchmark's outputs: ``benchmark.json``, ``benchmark.md`` (best first) and
-``benchmark.png`` (AUROC bars with seed-to-seed sd whiskers)."""
+``benchmark.png`` (mean AUROC points with seed-to-seed sd whiskers)."""
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.lines import Line2D
 
-from extraction import atomic_write_text, save_figure
+from common import atomic_write_text, save_figure
 from training.benchmark_curves import plot_transfer, transfer_markdown, transfer_summary
 from training.benchmark_stats import mean_sd, paired_bootstrap
 from training.report import environment, write_json
@@ -124,21 +125,36 @@ def markdown(summaries: dict, skipped: dict, families: dict, context: dict) -> s
     return "\n".join(lines) + "\n"
 
 
+def auroc_span(means: list[float], sds: list[float], pad: float = 0.03) -> tuple[float, float]:
+    """The x range of the AUROC plot: every mean ± sd and the 0.5 reference, padded, in [0, 1]
+    (a 0-1 axis squeezes the range that matters into a fifth of the plot)."""
+    values = np.array(means, dtype=float)
+    spread = np.nan_to_num(np.array(sds, dtype=float))
+    low = np.nanmin(np.append(values - spread, 0.5))
+    high = np.nanmax(np.append(values + spread, 0.5))
+    return max(0.0, float(low) - pad), min(1.0, float(high) + pad)
+
+
 def plot(path: Path, summaries: dict, title: str) -> None:
+    """One point per detector (mean test AUROC, ± sd bars), a 0.5 chance line, the axis on the
+    data; the title is wrapped to the canvas."""
     names = sorted(summaries, key=lambda n: np.nan_to_num(summaries[n]["auroc_mean"]))
     means = [summaries[n]["auroc_mean"] for n in names]
     sds = [summaries[n]["auroc_sd"] for n in names]
-    fig = Figure(figsize=(7.0, 0.32 * len(names) + 1.4), dpi=120)
+    fig = Figure(figsize=(7.0, 0.32 * len(names) + 1.6), dpi=120)
     ax = fig.subplots()
-    graph = [summaries[n]["family"] == "graph" for n in names]
-    colors = ["tab:orange" if is_graph else "tab:blue" for is_graph in graph]
-    ax.barh(names, means, xerr=sds, color=colors, alpha=0.8, capsize=3)
-    chance = ax.axvline(0.5, ls="--", lw=1, color="0.5", label="chance")
+    colors = {"graph": "tab:orange", "trace": "tab:blue"}
+    for row, (name, mean, sd) in enumerate(zip(names, means, sds, strict=True)):
+        color = colors["graph"] if summaries[name]["family"] == "graph" else colors["trace"]
+        ax.errorbar(mean, row, xerr=np.nan_to_num(sd), fmt="o", color=color, capsize=3, ms=5)
+    ax.set_yticks(range(len(names)), names)
+    chance = ax.axvline(0.5, ls="--", lw=1, color="0.5", label="chance (0.5)")
     legend = [chance] + [
-        Patch(color=color, alpha=0.8, label=label)
-        for color, label in (("tab:orange", "graph detectors"), ("tab:blue", "trace detectors"))
+        Line2D([], [], color=colors[family], marker="o", ls="", label=f"{family} detectors")
+        for family in ("graph", "trace")
     ]
-    ax.set(xlim=(0.0, 1.0), xlabel="test AUROC (mean ± sd over split seeds)", title=title)
+    ax.set(xlim=auroc_span(means, sds), xlabel="test AUROC (mean ± sd over split seeds)")
+    ax.set_title(textwrap.fill(title, 60), fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(handles=legend, loc="lower right", fontsize=8)
     fig.tight_layout()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extraction import UserError, label_source
-from extraction.store import TraceStore
+from common import UserError
+from extraction.store import TraceStore, label_source
 from graphs import SCORED_GENERATION, HallucinationGraphDataset
 from training.detectors.features import StoreFeatures, load_or_compute
 from training.detectors.fitting import Split

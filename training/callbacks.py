@@ -12,7 +12,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 
-from extraction import atomic_open
+from common import atomic_open
 from training.metrics import auroc_interval, roc_points
 from training.report import REPORT, ROC_FIGURE, environment, plot_roc, write_json
 

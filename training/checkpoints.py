@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 from pathlib import Path
 
 import torch
 
-from extraction import UserError
+from common import UserError
 from graphs import GraphSpec
 
 # Set by Lightning on the live trainer (``"best"`` after a fit in the same process, ...).
@@ -22,15 +24,49 @@ LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")
 # Model arguments that do not change what a trained model computes, and those the data decides.
 NOT_THE_MODEL = ("lr", "weight_decay", "pos_weight", "threshold_rule", "in_channels", "edge_dim")
 GRAPH_KEYS = tuple(field.name for field in dataclasses.fields(GraphSpec))
+LATEST = Path("checkpoints") / "best.ckpt"
+
+log = logging.getLogger(__name__)
+
+
+def point_latest_checkpoint(best: str, root_dir: str) -> Path | None:
+    """Make ``{root_dir}/checkpoints/best.ckpt`` a relative symlink to ``best`` (this fit's own
+    ``lightning_logs/version_N/checkpoints/best.ckpt``), replaced atomically; the path that
+    `test`/`predict` name keeps working and every version keeps its checkpoint. A real file there
+    (written before checkpoints had versions) is kept as ``best-unversioned*.ckpt``. Returns the
+    link, or None when ``best`` is that very path (``--checkpoint.dirpath`` set to it)."""
+    link = Path(root_dir) / LATEST
+    if link.resolve() == Path(best).resolve() and not link.is_symlink():
+        return None
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.exists() and not link.is_symlink():
+        kept = link.with_name("best-unversioned.ckpt")
+        number = 0
+        while kept.exists():
+            number += 1
+            kept = link.with_name(f"best-unversioned-{number}.ckpt")
+        link.rename(kept)
+        log.warning("kept the unversioned %s as %s", link, kept)
+    target = os.path.relpath(Path(best).resolve(), link.parent.resolve())
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target)
+    os.replace(temporary, link)
+    return link
 
 
 def load_checkpoint(ckpt_path: str) -> dict:
     """A Lightning checkpoint of this toolkit (weights only: no code runs), or a one-line error."""
     path = Path(ckpt_path)
+    if path.is_symlink() and not path.exists():
+        raise UserError(
+            f"--ckpt_path {ckpt_path} links to {path.readlink()}, which no longer exists (its "
+            "version folder was removed); name another version's checkpoint or fit again"
+        )
     if not path.is_file():
         raise UserError(
             f"--ckpt_path {ckpt_path}: no such file ({path.resolve()}); `fit` writes "
-            "{trainer.default_root_dir}/checkpoints/best.ckpt"
+            "{trainer.default_root_dir}/checkpoints/best.ckpt (a link to its version's own)"
         )
     try:
         checkpoint = torch.load(path, weights_only=True, map_location="cpu")

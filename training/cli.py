@@ -10,14 +10,13 @@ split seeds, :mod:`training.benchmark`).
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import warnings
 from argparse import ArgumentError
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from extraction import UserError, parse_error_line, run_command
+from common import UserError, parse_error_line, run_command
 from training.lightning_cli import HallugraphCLI
 
 MODEL_CLASSES = ", ".join(
@@ -27,24 +26,11 @@ MODEL_CLASSES = ", ".join(
 
 
 def one_line(message: str) -> str:
-    """jsonargparse explains a bad value over a dozen lines (every Union member it tried); keep
-    the key, the class path and the actual cause."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    key = re.match(r'Parser key "([^"]+)"', lines[0]) if lines else None
-    for i, line in enumerate(lines):
-        problem = re.match(r"- Problem with given class_path '([^']+)':", line)
-        if problem is None:
-            continue
-        cause = []
-        for detail in lines[i + 1 :]:
-            if detail.startswith("- "):
-                break
-            cause.append(detail)
-        text = f"--{key.group(1) if key else 'model'} {problem.group(1)}: {' '.join(cause)}"
-        if "has no attribute" in text or "No module named" in text:
-            text += f" (model classes: {MODEL_CLASSES})"
-        return text
-    return parse_error_line(message)
+    """The one shortener's line, with the model classes named when a class path is wrong."""
+    line = parse_error_line(message)
+    if "has no attribute" in line or "No module named" in line:
+        line += f" (model classes: {MODEL_CLASSES})"
+    return line
 
 
 def _not_an_advertisement(record: logging.LogRecord) -> bool:
@@ -54,12 +40,17 @@ def _not_an_advertisement(record: logging.LogRecord) -> bool:
 @contextmanager
 def quiet_third_party() -> Iterator[None]:
     """Silence what is not ours to fix: Lightning's product tips and a deprecation warning it
-    triggers inside itself (torch's pytree API). Our own warnings still show."""
+    triggers inside itself (torch's pytree API); and two notices that are false alarms with a
+    CSV logger in a version folder beside TensorBoard's (a new folder: no metrics.csv to delete)
+    and with checkpoints kept per version (`test` of an earlier version's checkpoint). Our own
+    warnings still show."""
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     rank_zero.addFilter(_not_an_advertisement)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
+            warnings.filterwarnings("ignore", message=r"Experiment logs directory .* not empty")
+            warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
             yield
     finally:
         rank_zero.removeFilter(_not_an_advertisement)

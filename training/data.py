@@ -16,7 +16,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.trainer.states import TrainerFn
 from torch_geometric.loader import DataLoader
 
-from extraction import UserError
+from common import UserError
 from extraction.store import TraceStore
 from graphs import SPLITS, GraphSpec, HallucinationGraphDataset
 from graphs.splits import SplitBy

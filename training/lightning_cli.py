@@ -5,23 +5,26 @@ so every constructor argument is a config key. The commands built on it (``sweep
 
 from __future__ import annotations
 
-import itertools
-import types
-import typing
+import sys
 import warnings
 from dataclasses import dataclass
-from importlib.util import find_spec
-from pathlib import Path
 from typing import Any
 
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from common import UserError, normalise
 from training.callbacks import ConfigAndReport, ScoresWriter
-from training.checkpoints import LIGHTNING_CKPT_ALIASES, check_checkpoint_matches
+from training.checkpoints import (
+    LIGHTNING_CKPT_ALIASES,
+    check_checkpoint_matches,
+    point_latest_checkpoint,
+)
 from training.data import HallucinationGraphDataModule
+from training.lightning_shim import ShimmedCLI, subcommand_parser
 from training.module import GraphClassifier
 
 PROG = "python -m training"
@@ -32,12 +35,16 @@ DESCRIPTION = (
     f"`{PROG} benchmark --help` (every detector over several split seeds)."
 )
 
+# Lightning shows the first docstring line of each Trainer method, cut mid-sentence.
+SUMMARIES = {
+    "fit": "Train a detector; keeps the checkpoint with the best validation AUROC.",
+    "validate": "Score a checkpoint on the validation split.",
+    "test": "Score a checkpoint on the test split: report.json and roc_curve.png.",
+    "predict": "Score the traces of --data.predict_traces with a checkpoint: scores.csv.",
+}
 
-def _checkpoint_dir(root_dir: str | None) -> str | None:
-    return None if root_dir is None else str(Path(root_dir) / "checkpoints")
 
-
-class HallugraphCLI(LightningCLI):
+class HallugraphCLI(ShimmedCLI):
     """LightningCLI with our defaults: checkpoint and early stopping on validation AUROC, a scores
     writer for ``predict``, and model input sizes read from the data (never typed by hand)."""
 
@@ -54,32 +61,57 @@ class HallugraphCLI(LightningCLI):
             subclass_mode_model=True,
             save_config_callback=ConfigAndReport,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": prog, "exit_on_error": False, "description": description},
-            trainer_defaults={"default_root_dir": "runs"},
+            parser_kwargs={
+                "prog": prog,
+                "exit_on_error": False,
+                "allow_abbrev": False,
+                "description": description,
+            },
+            # Deterministic kernels where torch has them (a warning names any it lacks, on GPU):
+            # with --threads, the same config and seed give the same checkpoint bits.
+            trainer_defaults={"default_root_dir": "runs", "deterministic": "warn"},
             args=args,
             run=run,
         )
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        for choice in parser._subcommands_action._choices_actions:
+            choice.help = SUMMARIES.get(choice.dest, choice.help)
+        for name, subparser in self._subcommand_parsers.items():
+            subparser.description = SUMMARIES.get(name, subparser.description)
+
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """``args`` in the one dialect of every stage (:func:`common.normalise`), read by the
+        parser of the subcommand they name (``fit``...) or, without one, by ``parser``."""
+        args = list(sys.argv[1:] if args is None else args)
+        self.normalised_args = normalise(subcommand_parser(parser, args) or parser, args)
         # ``main`` always hands over explicit args (it strips our own subcommands first), which
         # Lightning would warn about whenever sys.argv is also set.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            super().parse_arguments(parser, args)
+            super().parse_arguments(parser, self.normalised_args)
 
     def instantiate_trainer(self, **kwargs):
-        """The logger Lightning would choose (TensorBoard when installed, else CSV; both in the
-        run folder's ``lightning_logs/version_N``), named explicitly, so Lightning does not print
-        a notice on how it chose. ``--trainer.logger`` still picks another."""
-        trainer = self._get(self.config_init, "trainer", default={})
+        """TensorBoard and CSV logs side by side in the run folder's ``lightning_logs/version_N``
+        (``tensorboard --logdir runs``); the checkpoints of that version go into its
+        ``checkpoints/``, so no fit replaces another's. ``--trainer.logger`` still picks another.
+        The thread count is set here, before any graph is built or step taken."""
+        threads = self.config_section("threads", default=0)
+        if threads < 0:
+            raise UserError(f"--threads must be 0 (torch's default) or more, got {threads}")
+        if threads:
+            torch.set_num_threads(threads)
+        trainer = self.config_section("trainer", default={})
         if trainer.get("logger") in (None, True) and "logger" not in kwargs:
-            tensorboard = any(find_spec(name) for name in ("tensorboard", "tensorboardX"))
-            logger_class = TensorBoardLogger if tensorboard else CSVLogger
             root = trainer.get("default_root_dir") or "runs"
-            kwargs["logger"] = logger_class(save_dir=root, name="lightning_logs")
+            tensorboard = TensorBoardLogger(save_dir=root, name="lightning_logs")
+            # The first logger names the version folder; the CSV logger writes into the same.
+            csv = CSVLogger(save_dir=root, name="lightning_logs", version=tensorboard.version)
+            kwargs["logger"] = [tensorboard, csv]
         return super().instantiate_trainer(**kwargs)
 
-    def _parse_ckpt_path(self) -> None:
+    def check_checkpoint_path(self) -> None:
         """Lightning would replace the configured model with the checkpoint's, silently; we
         refuse a model or graph spec that contradicts the checkpoint instead."""
         subcommand = self.config.get("subcommand")
@@ -94,15 +126,28 @@ class HallugraphCLI(LightningCLI):
         if self.trainer.is_global_zero and callback is not None and callback.best_model_path:
             score = callback.best_model_score
             shown = "n/a" if score is None else f"{float(score):.3f}"
-            print(f"best checkpoint: {callback.best_model_path} (val AUROC {shown})")
+            best = callback.best_model_path
+            print(f"best checkpoint: {best} (val AUROC {shown})")
+            latest = point_latest_checkpoint(best, self.trainer.default_root_dir)
+            if latest is not None:
+                print(f"latest best:     {latest} (links to it)")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(ScoresWriter, "scores")
-        # One predictable file per run directory, so `test`/`predict` can name it:
-        # {trainer.default_root_dir}/checkpoints/best.ckpt (a new fit replaces it).
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", _checkpoint_dir)
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=1,
+            help="torch intra-op threads. A sum split over another number of threads adds in "
+            "another order (checkpoints differ in the last bits, and early stopping can pick "
+            "another epoch), so a fixed number gives the same result on any machine; 0 keeps "
+            "torch's default (every core: faster on big graphs, not reproducible elsewhere)",
+        )
+        # No dirpath: Lightning puts each fit's best.ckpt into its own version folder
+        # (lightning_logs/version_N/checkpoints); after a fit, {trainer.default_root_dir}/
+        # checkpoints/best.ckpt links to the newest, so `test`/`predict` can name one path.
         parser.set_defaults(
             {
                 "checkpoint.monitor": MONITOR,
@@ -161,35 +206,15 @@ def parse_command(
     command: str, description: str, options: list[Option], argv: list[str]
 ) -> tuple[Namespace, list[str]]:
     """The checked configuration of ``command`` (``fit``'s and its own ``options``) and the
-    arguments that are ``fit``'s alone (to run ``fit`` with). A list option also takes its items
-    one after another (``--layers 0 5 10``), as the extraction dialect does."""
-    own = {f"--{option.name}": option for option in options}
-    lists = {flag for flag, option in own.items() if _is_list(option.type)}
+    arguments that are ``fit``'s alone (to run ``fit`` with)."""
+    parsed = CommandConfig(command, description, options, argv)
+    own = {f"--{option.name}" for option in options}
     run_args: list[str] = []
-    command_args: list[str] = []
-    tokens = iter(enumerate(argv))
-    for i, arg in tokens:
-        flag = arg.partition("=")[0]
+    tokens = iter(parsed.normalised_args)  # normalised: each own option is one flag and one value
+    for arg in tokens:
+        flag, equals, _ = arg.partition("=")
         if flag not in own:
             run_args.append(arg)
-            command_args.append(arg)
-            continue
-        if "=" in arg:
-            command_args.append(arg)
-            continue
-        values = list(itertools.takewhile(lambda token: not token.startswith("--"), argv[i + 1 :]))
-        if flag not in lists or (len(values) == 1 and values[0].startswith("[")):
-            values = values[:1]
-            command_args += [arg, *values]
-        else:
-            command_args += [arg, "[" + ", ".join(values) + "]"]
-        for _ in values:
-            next(tokens)
-    return CommandConfig(command, description, options, command_args).config, run_args
-
-
-def _is_list(kind) -> bool:
-    """``list[int]``, also inside ``list[int] | None``."""
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        return any(_is_list(arg) for arg in typing.get_args(kind))
-    return typing.get_origin(kind) is list
+        elif not equals:
+            next(tokens, None)
+    return parsed.config, run_args

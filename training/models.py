@@ -3,7 +3,8 @@ edge-conditioned MPNN for all-layer graphs.
 
 Every detector is: per-node LayerNorm → message passing → pooling over tokens (all, or answer
 tokens only) → MLP → one logit. The ``BasicGNN`` ones differ only in the message-passing family,
-i.e. in which edge information the layer can use (``FAMILIES``); :class:`MPNNClassifier` makes
+i.e. in which edge information the layer can use (PyG's ``supports_edge_weight`` /
+``supports_edge_attr`` of the family's model); :class:`MPNNClassifier` makes
 every message an MLP of the sender and the edge's features. Loss, metrics and threshold live in
 :class:`~training.module.GraphClassifier`.
 """
@@ -32,14 +33,10 @@ from training.module import GraphClassifier
 Family = Literal["gcn", "gat", "gin", "sage"]
 Pooling = Literal["mean", "max", "attention"]
 
-# family → (PyG model, what it takes from the edges): "weight" a scalar per edge (GCN's
-# normalised sum), "attr" an edge feature vector (GAT's attention), "none" the structure only.
-FAMILIES: dict[str, tuple[type[BasicGNN], str]] = {
-    "gcn": (GCN, "weight"),
-    "gat": (GAT, "attr"),
-    "gin": (GIN, "none"),
-    "sage": (GraphSAGE, "none"),
-}
+# family → PyG model; what it takes from the edges is the model's own declaration:
+# ``supports_edge_weight`` a scalar per edge (GCN's normalised sum), ``supports_edge_attr`` an
+# edge feature vector (GAT's attention), neither the structure only (GIN, GraphSAGE).
+MODELS: dict[str, type[BasicGNN]] = {"gcn": GCN, "gat": GAT, "gin": GIN, "sage": GraphSAGE}
 
 
 class GraphEncoder(nn.Module):
@@ -63,8 +60,8 @@ class GraphEncoder(nn.Module):
         **gnn_kwargs,
     ) -> None:
         super().__init__()
-        model, self.edges = FAMILIES[family]
-        if self.edges == "attr":
+        model = MODELS[family]
+        if model.supports_edge_attr:
             gnn_kwargs["edge_dim"] = edge_dim or 1
         self.input_norm = nn.LayerNorm(in_channels)
         self.gnn = model(
@@ -75,9 +72,9 @@ class GraphEncoder(nn.Module):
         edge_weight = getattr(batch, "edge_weight", None)
         edge_attr = getattr(batch, "edge_attr", None)
         kwargs = {}
-        if self.edges == "weight":
+        if self.gnn.supports_edge_weight:
             kwargs["edge_weight"] = edge_weight if edge_attr is None else edge_attr.mean(-1)
-        elif self.edges == "attr":
+        elif self.gnn.supports_edge_attr:
             kwargs["edge_attr"] = edge_features(batch)
         return self.gnn(self.input_norm(batch.x), batch.edge_index, **kwargs)
 

@@ -15,7 +15,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torch_geometric.data import Batch
 
-from extraction import UserError
+from common import UserError
 from graphs import SPLITS
 from training.metrics import ScoreCollector, ThresholdRule, choose_threshold, evaluate
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
-from extraction import atomic_write_text, save_figure
+from common import atomic_write_text, save_figure
 
 REPORT = "report.json"
 ROC_FIGURE = "roc_curve.png"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from extraction import UserError, read_json
+from common import UserError, read_json
 from extraction.store import TraceStore
 from graphs import SPLITS
 from training.baselines import PROBE_C, fit_logistic, mean_answer_state

@@ -3,25 +3,20 @@
 ``consistency.safetensors`` in the store root (``consistency.rank{r}.safetensors`` for each rank
 of a multi-process run) holds one :class:`~extraction.store.contract.Consistency` per question:
 tensors ``{question_id}/answer_embeddings``, ``/lexical_similarity`` and ``/eigen_hidden``, and
-in the header the trace ids, answers and eigen block of each. Everything in it is computed from
-the store itself (answers from the index, hidden states from the shards, MiniLM embeddings): no
-traced model is needed, so a record missing or out of date (a crash, a ``--retry_errors`` that
-added a generation) is simply computed again by the next run. The file is rewritten atomically
-after each batch.
+in the header the trace ids, answers and eigen block of each. The store only reads and writes
+it: the records are computed on the extraction side (:mod:`extraction.consistency`). The file is
+rewritten atomically after each batch.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from extraction.errors import UserError
-from extraction.files import atomic_path
+from common import UserError, atomic_path
 from extraction.store.contract import Consistency
 
 CONSISTENCY = "consistency.safetensors"
@@ -38,15 +33,6 @@ def consistency_name(rank: int | None = None) -> str:
 def consistency_files(root: Path) -> list[Path]:
     """Every consistency file of the store at ``root`` (one per rank that wrote)."""
     return sorted(root.glob("consistency*.safetensors"))
-
-
-def eigen_block(num_layers: int, stored_blocks: Iterable[int]) -> int:
-    """The block whose output at the last token is EigenScore's sentence embedding: the middle
-    one, hidden-state index ``(num_layers + 1) // 2`` as INSIDE's code takes it (block 14 of
-    SmolLM2's 30), or the stored block nearest to it (the lower on a tie) when ``--layers`` left
-    it out."""
-    middle = (num_layers + 1) // 2 - 1
-    return min(stored_blocks, key=lambda block: (abs(block - middle), block))
 
 
 def read_consistency(path: Path) -> dict[str, Consistency]:
@@ -96,42 +82,3 @@ def write_consistency(path: Path, records: dict[str, Consistency]) -> None:
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-
-
-def sync_consistency(store, question_ids: Iterable[str], name: str = CONSISTENCY) -> int:
-    """Bring the records of ``question_ids`` (those with an ok trace) in the file ``name`` of
-    ``store`` (a :class:`~extraction.store.TraceStore`) up to date with its traces; the number
-    of records computed. A record whose trace ids still match the store's is kept as it is."""
-    path = store.root / name
-    records = read_consistency(path) if path.exists() else {}
-    units = store.units
-    stale = [
-        qid
-        for qid in question_ids
-        if qid in units and (qid not in records or records[qid].trace_ids != tuple(units[qid]))
-    ]
-    if not stale:
-        return 0
-    block = eigen_block(store.manifest.model.num_layers, store.stored_blocks)
-    for qid in stale:
-        records[qid] = compute_consistency(store, qid, units[qid], block)
-    write_consistency(path, records)
-    return len(stale)
-
-
-def compute_consistency(store, question_id: str, trace_ids: list[str], block: int) -> Consistency:
-    """One question's record from its stored traces."""
-    from extraction.labels import rougeL_similarities, sentence_embeddings
-
-    answers = [store.rows[tid].generated_answer_clean for tid in trace_ids]
-    lexical = torch.tensor([rougeL_similarities(answer, answers) for answer in answers])
-    hidden = [store.resid_post(tid, block)[-1].float() for tid in trace_ids]
-    return Consistency(
-        question_id=question_id,
-        trace_ids=tuple(trace_ids),
-        answers=tuple(answers),
-        answer_embeddings=sentence_embeddings(answers).float(),
-        lexical_similarity=lexical.float(),
-        eigen_hidden=torch.stack(hidden),
-        eigen_block=block,
-    )

@@ -12,12 +12,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from extraction.errors import UserError
+from common import UserError
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Label:
+    """``label``: 1 hallucinated (wrong), 0 correct, None when there is no gold answer to judge by.
+
+    ``score`` is the number the decision was made from; its meaning depends on ``method``.
+    """
+
+    label: int | None
+    method: str
+    score: float | None
+
+
+def without_none(value: Any) -> Any:
+    """JSON values with every None-valued key left out, tuples as lists: how the manifest is
+    written and compared (a key an older writer did not write reads as None)."""
+    if isinstance(value, dict):
+        return {key: without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [without_none(item) for item in value]
+    return value
 
 
 def _build(cls: type[T], data: Any, where: str, **nested: Any) -> T:
@@ -144,6 +166,11 @@ class Manifest:
             model=_build(ModelInfo, data.get("model"), f"{where} model"),
             requested=_build(Requested, data.get("requested") or {}, f"{where} requested"),
         )
+
+    def to_json(self) -> dict:
+        """``manifest.json``'s object: what :meth:`from_json` reads back as this manifest (a
+        field that is None is left out; reading it back gives None again)."""
+        return without_none(dataclasses.asdict(self))
 
 
 @dataclass(frozen=True)

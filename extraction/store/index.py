@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from extraction.errors import UserError
-from extraction.files import atomic_write_text
+from common import UserError, atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import torch
 
-from extraction.errors import UserError
-from extraction.files import read_json
+from common import UserError, read_json
 
 MANIFEST = "manifest.json"
 INDEX = "index.jsonl"

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from extraction.errors import UserError
+from common import UserError
 from extraction.store.consistency import consistency_files, read_consistency
 from extraction.store.contract import (
     AnswerStats,
@@ -29,6 +29,7 @@ from extraction.store.contract import (
     TraceRecord,
     trace_id,
 )
+from extraction.store.hub import store_folder
 from extraction.store.index import LABEL_FIELDS, read_index, update_rows
 from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
 from extraction.store.layout import (
@@ -41,7 +42,7 @@ from extraction.store.layout import (
     unpack_causal,
 )
 from extraction.store.sparse import COLUMNS, INDEX_KINDS, ROW_OFFSETS, decode_sparse
-from extraction.trace import EMBEDDINGS, Trace, complete_blocks, resid_post_index
+from extraction.store.trace import EMBEDDINGS, Trace, complete_blocks, resid_post_index
 
 _STORED_INDICES = {"hidden_states": "hidden_state_indices", "attentions": "attention_indices"}
 _STORED_INDICES |= dict.fromkeys(INDEX_KINDS, "attention_indices")
@@ -53,7 +54,8 @@ class TraceStore:
     Iterating yields the successful traces as :class:`~extraction.trace.Trace` objects, in index
     order. ``len(store)`` counts them; ``store.rows`` has every index row (an
     :class:`~extraction.store.contract.IndexRow`), errors included; ``store.manifest`` is a
-    :class:`~extraction.store.contract.Manifest`.
+    :class:`~extraction.store.contract.Manifest`. ``root`` is a folder or a Hub dataset
+    (``hf://datasets/OWNER/NAME[@REVISION]``, downloaded once; :mod:`extraction.store.hub`).
 
     A store of several generations per question (``num_generations > 1``) is addressed by trace
     id (``{question_id}#{generation}``) everywhere above; ``store.units`` groups them by question
@@ -61,7 +63,7 @@ class TraceStore:
     """
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = store_folder(root)
         if not (self.root / MANIFEST).exists():
             where = "does not exist" if not self.root.exists() else f"has no {MANIFEST}"
             raise UserError(

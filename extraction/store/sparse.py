@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from extraction.errors import UserError
+from common import UserError
 
 ATTENTION_FORMATS = ("dense", "sparse")
 KEEP_MARGIN = 2**-12

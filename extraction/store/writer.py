@@ -23,11 +23,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from extraction.errors import UserError
-from extraction.files import atomic_path, atomic_write_text, temp_pattern
+from common import UserError, atomic_path, atomic_write_text, temp_pattern
 from extraction.store.concat import METADATA, concat_safetensors, read_header
 from extraction.store.consistency import CONSISTENCY, consistency_files
-from extraction.store.contract import IndexRow, Manifest, run_file_prefix
+from extraction.store.contract import IndexRow, Manifest, run_file_prefix, without_none
 from extraction.store.index import append_rows, read_index, truncate_partial_line, update_rows
 from extraction.store.integrity import file_sha256, header_problem, tensors_sha256
 from extraction.store.layout import (
@@ -44,7 +43,7 @@ from extraction.store.layout import (
     tensor_key,
 )
 from extraction.store.sparse import check_attention_format, encode_sparse
-from extraction.trace import Trace
+from extraction.store.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +53,17 @@ ShardCallback = Callable[[Path, int], None]
 class TraceWriter:
     """Append traces to the store at ``root``; use as a context manager.
 
-    ``manifest`` is the JSON of a :class:`~extraction.store.contract.Manifest` (checked against
-    it before anything is written). Its ``settings`` identify the run: resuming into a directory
-    whose settings differ is refused, so one store never mixes models, prompts, decodings, data
-    or labels. Call :meth:`commit` after each batch to put its traces on disk.
+    ``manifest`` is the run's :class:`~extraction.store.contract.Manifest`, serialised here (or
+    its JSON, checked against it before anything is written). Its ``settings`` identify the run:
+    resuming into a directory whose settings differ is refused, so one store never mixes
+    models, prompts, decodings, data or labels. Call :meth:`commit` after each batch to put its
+    traces on disk.
     """
 
     def __init__(
         self,
         root: str | Path,
-        manifest: dict,
+        manifest: Manifest | dict,
         *,
         file_prefix: str,
         lock_name: str = LOCK,
@@ -76,6 +76,8 @@ class TraceWriter:
     ) -> None:
         if max_traces_per_shard < 1 or max_shard_bytes < 1:
             raise UserError("shard limits must be positive: check --shard_size/--shard_max_mb")
+        if isinstance(manifest, Manifest):
+            manifest = manifest.to_json()
         settings = Manifest.from_json(manifest, "the run's manifest").settings
         check_attention_format(settings.attention_format, settings.min_attention)
         self.min_attention = settings.min_attention  # None: dense attention
@@ -185,12 +187,12 @@ class TraceWriter:
             atomic_write_text(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False))
             return
         previous = read_manifest(self.root)
-        before, now = dict(previous.get("settings") or {}), dict(manifest["settings"])
+        before = without_none(previous.get("settings") or {})
+        now = without_none(manifest["settings"])
         if before.get("dataset_file"):  # older stores kept the path as typed
             before["dataset_file"] = str(Path(before["dataset_file"]).resolve())
-        for settings in (before, now):  # older stores: dense attention, no threshold
+        for settings in (before, now):  # older stores: dense attention
             settings.setdefault("attention_format", "dense")
-            settings.setdefault("min_attention", None)
         changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
         if changed:
             shown = "; ".join(f"{key}: {before.get(key)!r} → {now.get(key)!r}" for key in changed)

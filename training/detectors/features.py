@@ -28,7 +28,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from extraction import atomic_path
+from common import atomic_path
 from extraction.store import TraceStore
 from training.detectors import sampling, scores
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from extraction.store.contract import trace_id
-from extraction.store.writer import TraceWriter
-from extraction.trace import Trace, hidden_state_indices
+from extraction.consistency import sync_consistency
+from extraction.store import Trace, TraceStore, TraceWriter, trace_id
+from extraction.store.trace import hidden_state_indices
 
 
 @dataclass(frozen=True)
@@ -150,9 +150,6 @@ def write_synthetic_store(
     every relation). ``model`` is the
     manifest's model name.
     """
-    from extraction.store.consistency import sync_consistency
-    from extraction.store.reader import TraceStore
-
     root = Path(root)
     with TraceWriter(
         root,

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from extraction.errors import UserError
-from extraction.labels import Label
+from common import UserError, shown_path
+from extraction.store.contract import Label
 
 if TYPE_CHECKING:
     from extraction.store import IndexRow
 
 JUDGEMENT_FIELDS = ("question_id", "model", "answer_sha256", "label", "reason", "judge")
-PACKAGED_DIR = Path(__file__).resolve().parent / "data" / "judgements"
+PACKAGED_DIR = Path(__file__).resolve().parents[1] / "data" / "judgements"
 EXTERNAL_PREFIX = "external:"
 log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -88,7 +88,7 @@ def read_judgements(path: str | Path) -> list[Judgement]:
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"judgement file {path} not found")
+        raise UserError(f"judgement file {shown_path(path)} not found")
     try:
         lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 in text
     except UnicodeDecodeError:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from extraction.store.layout import unpack_causal
+
 SEED_FIELDS = (
     "question_id",
     "generated_answer_clean",
@@ -93,8 +95,6 @@ class Trace:
 
     def attention(self, block: int) -> torch.Tensor:
         """``[heads, T, T]`` of block ``block``."""
-        from extraction.store.layout import unpack_causal  # the store package imports this module
-
         attention = self.attentions[block]
         return attention if attention.dim() == 3 else unpack_causal(attention, self.seq_len)
 

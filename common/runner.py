@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from extraction.errors import UserError
+from common.errors import UserError
 
 Command = Callable[[list[str]], None]
 

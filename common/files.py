@@ -4,25 +4,43 @@ Every stage writes a file a reader may open (shards, index, manifest, graphs, sp
 scores, figures, pickles) the same way: the bytes go to a temp file in the same directory
 (``.{name}.{random}.tmp``), are fsynced, and the temp file is renamed over the target. A reader
 sees the old file or the new one, never half of one. A crash leaves at most a temp file: the
-store's next writer removes its own; elsewhere nothing reads them.
+store's next writer removes its own; elsewhere nothing reads them. The temp file is created as a
+plain ``open`` would create the file (``0666 & ~umask``), not owner-only like ``mkstemp``'s, so
+what lands at the target is as readable as the umask allows (a group-shared folder, a web server).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from extraction.errors import UserError
+from common.errors import UserError, shown_path
 
 
 def temp_pattern(name: str) -> str:
     """Glob of the temp files a write of ``name`` may leave behind after a crash."""
     return f".{name}.*.tmp"
+
+
+def plain_temp(directory: Path, prefix: str, suffix: str = "", folder: bool = False) -> Path:
+    """A new, uniquely named file (or ``folder``) in ``directory``, with the permissions a plain
+    ``open`` (``mkdir``) gives, ``0666`` (``0777``) less the umask; ``tempfile``'s are 0600/0700."""
+    for _ in range(100):
+        path = directory / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            if folder:
+                path.mkdir(mode=0o777)
+            else:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free temp name {prefix}*{suffix} in {directory}")
 
 
 @contextmanager
@@ -31,9 +49,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     success it is fsynced and renamed to ``path``, on failure removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = plain_temp(path.parent, f".{path.name}.", ".tmp")
     try:
         yield tmp
         with tmp.open("rb") as handle:
@@ -78,7 +94,7 @@ def read_json(path: str | Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{path} does not exist; check the path") from None
+        raise UserError(f"{shown_path(path)} does not exist; check the path") from None
     except json.JSONDecodeError as exc:
         raise UserError(
             f"{path} line {exc.lineno}: not valid JSON ({exc.msg}); the file is damaged"
