@@ -31,10 +31,16 @@ class SyntheticShape:
 
 
 def synthetic_trace(
-    question_id: str, shape: SyntheticShape, answer_tokens: int, label: int | None, seed: int
+    question_id: str,
+    shape: SyntheticShape,
+    answer_tokens: int,
+    label: int | None,
+    seed: int,
+    relation: str | None = None,
 ) -> Trace:
     """One random trace of ``shape``: ``shape.prompt_tokens`` prompt tokens, then
-    ``answer_tokens`` answer tokens, every block's attention and every hidden state."""
+    ``answer_tokens`` answer tokens, every block's attention and every hidden state; with
+    ``relation``, its gold names it, as a fact question's does."""
     generator = torch.Generator().manual_seed(seed)
     seq_len = shape.prompt_tokens + answer_tokens
     future = torch.ones(seq_len, seq_len, dtype=torch.bool).triu(1)
@@ -59,7 +65,7 @@ def synthetic_trace(
         attentions={block: attention() for block in range(shape.blocks)},
         token_logprobs=-torch.rand(answer_tokens, generator=generator),
         token_entropy=torch.rand(answer_tokens, generator=generator),
-        gold={"aliases": [f"gold {question_id}"]},
+        gold={"aliases": [f"gold {question_id}"], **({"relation": relation} if relation else {})},
         label=label,
         label_method=None if label is None else "synthetic",
         label_score=None if label is None else float(1 - label),
@@ -71,8 +77,9 @@ def synthetic_manifest(
     dataset: str = "synthetic",
     num_generations: int = 1,
     min_attention: float | None = None,
+    model: str = "synthetic",
 ) -> dict:
-    """A manifest with every field an extraction run writes (``model`` is ``synthetic``); with
+    """A manifest with every field an extraction run writes (the model named ``model``); with
     ``min_attention``, of a sparse store."""
     blocks = list(range(shape.blocks))
     decoding = {
@@ -89,7 +96,7 @@ def synthetic_manifest(
     return {
         "format": "hallugraph-trace-store/1",
         "settings": {
-            "model": "synthetic",
+            "model": model,
             "model_source": None,
             "revision": None,
             "quantization": "none",
@@ -125,6 +132,8 @@ def write_synthetic_store(
     max_traces_per_shard: int = 4,
     num_generations: int = 1,
     min_attention: float | None = None,
+    relations: int = 0,
+    model: str = "synthetic",
 ) -> Path:
     """Write ``n_traces`` random traces (``synthetic_0000``, ...) to a new store at ``root``.
 
@@ -136,12 +145,17 @@ def write_synthetic_store(
     writes them. Generation 0 is labelled as above; the odd generations (1, 3, ...) repeat
     generation 0's trace, the even ones get random answers labelled ``(question + generation)
     % 2``, so the K answers of a question partly agree. With ``min_attention`` the attention is
-    stored sparse (``--attention_format sparse``).
+    stored sparse (``--attention_format sparse``). With ``relations`` R > 0 question ``n``
+    is a fact question of relation ``relation_{(n // 2) % R}`` (in its gold; both labels in
+    every relation). ``model`` is the
+    manifest's model name.
     """
     root = Path(root)
     with TraceWriter(
         root,
-        synthetic_manifest(shape, num_generations=num_generations, min_attention=min_attention),
+        synthetic_manifest(
+            shape, num_generations=num_generations, min_attention=min_attention, model=model
+        ),
         file_prefix="synthetic",
         max_traces_per_shard=max_traces_per_shard,
     ) as writer:
@@ -153,7 +167,8 @@ def write_synthetic_store(
                 answer_tokens = shape.answer_tokens[variant % len(shape.answer_tokens)]
                 label = variant % 2 if labelled else None
                 seed = number if same else (number + 1) * 1000 + generation
-                trace = synthetic_trace(question_id, shape, answer_tokens, label, seed)
+                relation = f"relation_{number // 2 % relations}" if relations else None
+                trace = synthetic_trace(question_id, shape, answer_tokens, label, seed, relation)
                 if num_generations > 1:
                     trace.question_id = trace_id(question_id, generation, num_generations)
                     trace.source_question_id, trace.generation = question_id, generation

@@ -10,20 +10,23 @@ from common import set_thread_policy
 set_thread_policy()
 
 from graphs.build import stack_layers, trace_to_graph, traces_to_batch, traces_to_graphs
-from graphs.dataset import HallucinationGraphDataset
+from graphs.dataset import HallucinationGraphDataset, store_splits
 from graphs.nx_export import to_networkx
 from graphs.spec import GraphSpec
-from graphs.splits import SCORED_GENERATION, SPLITS, make_splits
+from graphs.splits import SCORED_GENERATION, SPLIT_BY, SPLITS, SplitBy, make_splits
 from graphs.topology import graph_features
 
 __all__ = [
     "SCORED_GENERATION",
     "SPLITS",
+    "SPLIT_BY",
     "GraphSpec",
     "HallucinationGraphDataset",
+    "SplitBy",
     "graph_features",
     "make_splits",
     "stack_layers",
+    "store_splits",
     "to_networkx",
     "trace_to_graph",
     "traces_to_batch",

@@ -17,7 +17,17 @@ from extraction.store import IndexRow, TraceStore, label_source
 from graphs.build import stack_layers, traces_to_graphs
 from graphs.cache import RECORD, cache_name, load_graph, read_record, save_graph, trace_chunks
 from graphs.spec import GraphSpec
-from graphs.splits import SCORED_GENERATION, SPLITS, check_ratios, load_or_make_splits
+from graphs.splits import (
+    NO_GENERATION_0,
+    SCORED_GENERATION,
+    SPLIT_BY,
+    SPLITS,
+    SplitBy,
+    check_ratios,
+    load_or_make_splits,
+    nested_subset,
+    relation_of,
+)
 from graphs.topology import FEATURES, graph_features
 
 log = logging.getLogger(__name__)
@@ -55,6 +65,12 @@ class HallucinationGraphDataset(Dataset):
         split: ``train``, ``val``, ``test`` or None for every graph.
         split_seed: Seed of the split.
         split_ratios: Train, val and test fractions.
+        split_by: ``question`` (stratified by label) or ``relation`` (whole relations of a fact
+            store held out: train on some relations, test on others; :func:`graphs.splits.
+            make_group_splits`).
+        train_size: With ``split="train"``, only the traces of this many train questions, a
+            seeded subset nested in every larger one (learning curves;
+            :func:`graphs.splits.nested_subset`).
         transform: Applied to each graph on access.
         pre_transform: Applied once, before a graph is saved.
         pre_filter: Graphs for which it returns False are not saved.
@@ -91,6 +107,8 @@ class HallucinationGraphDataset(Dataset):
         split: str | None = None,
         split_seed: int = 0,
         split_ratios: Sequence[float] = (0.7, 0.15, 0.15),
+        split_by: SplitBy = "question",
+        train_size: int | None = None,
         transform: Callable[[Data], Data] | None = None,
         pre_transform: Callable[[Data], Data] | None = None,
         pre_filter: Callable[[Data], bool] | None = None,
@@ -101,6 +119,8 @@ class HallucinationGraphDataset(Dataset):
         if split not in (None, *SPLITS):
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         check_ratios(split_ratios)
+        if split_by not in SPLIT_BY:
+            raise UserError(f"unknown split_by {split_by!r}; choose one of {', '.join(SPLIT_BY)}")
         store = TraceStore(traces)
         self.spec = spec.resolve(store.stored_blocks, store.min_attention)
         self.traces = str(store.root.resolve())
@@ -126,19 +146,13 @@ class HallucinationGraphDataset(Dataset):
         )
 
         self.record = read_record(self.processed_paths[0])
-        rows = [store.rows[qid] for qid in labelled]
-        self.splits = load_or_make_splits(
-            self.root,
-            list(labelled),
-            list(labelled.values()),
-            split_seed,
-            split_ratios,
-            units=[row.unit for row in rows],
-            generations=[row.generation for row in rows],
-        )
+        self.splits = store_splits(self.root, store, labelled, split_seed, split_ratios, split_by)
         entries = self.record["graphs"]
         if split is not None:
             selected = set(self.splits[split])
+            if split == "train" and train_size is not None:
+                selected = set(train_subset(store, self.splits["train"], labelled, train_size,
+                                            split_seed))  # fmt: skip
             if split != "train":
                 selected = {q for q in selected if store.rows[q].generation == SCORED_GENERATION}
             entries = [entry for entry in entries if entry["question_id"] in selected]
@@ -329,3 +343,39 @@ class HallucinationGraphDataset(Dataset):
         entry = self.entries[idx]
         path = os.path.join(self.processed_dir, entry["file"])
         return Data.from_dict(load_graph(path, entry.get("sha256")))
+
+
+def store_splits(
+    root: str | Path,
+    store: TraceStore,
+    labelled: dict[str, int],
+    seed: int,
+    ratios: Sequence[float],
+    split_by: SplitBy = "question",
+) -> dict[str, list[str]]:
+    """The train/val/test trace ids of a store's labelled traces (``labelled``: id → label),
+    from ``root/splits.json`` (made first if missing); no graph is built."""
+    rows = [store.rows[qid] for qid in labelled]
+    return load_or_make_splits(
+        root,
+        list(labelled),
+        list(labelled.values()),
+        seed,
+        ratios,
+        units=[row.unit for row in rows],
+        generations=[row.generation for row in rows],
+        groups=[relation_of(row) for row in rows] if split_by == "relation" else None,
+    )
+
+
+def train_subset(
+    store: TraceStore, train: list[str], labelled: dict[str, int], size: int, seed: int
+) -> list[str]:
+    """The traces of ``size`` train questions (:func:`graphs.splits.nested_subset`, stratified
+    by the label of each question's generation 0)."""
+    units = [store.rows[qid].unit for qid in train]
+    strata = dict.fromkeys(units, NO_GENERATION_0)
+    for qid, unit in zip(train, units, strict=True):
+        if store.rows[qid].generation == SCORED_GENERATION:
+            strata[unit] = labelled[qid]
+    return nested_subset(train, units, strata, size, seed)

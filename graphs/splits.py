@@ -20,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from pathlib import Path
+from typing import Literal
 
 from common import UserError, atomic_write_text, read_json
 
@@ -31,6 +33,15 @@ SPLITS_FILE = "splits.json"
 SCORED_GENERATION = 0
 # The stratum of a question whose generation 0 is missing (an error) or unlabelled.
 NO_GENERATION_0 = "no generation 0"
+# What a split keeps together: single questions, or whole relation groups of a fact store.
+SplitBy = Literal["question", "relation"]
+SPLIT_BY: tuple[str, ...] = ("question", "relation")
+
+
+def relation_of(row) -> str | None:
+    """A fact question's relation (issue 20's question set): the index row's ``relation`` field
+    when the store has one, else its gold's ``relation``; None for other questions."""
+    return getattr(row, "relation", None) or (row.gold or {}).get("relation")
 
 
 def check_ratios(ratios: Sequence[float]) -> None:
@@ -148,6 +159,79 @@ def make_splits(
     }
 
 
+def make_group_splits(
+    question_ids: Sequence[str],
+    groups: Sequence[str | None],
+    seed: int = 0,
+    ratios: Sequence[float] = (0.7, 0.15, 0.15),
+) -> dict[str, list[str]]:
+    """Splits that hold out whole groups (``groups[i]`` is trace ``i``'s relation): the groups
+    are ordered by the hash of ``seed:group``; test takes groups from the front until it holds
+    at least ``ratios[2]`` of the traces, then val likewise, and train the rest, each split at
+    least one group. Every split keeps the input order. A question's traces share its relation,
+    so they share a split."""
+    check_ratios(ratios)
+    if len(question_ids) != len(groups):
+        raise ValueError(f"{len(question_ids)} question ids but {len(groups)} groups")
+    missing = sum(group is None for group in groups)
+    if missing:
+        raise UserError(
+            f"--data.split_by relation: {missing} of {len(groups)} traces have no relation; "
+            "use a store of the fact questions (`python -m extraction --dataset facts`)"
+        )
+    sizes = Counter(groups)
+    if len(sizes) < len(SPLITS):
+        raise UserError(
+            f"--data.split_by relation needs at least {len(SPLITS)} relations, the store has "
+            f"{len(sizes)} ({', '.join(sorted(sizes))}); use --data.split_by question"
+        )
+    order = sorted(sizes, key=lambda group: _shuffle_key(seed, group))
+    chosen: dict[str, list[str]] = {name: [] for name in SPLITS}
+    for name, ratio, later in (("test", ratios[2], 2), ("val", ratios[1], 1)):
+        # ``later``: the splits still to fill after this one, each needs a group left.
+        while len(order) > later and (
+            not chosen[name] or sum(sizes[g] for g in chosen[name]) < ratio * len(groups)
+        ):
+            chosen[name].append(order.pop(0))
+    chosen["train"] = order
+    members = {name: set(found) for name, found in chosen.items()}
+    return {
+        name: [q for q, group in zip(question_ids, groups, strict=True) if group in members[name]]
+        for name in SPLITS
+    }
+
+
+def nested_subset(
+    question_ids: Sequence[str],
+    units: Sequence[str],
+    strata: dict[str, Hashable],
+    size: int,
+    seed: int = 0,
+) -> list[str]:
+    """The traces of ``size`` questions of a split, for a learning curve: questions are put in
+    one seeded order in which every stratum (label) is spread evenly (a question's key is its
+    rank within its stratum over the stratum's size, ties by the hash of ``seed:unit``), and the
+    first ``size`` are kept. So a smaller subset is inside every larger one of the same seed,
+    and each keeps the split's class balance. ``units[i]`` is trace ``i``'s question,
+    ``strata[unit]`` its stratum; the input order is kept."""
+    distinct = list(dict.fromkeys(units))
+    if size > len(distinct):
+        raise UserError(
+            f"a train size of {size} is above the train split's {len(distinct)} questions; "
+            "choose sizes up to it"
+        )
+    by_stratum: dict[Hashable, list[str]] = {}
+    for unit in distinct:
+        by_stratum.setdefault(strata[unit], []).append(unit)
+    keys = {}
+    for members in by_stratum.values():
+        members.sort(key=lambda unit: _shuffle_key(seed, f"subset:{unit}"))
+        for rank, unit in enumerate(members):
+            keys[unit] = ((rank + 0.5) / len(members), _shuffle_key(seed, f"subset:{unit}"))
+    kept = set(sorted(distinct, key=keys.__getitem__)[:size])
+    return [q for q, unit in zip(question_ids, units, strict=True) if unit in kept]
+
+
 def load_or_make_splits(
     root: str | Path,
     question_ids: Sequence[str],
@@ -157,23 +241,30 @@ def load_or_make_splits(
     *,
     units: Sequence[str] | None = None,
     generations: Sequence[int] | None = None,
+    groups: Sequence[str | None] | None = None,
 ) -> dict[str, list[str]]:
     """The splits saved in ``root/splits.json`` for these traces, labels, seed and ratios
     (and questions and generations, see :func:`make_splits`), made and saved first if missing.
-    With one generation per question the key is the one made before generations existed, so
-    saved files stay valid."""
+    With ``groups`` (each trace's relation) whole groups are held out
+    (:func:`make_group_splits`) under a key of their own. With one generation per question the
+    key is the one made before generations existed, so saved files stay valid."""
     check_ratios(ratios)
     identity = [list(question_ids), list(labels)]
     single = (units is None or list(units) == list(question_ids)) and not any(generations or ())
     if not single:
         identity += [list(units or question_ids), list(generations or [0] * len(question_ids))]
+    if groups is not None:
+        identity.append(list(groups))
     fingerprint = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:12]
     key = f"seed={seed} ratios={'/'.join(str(float(r)) for r in ratios)} questions={fingerprint}"
+    key += " by=relation" * (groups is not None)
     path = Path(root) / SPLITS_FILE
     saved = read_json(path) if path.exists() else {}
     if key not in saved:
-        saved[key] = make_splits(
-            question_ids, labels, seed, ratios, units=units, generations=generations
+        saved[key] = (
+            make_splits(question_ids, labels, seed, ratios, units=units, generations=generations)
+            if groups is None
+            else make_group_splits(question_ids, groups, seed, ratios)
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(saved, indent=1))

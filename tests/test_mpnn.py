@@ -9,7 +9,7 @@ from lightning.pytorch import seed_everything
 from torch_geometric.data import Batch, Data
 
 from tests.helpers import fit_and_test
-from training.models import EdgeConditionedConv, MPNNClassifier
+from training.models import EdgeConditionedConv, MPNNClassifier, lookback_ratios
 
 FEATURES, EDGE_FEATURES, SIGNAL = 12, 6, 2
 
@@ -52,10 +52,15 @@ def without_edge_features(graphs: list[Data]) -> list[Data]:
     return out
 
 
-def mpnn() -> MPNNClassifier:
+def mpnn(**options) -> MPNNClassifier:
     seed_everything(0)
     return MPNNClassifier(
-        in_channels=FEATURES, edge_dim=EDGE_FEATURES, hidden_channels=32, pos_weight=None, lr=5e-3
+        in_channels=FEATURES,
+        edge_dim=EDGE_FEATURES,
+        hidden_channels=32,
+        pos_weight=None,
+        lr=5e-3,
+        **options,
     )
 
 
@@ -63,6 +68,35 @@ def test_mpnn_learns_a_signal_planted_in_the_edge_features():
     splits = edge_signal(160, 1), edge_signal(40, 2), edge_signal(60, 3)
     metrics = fit_and_test(mpnn(), *splits)
     assert metrics["test/auroc"] >= 0.95, metrics
+
+
+def test_log_scaled_standardised_edge_features_keep_the_signal():
+    splits = edge_signal(160, 1), edge_signal(40, 2), edge_signal(60, 3)
+    model = mpnn(edge_log=True, edge_norm=True)
+    edges = torch.tensor([[0.0, 1.0], [0.5, 0.001]])
+    scaled = model.edge_encoder[0](edges)
+    assert torch.allclose(scaled, torch.log(edges + 1e-3)) and scaled[0, 0] < scaled[1, 1]
+    metrics = fit_and_test(model, *splits)
+    assert metrics["test/auroc"] >= 0.95, metrics
+
+
+def test_lookback_readout_is_lookback_lens_ratio_over_the_edges():
+    """Prompt token 0, answer tokens 1 and 2; two edge features (heads)."""
+    edge_index = torch.tensor([[0, 1, 0, 1, 2], [1, 1, 2, 2, 2]])
+    edge_attr = torch.tensor([[0.6, 0.1], [0.4, 0.9], [0.2, 0.5], [0.3, 0.25], [0.5, 0.25]])
+    graph = Data(
+        x=torch.randn(3, FEATURES),
+        edge_index=edge_index,
+        edge_attr=edge_attr.half(),
+        is_answer=torch.tensor([False, True, True]),
+        position=torch.tensor([0.0, 0.5, 1.0]),
+        y=torch.tensor([1]),
+    )
+    batch = Batch.from_data_list([graph, graph])
+    expected = torch.tensor([(0.6 + 0.2) / 2, (0.1 + 0.5) / 2])
+    assert torch.allclose(lookback_ratios(batch), expected.expand(2, 2), atol=1e-3)
+    model = MPNNClassifier(in_channels=FEATURES, edge_dim=2, lookback_readout=True).eval()
+    assert model(batch).shape == (2,)
 
 
 def test_node_features_alone_cannot_see_it():

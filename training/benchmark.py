@@ -7,6 +7,12 @@ scored on that seed's test questions. Trace-feature detectors read one cached fe
 through the same data module, with the benchmark's data options (store, root, split, labels)
 and their own graph shape (layer or layers, head mode, nodes, ...). Each (detector, seed) result
 is saved under ``OUTPUT/cache`` as soon as it exists, so an interrupted run resumes.
+
+With ``--train_sizes`` every detector is also trained on nested subsets of each seed's train
+split (``learning_curve.*``); with ``--transfer_traces`` each full-train detector also scores
+other stores of the same model (a transfer table and heatmap); options in
+:mod:`training.benchmark_evidence`. Graphs are built once per store and graph spec and reused
+by every seed and size (the graph cache does not depend on the split).
 """
 
 from __future__ import annotations
@@ -26,8 +32,16 @@ from tqdm import tqdm
 
 from common import UserError, atomic_write_text, normalise, read_json, shown_path
 from graphs import SPLITS, GraphSpec
+from training import benchmark_evidence
+from training.benchmark_curves import write_learning_curve
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
+from training.benchmark_transfer import (
+    TransferStore,
+    graph_transfer_scores,
+    load_features,
+    trace_transfer_scores,
+)
 from training.data import HallucinationGraphDataModule, describe_generations
 from training.detectors.features import load_or_compute
 from training.detectors.fitting import Split
@@ -95,6 +109,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--graph_patience", type=int, default=5, help="early stopping, epochs")
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     parser.add_argument("--laplacian_k", type=int, default=10, help="LapEigvals eigenvalues")
+    benchmark_evidence.add_arguments(parser)
     parser.add_argument("--output", type=str, default="runs/benchmark")
     parser.add_argument(
         "--report_only",
@@ -127,9 +142,15 @@ def _split(datamodule: HallucinationGraphDataModule, features) -> tuple[Split, l
 
 
 def _graph_scores(
-    detector: GraphDetector, options: dict, seed: int, output: Path, graph: dict
-) -> tuple[list[str], np.ndarray, dict]:
-    """Fit (early stopping on val AUROC), test the best checkpoint; test question ids, scores."""
+    detector: GraphDetector,
+    options: dict,
+    seed: int,
+    output: Path,
+    graph: dict,
+    transfer: list[TransferStore],
+) -> tuple[list[str], np.ndarray, dict, dict[str, np.ndarray]]:
+    """Fit (early stopping on val AUROC), test the best checkpoint; test question ids, scores,
+    settings, and the best checkpoint's scores of every transfer store."""
     args = ["--config", str(detector.config)]
     for key, value in options.items():
         if key not in OWN_OPTIONS:
@@ -149,7 +170,13 @@ def _graph_scores(
         "best_val_auroc": float(cli.trainer.checkpoint_callback.best_model_score),
         "graph": {**cli.datamodule.hparams.graph, "batch_size": cli.datamodule.hparams.batch_size},
     }
-    return cli.datamodule.datasets["test"].question_ids, results["probs"].numpy(), settings
+    transferred = {t.name: graph_transfer_scores(cli, t, options["root"]) for t in transfer}
+    return (
+        cli.datamodule.datasets["test"].question_ids,
+        results["probs"].numpy(),
+        settings,
+        transferred,
+    )
 
 
 def _graph_skip_reason(detector: GraphDetector) -> str | None:
@@ -187,6 +214,9 @@ def run(cfg) -> Path:
     graph_detectors = [GraphDetector.parse(n, spec) for n, spec in cfg.graph_detectors.items()]
     if cfg.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {cfg.seeds}")
+    benchmark_evidence.apply_split_by(cfg, options)
+    sizes = benchmark_evidence.train_sizes(cfg, options)
+    transfer = benchmark_evidence.transfer_stores(cfg, options)
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -196,7 +226,13 @@ def run(cfg) -> Path:
     features, timings["features_s"] = load_or_compute(
         store, Path(options["root"]) / "detector_features", cfg.laplacian_k
     )
-    splits = [_split(dm, features) for dm in datamodules]
+    if transfer:
+        timings["transfer_features_s"] = load_features(transfer, options["root"], cfg.laplacian_k)
+    # Per train size (None: the whole train split), each seed's split; the graphs are the same.
+    splits = {None: [_split(dm, features) for dm in datamodules]}
+    for size in sizes:
+        subset = {**options, "train_size": size}
+        splits[size] = [_split(_datamodule(subset, s), features) for s in range(cfg.seeds)]
 
     approximate = sparse_caveats(store, trace_detectors)
     skipped = {
@@ -205,48 +241,67 @@ def run(cfg) -> Path:
         if d.needs_sampling and features.sampling_skip
     }
     skipped |= {d.name: r for d in graph_detectors if (r := _graph_skip_reason(d)) is not None}
-    jobs = [(d, s) for d in trace_detectors + graph_detectors for s in range(cfg.seeds)]
-    jobs = [(d, s) for d, s in jobs if d.name not in skipped]
+    detectors = [d for d in trace_detectors + graph_detectors if d.name not in skipped]
+    jobs = [(n, d, s) for n in splits for d in detectors for s in range(cfg.seeds)]
     base_key = {
         "store": store.manifest_sha256,
         "data": options,
         "k": cfg.laplacian_k,
         "code": _detector_code_sha256(),
     }
-    results: dict[str, list[dict]] = {}
-    missing: dict[str, list[int]] = {}
-    for detector, seed in (bar := tqdm(jobs, desc="benchmark", unit="run")):
-        bar.set_postfix_str(f"{detector.name} seed {seed}")
-        result = _run_one(
-            detector, seed, splits[seed], features, options, output, graph, base_key,
-            compute=not cfg.report_only,
+    results: dict[int | None, dict[str, list[dict]]] = {size: {} for size in splits}
+    missing: dict[int | None, dict[str, list[int]]] = {size: {} for size in splits}
+    for size, detector, seed in (bar := tqdm(jobs, desc="benchmark", unit="run")):
+        bar.set_postfix_str(f"{detector.name} seed {seed}" + f" n={size}" * (size is not None))
+        job = Job(
+            detector, seed, splits[size][seed], features,
+            {**options, "train_size": size} if size else options,
+            output / "train_size" / str(size) if size else output,
+            transfer=[] if size else transfer,
         )  # fmt: skip
+        result = _run_one(job, graph, base_key, compute=not cfg.report_only)
         if result is None:
-            missing.setdefault(detector.name, []).append(seed)
+            missing[size].setdefault(detector.name, []).append(seed)
         else:
-            results.setdefault(detector.name, []).append(result)
-    for name, seeds in missing.items():
-        results.pop(name, None)
+            results[size].setdefault(detector.name, []).append(result)
+    for name, seeds in missing[None].items():
+        results[None].pop(name, None)
         skipped[name] = f"unfinished: seeds {seeds} of {cfg.seeds} not computed (run stopped)"
-    if not results:
+    if not results[None]:
         raise UserError(f"no finished results under {output / 'cache'}; run without --report_only")
+    families = {d.name: d.family for d in trace_detectors + graph_detectors}
+    context = {
+        "config": _plain_config(cfg, options),
+        "store": str(store.root.resolve()),
+        "model": store.manifest.settings.model,
+        "manifest_sha256": store.manifest_sha256,
+        "label_methods": _label_methods(store, datamodules[0]),
+        "n_traces": len(features.question_ids),
+        "approximate": approximate,
+        "generations": describe_generations(store),
+        "split_by": options["split_by"],
+        "transfer": {t.name: str(t.store.root.resolve()) for t in transfer},
+        "timings_s": timings,
+    }
+    if sizes:
+        # The whole train split ends the curve, at its number of questions (seed 0's).
+        full = len({store.rows[q].unit for q in datamodules[0].datasets["train"].question_ids})
+        points = {size: size for size in sizes} | ({} if full in sizes else {full: None})
+        write_learning_curve(
+            output,
+            {n: results[size] for n, size in points.items()},
+            {n: missing[size] for n, size in points.items()},
+            families,
+            context,
+            full=full,
+        )
     return write_outputs(
         output,
-        results,
+        results[None],
         skipped,
-        families={d.name: d.family for d in trace_detectors + graph_detectors},
+        families=families,
         methods={d.name: d.method for d in trace_detectors + graph_detectors},
-        context={
-            "config": _plain_config(cfg, options),
-            "store": str(store.root.resolve()),
-            "model": store.manifest.settings.model,
-            "manifest_sha256": store.manifest_sha256,
-            "label_methods": _label_methods(store, datamodules[0]),
-            "n_traces": len(features.question_ids),
-            "approximate": approximate,
-            "generations": describe_generations(store),
-            "timings_s": timings,
-        },
+        context=context,
         resamples=cfg.bootstrap,
     )
 
@@ -263,46 +318,79 @@ def sparse_caveats(store, detectors: list[Detector]) -> dict[str, str]:
     return out
 
 
-def _run_one(
-    detector, seed, split_and_qids, features, options, output, graph, base_key, compute=True
-) -> dict | None:
-    """The (detector, seed) result: from the cache, else computed and cached (None when it is
-    not cached and ``compute`` is off)."""
-    split, test_qids = split_and_qids
+@dataclass
+class Job:
+    """One (detector, seed) at one train size: its split, options, output folder and the stores
+    it also scores."""
+
+    detector: Detector | GraphDetector
+    seed: int
+    split_and_qids: tuple[Split, list[str]]
+    features: object
+    options: dict
+    output: Path
+    transfer: list[TransferStore]
+
+
+def _run_one(job: Job, graph: dict, base_key: dict, compute: bool = True) -> dict | None:
+    """The job's result: from the cache, else computed and cached (None when it is not cached
+    and ``compute`` is off)."""
+    detector, seed = job.detector, job.seed
+    split, test_qids = job.split_and_qids
     is_graph = isinstance(detector, GraphDetector)
-    identity = {**base_key, "detector": detector.name, "seed": seed}
+    identity = {**base_key, "data": job.options, "detector": detector.name, "seed": seed}
     if is_graph:
         identity |= {"config": detector.config.read_text(), "graph": graph}
         identity |= {"overrides": detector.overrides} if detector.overrides else {}
     else:
         identity |= {"method": detector.method}
+    if job.transfer:
+        identity |= {"transfer": [target.identity() for target in job.transfer]}
     key = _sha(identity)
-    path = output / "cache" / detector.name / f"seed{seed}.json"
+    path = job.output / "cache" / detector.name / f"seed{seed}.json"
     cached = _cached(path, key)
     if cached is not None or not compute:
         return cached
     start = time.perf_counter()
     labels = split.labels["test"]
     if is_graph:
-        qids, scores, settings = _graph_scores(detector, options, seed, output, graph)
+        qids, scores, settings, transferred = _graph_scores(
+            detector, job.options, seed, job.output, graph, job.transfer
+        )
         if qids != test_qids:
             raise UserError(
                 f"{detector.name} was tested on other questions than the benchmark's split "
                 f"(seed {seed}); its config must use nodes: all or the same graphs"
             )
     else:
-        outcome = detector.run(features, split, seed)
+        outcome = detector.run(job.features, split, seed)
         scores, settings = outcome.test_scores, outcome.settings
+        transferred = {
+            target.name: trace_transfer_scores(detector, job.features, split, seed, target)
+            for target in job.transfer
+        }
     result = {
         "key": key,
         "seed": seed,
         **seed_metrics(np.asarray(scores, dtype=float), labels),
         "settings": settings,
         "seconds": time.perf_counter() - start,
+        "n_train": len(split.labels["train"]),
         "test_question_ids": test_qids,
         "test_labels": labels.tolist(),
         "scores": np.asarray(scores, dtype=float).tolist(),
     }
+    if job.transfer:
+        result["transfer"] = {
+            target.name: None
+            if transferred[target.name] is None
+            else {
+                **seed_metrics(np.asarray(transferred[target.name], float), target.label_array),
+                "n": len(target.labels),
+                "n_hallucinated": int(target.label_array.sum()),
+            }
+            for target in job.transfer
+        }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result))
     return result
@@ -352,4 +440,9 @@ def main(argv: list[str]) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     path = run(cfg)
     print(path.read_text(encoding="utf-8"), end="")
-    print(f"written: {path}, {path.with_suffix('.json')}, {path.with_suffix('.png')}")
+    extra = ["learning_curve.json", "learning_curve.md", "learning_curve.png"] * bool(
+        cfg.train_sizes
+    ) + ["transfer.png"] * bool(cfg.transfer_traces)
+    written = [path, path.with_suffix(".json"), path.with_suffix(".png")]
+    written += [path.parent / name for name in extra]
+    print(f"written: {', '.join(map(str, written))}")

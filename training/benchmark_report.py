@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from common import atomic_write_text, save_figure
+from training.benchmark_curves import plot_transfer, transfer_markdown, transfer_summary
 from training.benchmark_stats import mean_sd, paired_bootstrap
 from training.report import environment, write_json
 
@@ -30,6 +31,7 @@ def summarise(runs: list[dict]) -> dict:
     summary["n_hallucinated"] = [int(sum(run["test_labels"])) for run in runs]
     summary["seconds"] = [run["seconds"] for run in runs]
     summary["settings"] = [run["settings"] for run in runs]
+    summary["transfer"] = transfer_summary(runs)
     return summary
 
 
@@ -79,6 +81,14 @@ def markdown(summaries: dict, skipped: dict, families: dict, context: dict) -> s
         f"{context['label_methods']['summary']}; "
         f"manifest sha256 {context['manifest_sha256'][:12]}.",
         *([f"{context['generations']}."] if context.get("generations") else []),
+        *(
+            [
+                "Split by relation: whole relations held out (train on some, validate and test on "
+                "others)."
+            ]
+            if context.get("split_by") == "relation"
+            else []
+        ),
         f"Δ AUROC: paired bootstrap (95%) of the difference to the best trace baseline, "
         f"**{reference}**, on the same test questions, averaged over seeds.",
         "",
@@ -111,6 +121,7 @@ def markdown(summaries: dict, skipped: dict, families: dict, context: dict) -> s
             "Approximate on this sparse store (attention below its min_attention not kept):",
         ]
         lines += [f"- {name}: {caveat}" for name, caveat in context["approximate"].items()]
+    lines += transfer_markdown(summaries, context)
     return "\n".join(lines) + "\n"
 
 
@@ -205,4 +216,6 @@ def write_outputs(
         f"{context['model']}, {Path(context['store']).name}: test AUROC over "
         f"{len(context['seeds'])} split seeds",
     )
+    if context.get("transfer"):
+        plot_transfer(output / "transfer.png", summaries, context)
     return path

@@ -18,7 +18,7 @@ from torch_geometric.loader import DataLoader
 
 from common import UserError
 from extraction.store import TraceStore
-from graphs import SPLITS, GraphSpec, HallucinationGraphDataset
+from graphs import SPLITS, GraphSpec, HallucinationGraphDataset, SplitBy
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ class HallucinationGraphDataModule(LightningDataModule):
         labels: the labels to train and score on: ``index`` (default: those stored in the
             store's index), ``judged`` (the packaged judged answers of the store's model and
             dataset, docs/LABELS.md) or a judgement JSONL file. Every report names them.
+        split_by: ``question`` (the stratified split) or ``relation``: whole relations of a
+            fact store held out (train on some relations, validate and test on others).
+        train_size: train on the traces of this many train questions only, a seeded subset
+            nested in every larger one (learning curves); val and test stay whole.
     """
 
     def __init__(
@@ -57,6 +61,8 @@ class HallucinationGraphDataModule(LightningDataModule):
         predict_traces: str | None = None,
         predict_root: str | None = None,
         labels: str = "index",
+        split_by: SplitBy = "question",
+        train_size: int | None = None,
     ) -> None:
         arguments = {key: value for key, value in locals().items() if key != "self"}
         arguments.pop("__class__", None)
@@ -87,6 +93,9 @@ class HallucinationGraphDataModule(LightningDataModule):
         """What decides the graphs and the split (no paths, no loader settings): the resolved
         graph spec, the split seed and ratios."""
         split = {"split_seed": self.hparams.split_seed}
+        # Named only when not the default, so earlier results keep their fingerprints.
+        split |= {"split_by": "relation"} if self.hparams.split_by == "relation" else {}
+        split |= {"train_size": self.hparams.train_size} if self.hparams.train_size else {}
         return {**self.spec.as_dict(), **split, "split_ratios": list(self.hparams.split_ratios)}
 
     def _dataset(
@@ -101,6 +110,8 @@ class HallucinationGraphDataModule(LightningDataModule):
             split=split,
             split_seed=self.hparams.split_seed,
             split_ratios=tuple(self.hparams.split_ratios),
+            split_by=self.hparams.split_by,
+            train_size=self.hparams.train_size if split == "train" else None,
             keep_unlabelled=split is None,
             # Scoring (split=None) needs no labels, and another store has no judgements.
             labels=self.hparams.labels if split is not None else "index",

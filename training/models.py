@@ -26,6 +26,7 @@ from torch_geometric.nn.aggr import (
 )
 from torch_geometric.nn.models import GAT, GCN, GIN, GraphSAGE
 from torch_geometric.nn.models.basic_gnn import BasicGNN
+from torch_geometric.utils import scatter
 
 from training.module import GraphClassifier
 
@@ -292,6 +293,35 @@ class EdgeConditionedConv(MessagePassing):
         return F.relu(x_j + edge_attr)
 
 
+# Added to attention values before their log: below the 0.01 an edge needs in one head, above
+# float16's resolution near 0.
+EDGE_LOG_EPS = 1e-3
+
+
+def lookback_ratios(batch: Batch) -> torch.Tensor:
+    """``[num_graphs, d]``: for each edge feature (a (layer, head) on an all-layer graph), the
+    share of an answer token's kept incoming attention that comes from prompt tokens, averaged
+    over the graph's answer tokens: Lookback Lens's ratio (Chuang et al., 2024) read off the
+    graph's edges (edges below the graph's threshold are not there to count)."""
+    values = edge_features(batch)
+    senders, receivers = batch.edge_index
+    into_answer = batch.is_answer[receivers]
+    from_prompt = into_answer & ~batch.is_answer[senders]
+    size = batch.num_nodes
+    prompt = scatter(values * from_prompt[:, None], receivers, 0, dim_size=size, reduce="sum")
+    total = scatter(values * into_answer[:, None], receivers, 0, dim_size=size, reduce="sum")
+    ratio = prompt / total.clamp_min(1e-6)
+    answer = batch.is_answer
+    return scatter(ratio[answer], batch.batch[answer], 0, dim_size=batch.num_graphs, reduce="mean")
+
+
+class LogScale(nn.Module):
+    """``log(x + EDGE_LOG_EPS)`` of non-negative features (attention weights)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x.clamp_min(0) + EDGE_LOG_EPS)
+
+
 class MPNNClassifier(GraphClassifier):
     """Edge-conditioned message passing over all-layer attention graphs (CHARM, Frasca et al.,
     ICLR 2026): node features (the attention diagonal of every head and layer, a hidden state,
@@ -311,6 +341,12 @@ class MPNNClassifier(GraphClassifier):
         answer_only: pool over the answer tokens only (the prompt still sends messages).
         edge_norm: standardise each edge feature over the batch (``BatchNorm1d``) before the
             edge embedding: attention values are mostly near 0 with a few near 1.
+        edge_log: read each edge feature as ``log(value + EDGE_LOG_EPS)`` (before
+            ``edge_norm``): ratios of attention, what Lookback Lens and LapEigvals build on,
+            become differences, and the many small values are told apart.
+        lookback_readout: add the graph's Lookback Lens ratios (:func:`lookback_ratios`,
+            standardised and projected) to the pooled tokens before the head: a typed sum
+            aggregation of the raw edge features that a mean of messages cannot form.
     """
 
     def __init__(
@@ -322,6 +358,8 @@ class MPNNClassifier(GraphClassifier):
         pooling: Pooling = "mean",
         answer_only: bool = True,
         edge_norm: bool = False,
+        edge_log: bool = False,
+        lookback_readout: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -332,6 +370,7 @@ class MPNNClassifier(GraphClassifier):
         )
         edge_width = self.hparams.edge_dim or 1
         self.edge_encoder = nn.Sequential(
+            LogScale() if edge_log else nn.Identity(),
             nn.BatchNorm1d(edge_width) if edge_norm else nn.Identity(),
             nn.Linear(edge_width, hidden_channels),
             nn.ReLU(),
@@ -341,6 +380,11 @@ class MPNNClassifier(GraphClassifier):
             for _ in range(num_layers)
         )
         self.pooling = make_pooling(pooling, hidden_channels)
+        self.lookback = (
+            nn.Sequential(nn.BatchNorm1d(edge_width), nn.Linear(edge_width, hidden_channels))
+            if lookback_readout
+            else None
+        )
         self.head = mlp_head(hidden_channels, dropout)
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -351,4 +395,6 @@ class MPNNClassifier(GraphClassifier):
             h = conv(h, batch.edge_index, edges)
         mask = batch.is_answer if self.hparams.answer_only else None
         pooled = pool(self.pooling, h, batch.batch, batch.num_graphs, mask)
+        if self.lookback is not None:
+            pooled = pooled + self.lookback(lookback_ratios(batch))
         return self.head(pooled).squeeze(-1)
