@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TRIVIAQA = REPO.parent / "shared" / "data" / "triviaqa" / "validation.jsonl"
+SHARED_DATA = Path(os.environ.get("HALLUGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
+TRIVIAQA = SHARED_DATA / "triviaqa" / "validation.jsonl"
 
 
 def peak_rss_mib() -> float:
