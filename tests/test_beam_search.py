@@ -111,13 +111,15 @@ def test_logits_processors_run_transformers_loop(tiny):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
-def test_real_model_seed_decoding_same_sequences(shared_data):
-    """SmolLM2-135M-Instruct, the seed's prompt and decoding, 8 real TriviaQA questions."""
+@pytest.mark.parametrize("model", ["smollm2_135M", "gemma3_270M"])
+def test_real_model_seed_decoding_same_sequences(shared_data, model):
+    """SmolLM2-135M-Instruct and Gemma-3-270M, the seed's prompt and decoding, 8 real TriviaQA
+    questions."""
     from extraction.models import load_model
     from extraction.prompts import SEED_PROMPT
     from extraction.questions import load_questions
 
-    loaded = load_model("smollm2_135M", quantization="none")
+    loaded = load_model(model, quantization="none")
     questions = load_questions("triviaqa", str(shared_data / "triviaqa" / "validation.jsonl"), 8)
     batch = [
         loaded.tokenizer(SEED_PROMPT.format(question=q.question))["input_ids"] for q in questions
