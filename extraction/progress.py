@@ -3,10 +3,11 @@ the answers of the batch in progress.
 
 The bar moves when a batch is committed (every trace of it at once) and its rate is the run's
 average since the first batch started (``smoothing=0``): tqdm's default moving average would
-take the first batch's seconds for one question's. While a batch is answered the postfix counts
-its traces as their answers come (a ``--num_generations K`` batch is K traces a question, and
-the long part). Libraries' own bars (transformers' ``Loading weights`` when a labeller loads its
-model mid-run) are switched off while the bar is up, so none breaks into it.
+take the first batch's seconds for one question's. The postfix counts the traces of the
+questions in progress (a window of batches, whose beam answers are made together) as their
+answers come: a ``--num_generations K`` question is K traces, and answering is the long part.
+Libraries' own bars (transformers' ``Loading weights`` when a labeller loads its model mid-run)
+are switched off while the bar is up, so none breaks into it.
 """
 
 from __future__ import annotations
@@ -22,24 +23,23 @@ class ExtractionBar:
     def __init__(self, bar: tqdm) -> None:
         self.bar = bar
         self.answered = 0
-        self.batch_traces = 0
+        self.traces = 0
 
-    def start_batch(self, traces: int) -> None:
-        self.answered, self.batch_traces = 0, traces
+    def start(self, traces: int) -> None:
+        """The next ``traces`` traces are in progress."""
+        self.answered, self.traces = 0, traces
         self._show()
 
     def answered_traces(self, count: int) -> None:
-        """``count`` more traces of the batch in progress have their answer."""
+        """``count`` more traces in progress have their answer."""
         self.answered += count
         self._show()
 
-    def batch_written(self, traces: int) -> None:
-        self.batch_traces = 0
-        self.bar.set_postfix_str("", refresh=False)
+    def written(self, traces: int) -> None:
         self.bar.update(traces)
 
     def _show(self) -> None:
-        self.bar.set_postfix_str(f"batch: {self.answered}/{self.batch_traces} answered")
+        self.bar.set_postfix_str(f"answered {self.answered}/{self.traces}")
 
 
 @contextmanager

@@ -34,9 +34,13 @@ from extraction.store import TraceStore, TraceWriter, trace_id
 from extraction.store.consistency import consistency_name, sync_consistency
 from extraction.threads import choose_threads
 from extraction.trace import Trace, hidden_state_indices
-from extraction.tracing import Todo, process_batch, trace_ids
+from extraction.tracing import Todo, beam_answers, process_batch, trace_ids
 
 log = logging.getLogger(__name__)
+
+# Beam answers are made this many batches at a time, in batches sorted by prompt length
+# (tracing.beam_answers); a crash loses at most these answers, never a committed batch.
+GENERATION_WINDOW = 4
 
 PACKAGES = ("hallugraph", "torch", "transformers", "datasets", "safetensors", "bitsandbytes")
 
@@ -133,32 +137,38 @@ def _extract(
     desc = f"Extracting (rank {rank.rank})" if rank.distributed else "Extracting"
     unit = "q" if cfg.num_generations == 1 else "trace"
     total = sum(len(item.generations) for item in todo)
+    window = GENERATION_WINDOW * cfg.batch_size
     with extraction_bar(total, desc, unit, rank.rank) as bar:
-        for start in range(0, len(todo), cfg.batch_size):
-            batch = todo[start : start + cfg.batch_size]
-            bar.start_batch(sum(len(item.generations) for item in batch))
-            written = 0
-            for trace_or_error in process_batch(
-                batch, loaded, cfg, blocks, on_answer=bar.answered_traces
-            ):
-                if isinstance(trace_or_error, Trace):
-                    writer.add(trace_or_error)
-                    if cfg.verbose:
-                        console.example(trace_or_error, result.processed)
-                    result.processed += 1
-                else:
-                    question, generation, reason = trace_or_error
-                    ids = trace_ids(question, generation, cfg.num_generations)
-                    writer.add_error(
-                        question=question.question, gold=question.gold, reason=reason, **ids
-                    )
-                    log.warning("question %s failed: %s", ids["question_id"], reason)
-                    result.errors += 1
-                written += 1
-            writer.commit()  # the batch is on disk: a crash from here on loses none of it
-            bar.batch_written(written)
-            if cfg.num_generations > 1:
-                _sync_consistency(result, [item.question.question_id for item in batch])
+        for first in range(0, len(todo), window):
+            questions = todo[first : first + window]
+            bar.start(sum(len(item.generations) for item in questions))
+            beams = beam_answers(questions, loaded, cfg, bar.answered_traces)
+            for start in range(0, len(questions), cfg.batch_size):
+                batch = questions[start : start + cfg.batch_size]
+                _write_batch(batch, writer, loaded, cfg, blocks, result, bar, beams)
+
+
+def _write_batch(batch: list[Todo], writer: TraceWriter, loaded, cfg, blocks, result, bar, beams):
+    written = 0
+    for trace_or_error in process_batch(
+        batch, loaded, cfg, blocks, on_answer=bar.answered_traces, beams=beams
+    ):
+        if isinstance(trace_or_error, Trace):
+            writer.add(trace_or_error)
+            if cfg.verbose:
+                console.example(trace_or_error, result.processed)
+            result.processed += 1
+        else:
+            question, generation, reason = trace_or_error
+            ids = trace_ids(question, generation, cfg.num_generations)
+            writer.add_error(question=question.question, gold=question.gold, reason=reason, **ids)
+            log.warning("question %s failed: %s", ids["question_id"], reason)
+            result.errors += 1
+        written += 1
+    writer.commit()  # the batch is on disk: a crash from here on loses none of it
+    bar.written(written)
+    if cfg.num_generations > 1:
+        _sync_consistency(result, [item.question.question_id for item in batch])
 
 
 def _rank_device(rank: Rank) -> str | None:

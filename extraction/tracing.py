@@ -43,42 +43,89 @@ def trace_ids(question: Question, generation: int, generations: int) -> dict:
     }
 
 
+def prompt_ids(item: Todo, loaded: LoadedModel, cfg: ExtractionConfig) -> list[int] | str:
+    """The question's prompt as token ids, or the reason it cannot run."""
+    try:
+        text = build_prompt(
+            item.question.question, loaded.tokenizer, cfg.prompt_template, cfg.chat_template
+        )
+        ids = encode_prompt(text, loaded.tokenizer, cfg.chat_template)
+    except UserError:
+        raise
+    except Exception as exc:  # tokenizers raise assorted types on odd input
+        return f"tokenizer error: {_describe(exc)}"
+    if len(ids) + cfg.max_new_tokens > cfg.max_total_tokens:
+        return (
+            f"too long: {len(ids)} prompt tokens + {cfg.max_new_tokens} new tokens > "
+            f"--max_total_tokens {cfg.max_total_tokens}"
+        )
+    return ids
+
+
+def beam_answers(
+    items: list[Todo],
+    loaded: LoadedModel,
+    cfg: ExtractionConfig,
+    on_answer: Callable[[int], None] = lambda count: None,
+) -> dict[str, Answer]:
+    """The beam-search answers of ``items`` (question id → answer), generated in batches of
+    ``--batch_size`` questions of similar prompt length: less left padding in the prefill and in
+    every step's KV cache (docs/BENCHMARKS.md, "Extraction: where the time goes"). The final
+    pass keeps the run's own batches, so the trace bytes do not depend on this grouping. A
+    generation batch that fails is left out: :func:`process_batch` generates its questions again
+    in its own batch, with its retry one question at a time."""
+    runnable = []
+    for item in items:
+        if 0 in item.generations and isinstance(ids := prompt_ids(item, loaded, cfg), list):
+            runnable.append((item.question.question_id, ids))
+    runnable.sort(key=lambda qid_ids: len(qid_ids[1]))
+    answers: dict[str, Answer] = {}
+    for start in range(0, len(runnable), cfg.batch_size):
+        group = runnable[start : start + cfg.batch_size]
+        try:
+            found = generate_answers(
+                loaded.model,
+                loaded.tokenizer,
+                [ids for _, ids in group],
+                cfg.decoding,
+                cfg.stop_strings,
+            )
+        except UserError:
+            raise
+        except Exception as exc:
+            log.info("generation batch failed (%s); left to the run's batches", _describe(exc))
+            _free_memory()
+            continue
+        answers.update(zip((qid for qid, _ in group), found, strict=True))
+        on_answer(len(group))
+    return answers
+
+
 def process_batch(
     batch: list[Todo],
     loaded: LoadedModel,
     cfg: ExtractionConfig,
     blocks,
     on_answer: Callable[[int], None] = lambda count: None,
+    beams: dict[str, Answer] | None = None,
 ):
     """Yield a Trace or a (question, generation, reason) per trace. A batch that fails (out of
     memory, say) is retried one question at a time, so one bad question costs only itself.
-    ``on_answer(n)`` is told each time ``n`` more traces have their answer."""
+    ``beams`` are beam-search answers made ahead (:func:`beam_answers`); the others are made
+    here. ``on_answer(n)`` is told each time ``n`` more traces have their answer."""
+    beams = beams or {}
     runnable, prompts = [], []
     for item in batch:
-        question = item.question
-        try:
-            text = build_prompt(
-                question.question, loaded.tokenizer, cfg.prompt_template, cfg.chat_template
-            )
-            ids = encode_prompt(text, loaded.tokenizer, cfg.chat_template)
-        except UserError:
-            raise
-        except Exception as exc:  # tokenizers raise assorted types on odd input
-            yield from _failed(item, f"tokenizer error: {_describe(exc)}")
-            continue
-        if len(ids) + cfg.max_new_tokens > cfg.max_total_tokens:
-            yield from _failed(
-                item,
-                f"too long: {len(ids)} prompt tokens + {cfg.max_new_tokens} new tokens > "
-                f"--max_total_tokens {cfg.max_total_tokens}",
-            )
+        ids = prompt_ids(item, loaded, cfg)
+        if isinstance(ids, str):
+            yield from _failed(item, ids)
             continue
         runnable.append(item)
         prompts.append(ids)
     if not runnable:
         return
     try:
-        yield from _traces(runnable, prompts, loaded, cfg, blocks, on_answer)
+        yield from _traces(runnable, prompts, loaded, cfg, blocks, on_answer, beams)
     except UserError:
         raise
     except Exception as exc:
@@ -89,7 +136,7 @@ def process_batch(
         _free_memory()
         for item, ids in zip(runnable, prompts, strict=True):
             try:
-                yield from _traces([item], [ids], loaded, cfg, blocks, on_answer)
+                yield from _traces([item], [ids], loaded, cfg, blocks, on_answer, beams)
             except Exception as single_exc:
                 _free_memory()
                 yield from _failed(item, _describe(single_exc))
@@ -106,17 +153,24 @@ def _answers(
     loaded: LoadedModel,
     cfg: ExtractionConfig,
     on_answer: Callable[[int], None],
+    beams: dict[str, Answer],
 ) -> list[tuple[int, int, Answer]]:
     """``(item, generation, answer)`` for every trace to make, question by question: the beam
-    answers of the batch in one ``generate``, each question's samples in one of its own."""
+    answers not made ahead (``beams``) in one ``generate``, each question's samples in one of
+    its own."""
     model, tokenizer = loaded.model, loaded.tokenizer
-    beam = [i for i, item in enumerate(items) if 0 in item.generations]
-    best = {}
+    needs_beam = [i for i, item in enumerate(items) if 0 in item.generations]
+    best = {
+        i: beams[items[i].question.question_id]
+        for i in needs_beam
+        if items[i].question.question_id in beams
+    }
+    beam = [i for i in needs_beam if i not in best]
     if beam:
         found = generate_answers(
             model, tokenizer, [prompts[i] for i in beam], cfg.decoding, cfg.stop_strings
         )
-        best = dict(zip(beam, found, strict=True))
+        best.update(zip(beam, found, strict=True))
         on_answer(len(beam))
     out = []
     for i, item in enumerate(items):
@@ -140,10 +194,16 @@ def _answers(
 
 
 def _traces(
-    items: list[Todo], prompts, loaded: LoadedModel, cfg: ExtractionConfig, blocks, on_answer
+    items: list[Todo],
+    prompts,
+    loaded: LoadedModel,
+    cfg: ExtractionConfig,
+    blocks,
+    on_answer,
+    beams: dict[str, Answer],
 ):
     tokenizer = loaded.tokenizer
-    answers = _answers(items, prompts, loaded, cfg, on_answer)
+    answers = _answers(items, prompts, loaded, cfg, on_answer, beams)
     sequences = [prompts[i] + answer.answer_ids for i, _, answer in answers]
     n_prompt = [len(prompts[i]) for i, _, _ in answers]
     states = []
