@@ -34,12 +34,12 @@ from extraction.store import TraceStore, TraceWriter, trace_id
 from extraction.store.consistency import consistency_name, sync_consistency
 from extraction.threads import choose_threads
 from extraction.trace import Trace, hidden_state_indices
-from extraction.tracing import Todo, beam_answers, process_batch, trace_ids
+from extraction.tracing import Todo, beam_answers, generation_batch, process_batch, trace_ids
 
 log = logging.getLogger(__name__)
 
-# Beam answers are made this many batches at a time, in batches sorted by prompt length
-# (tracing.beam_answers); a crash loses at most these answers, never a committed batch.
+# Beam answers are made for this many generation batches at a time, in batches sorted by prompt
+# length (tracing.beam_answers); a crash loses at most these answers, never a committed batch.
 GENERATION_WINDOW = 4
 
 PACKAGES = ("hallugraph", "torch", "transformers", "datasets", "safetensors", "bitsandbytes")
@@ -137,7 +137,7 @@ def _extract(
     desc = f"Extracting (rank {rank.rank})" if rank.distributed else "Extracting"
     unit = "q" if cfg.num_generations == 1 else "trace"
     total = sum(len(item.generations) for item in todo)
-    window = GENERATION_WINDOW * cfg.batch_size
+    window = GENERATION_WINDOW * generation_batch(cfg.batch_size)
     with extraction_bar(total, desc, unit, rank.rank) as bar:
         for first in range(0, len(todo), window):
             questions = todo[first : first + window]

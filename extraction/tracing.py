@@ -62,6 +62,17 @@ def prompt_ids(item: Todo, loaded: LoadedModel, cfg: ExtractionConfig) -> list[i
     return ids
 
 
+# Questions per beam-search batch, at least: a batch's forward passes run with fewer rows as
+# its questions finish, and each pass reads all the weights whatever its rows; more questions
+# keep the rows up for longer (docs/BENCHMARKS.md, "Extraction: where the time goes").
+MIN_GENERATION_BATCH = 32
+
+
+def generation_batch(batch_size: int) -> int:
+    """Questions per beam-search batch: ``--batch_size``, or more on a small one."""
+    return max(batch_size, MIN_GENERATION_BATCH)
+
+
 def beam_answers(
     items: list[Todo],
     loaded: LoadedModel,
@@ -69,19 +80,20 @@ def beam_answers(
     on_answer: Callable[[int], None] = lambda count: None,
 ) -> dict[str, Answer]:
     """The beam-search answers of ``items`` (question id → answer), generated in batches of
-    ``--batch_size`` questions of similar prompt length: less left padding in the prefill and in
-    every step's KV cache (docs/BENCHMARKS.md, "Extraction: where the time goes"). The final
-    pass keeps the run's own batches, so the trace bytes do not depend on this grouping. A
-    generation batch that fails is left out: :func:`process_batch` generates its questions again
-    in its own batch, with its retry one question at a time."""
+    :func:`generation_batch` questions of similar prompt length: less left padding in the
+    prefill and in every step's KV cache (docs/BENCHMARKS.md, "Extraction: where the time
+    goes"). The final pass keeps the run's own batches, so the trace bytes do not depend on this
+    grouping. A generation batch that fails is left out: :func:`process_batch` generates its
+    questions again in its own batch, with its retry one question at a time."""
     runnable = []
     for item in items:
         if 0 in item.generations and isinstance(ids := prompt_ids(item, loaded, cfg), list):
             runnable.append((item.question.question_id, ids))
     runnable.sort(key=lambda qid_ids: len(qid_ids[1]))
     answers: dict[str, Answer] = {}
-    for start in range(0, len(runnable), cfg.batch_size):
-        group = runnable[start : start + cfg.batch_size]
+    size = generation_batch(cfg.batch_size)
+    for start in range(0, len(runnable), size):
+        group = runnable[start : start + size]
         try:
             found = generate_answers(
                 loaded.model,
