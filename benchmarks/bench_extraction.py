@@ -103,7 +103,7 @@ def run_seed(model_name: str, num_samples: int, out: Path) -> dict:
     }
 
 
-def run_ours(model_name: str, num_samples: int, out: Path, batch_size: int) -> dict:
+def run_ours(model_name: str, num_samples: int, out: Path, batch_size: int, dtype: str) -> dict:
     from extraction.cli import main
     from extraction.export import export_pickle
     from extraction.store import TraceStore
@@ -113,7 +113,7 @@ def run_ours(model_name: str, num_samples: int, out: Path, batch_size: int) -> d
     status = main(
         ["--model", model_name, "--dataset", "triviaqa", "--dataset-file", str(TRIVIAQA),
          "--num-samples", str(num_samples), "--output-dir", str(store_dir),
-         "--batch-size", str(batch_size)]
+         "--batch-size", str(batch_size), "--dtype", dtype]
     )  # fmt: skip
     elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     assert status == 0
@@ -136,6 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2_135M", help="registry id (both sides)")
     parser.add_argument("--num-samples", type=int, default=64)
+    parser.add_argument(
+        "--dtype", default="float16", help="ours: storage dtype (Gemma-3 needs bfloat16)"
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8], help="ours, each")
     parser.add_argument("--mode", help="(internal) run one side: seed or ours-BATCH")
     parser.add_argument("--out")
@@ -146,7 +149,7 @@ def main() -> None:
             result = run_seed(args.model, args.num_samples, out)
         else:
             batch_size = int(args.mode.removeprefix("ours-"))
-            result = run_ours(args.model, args.num_samples, out, batch_size)
+            result = run_ours(args.model, args.num_samples, out, batch_size, args.dtype)
         result["peak_rss_mib"] = peak_rss_mib()
         (out / f"{args.mode}.json").write_text(json.dumps(result))
         return
@@ -155,7 +158,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
         for mode in modes:
-            cmd = [sys.executable, __file__, "--mode", mode, "--out", tmp, "--model", args.model]
+            cmd = [sys.executable, __file__, "--mode", mode, "--out", tmp, "--model", args.model,
+                   "--dtype", args.dtype]  # fmt: skip
             subprocess.run([*cmd, "--num-samples", str(args.num_samples)], check=True, cwd=REPO)
             results[mode] = json.loads((Path(tmp) / f"{mode}.json").read_text())
     seed = results["seed"]
