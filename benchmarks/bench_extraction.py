@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TRIVIAQA = REPO.parent / "shared" / "data" / "triviaqa" / "validation.jsonl"
+SHARED_DATA = Path(os.environ.get("HALLUGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
+TRIVIAQA = SHARED_DATA / "triviaqa" / "validation.jsonl"
 
 
 def peak_rss_mib() -> float:
@@ -46,21 +47,23 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_seed(num_samples: int, out: Path) -> dict:
+def run_seed(model_name: str, num_samples: int, out: Path) -> dict:
     """The seed's loop, as its documentation describes it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from extraction.generation import DEFAULT_STOP_STRINGS, cut_answer
+    from extraction.generation import DEFAULT_STOP_STRINGS, _eos_ids, cut_answer
     from extraction.models import resolve_source
     from extraction.prompts import SEED_PROMPT
     from extraction.questions import load_questions
 
-    source = resolve_source("smollm2_135M")
+    source = resolve_source(model_name)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="eager").eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        source, attn_implementation="eager", dtype=torch.float32
+    ).eval()
     questions = load_questions("triviaqa", str(TRIVIAQA), num_samples)
-    eos = {tokenizer.eos_token_id}
+    eos = _eos_ids(model, tokenizer)
     answers, batch = {}, []
     start, cpu_start = time.perf_counter(), cpu_seconds()
     for question in questions:
@@ -104,7 +107,7 @@ def run_seed(num_samples: int, out: Path) -> dict:
     }
 
 
-def run_ours(num_samples: int, out: Path, batch_size: int) -> dict:
+def run_ours(model_name: str, num_samples: int, out: Path, batch_size: int, dtype: str) -> dict:
     from extraction.cli import main
     from extraction.export import export_pickle
     from extraction.store import TraceStore
@@ -112,8 +115,9 @@ def run_ours(num_samples: int, out: Path, batch_size: int) -> dict:
     store_dir = out / f"store_{batch_size}"
     start, cpu_start = time.perf_counter(), cpu_seconds()
     status = main(
-        ["--dataset", "triviaqa", "--dataset-file", str(TRIVIAQA), "--num-samples",
-         str(num_samples), "--output-dir", str(store_dir), "--batch-size", str(batch_size)]
+        ["--model", model_name, "--dataset", "triviaqa", "--dataset-file", str(TRIVIAQA),
+         "--num-samples", str(num_samples), "--output-dir", str(store_dir),
+         "--batch-size", str(batch_size), "--dtype", dtype]
     )  # fmt: skip
     elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     assert status == 0
@@ -134,7 +138,11 @@ def run_ours(num_samples: int, out: Path, batch_size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2_135M", help="registry id (both sides)")
     parser.add_argument("--num-samples", type=int, default=64)
+    parser.add_argument(
+        "--dtype", default="float16", help="ours: storage dtype (Gemma-3 needs bfloat16)"
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8], help="ours, each")
     parser.add_argument("--mode", help="(internal) run one side: seed or ours-BATCH")
     parser.add_argument("--out")
@@ -142,9 +150,10 @@ def main() -> None:
     if args.mode:
         out = Path(args.out)
         if args.mode == "seed":
-            result = run_seed(args.num_samples, out)
+            result = run_seed(args.model, args.num_samples, out)
         else:
-            result = run_ours(args.num_samples, out, int(args.mode.removeprefix("ours-")))
+            batch_size = int(args.mode.removeprefix("ours-"))
+            result = run_ours(args.model, args.num_samples, out, batch_size, args.dtype)
         result["peak_rss_mib"] = peak_rss_mib()
         (out / f"{args.mode}.json").write_text(json.dumps(result))
         return
@@ -153,13 +162,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
         for mode in modes:
-            cmd = [sys.executable, __file__, "--mode", mode, "--out", tmp]
+            cmd = [sys.executable, __file__, "--mode", mode, "--out", tmp, "--model", args.model,
+                   "--dtype", args.dtype]  # fmt: skip
             subprocess.run([*cmd, "--num-samples", str(args.num_samples)], check=True, cwd=REPO)
             results[mode] = json.loads((Path(tmp) / f"{mode}.json").read_text())
     seed = results["seed"]
     n = args.num_samples
     print(f"\nload average before / after: {load_before} / {os.getloadavg()}")
-    print(f"\n{n} TriviaQA questions, SmolLM2-135M-Instruct, beam 5, max 64 new tokens")
+    print(f"\n{n} TriviaQA questions, {args.model}, beam 5, max 64 new tokens")
     for mode in modes[1:]:
         ours = results[mode]
         same = sum(seed["answers"][q] == ours["answers"].get(q) for q in seed["answers"])

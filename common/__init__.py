@@ -26,7 +26,7 @@ from common.files import (
     temp_pattern,
 )
 from common.runner import Command, describe_os_error, run_command, run_commands
-from common.threads import set_thread_policy
+from common.threads import choose_threads, free_cores, set_thread_policy
 
 __all__ = [
     "Command",
@@ -37,7 +37,9 @@ __all__ = [
     "atomic_write_text",
     "call_with_arguments",
     "check_name",
+    "choose_threads",
     "describe_os_error",
+    "free_cores",
     "normalise",
     "parse_config",
     "parse_error_line",

@@ -13,14 +13,47 @@ passed to ``generate(custom_generate=...)``, which prepares the inputs, the cach
 criteria and the logits processors as usual. Cases where leaving the batch could change a
 result (sampling, whose random draws depend on the batch; logits processors, which may keep
 per-row state; several returned sequences) run transformers' loop unchanged.
+
+It calls eleven private names of transformers' generation code, whose signatures change between
+releases, so it runs only under the transformers version its equality tests passed with
+(:func:`verified`); under any other, extraction uses stock ``generate``.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+
 import torch
+import transformers
 from transformers.generation.utils import GenerationMixin
 
+log = logging.getLogger(__name__)
+
+# The release whose private beam-search helpers this module was checked against
+# (tests/test_beam_search.py: identical sequences to stock ``generate``).
+VERIFIED_TRANSFORMERS = "5.24.0"
+
 _ROW_KWARGS = ("attention_mask", "position_ids", "token_type_ids")
+
+
+def verified() -> bool:
+    """Whether the installed transformers is the one this search was verified with; on another
+    one line says that stock ``generate`` is used (the same answers, slower)."""
+    return _verified(transformers.__version__)
+
+
+@functools.cache
+def _verified(installed: str) -> bool:
+    if installed == VERIFIED_TRANSFORMERS:
+        return True
+    log.warning(
+        "transformers %s is not %s, the version the compacting beam search was verified with: "
+        "using stock generate (same answers, slower)",
+        installed,
+        VERIFIED_TRANSFORMERS,
+    )
+    return False
 
 
 def compacting_beam_search(

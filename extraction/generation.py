@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from extraction.beam_search import compacting_beam_search
+from extraction.beam_search import compacting_beam_search, verified
 from extraction.padding import left_pad
 
 DEFAULT_STOP_STRINGS = ("\n", "Question:")
@@ -78,7 +78,7 @@ def generate_answers(
     input_ids, mask = left_pad(prompts, tokenizer.pad_token_id)
     device = model.device
     kwargs = decoding.generate_kwargs()
-    if kwargs["num_beams"] > 1 and not kwargs["do_sample"]:
+    if kwargs["num_beams"] > 1 and not kwargs["do_sample"] and verified():
         kwargs["custom_generate"] = compacting_beam_search  # same answers, less work
     with torch.inference_mode():
         sequences = model.generate(

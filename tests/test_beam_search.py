@@ -111,13 +111,15 @@ def test_logits_processors_run_transformers_loop(tiny):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
-def test_real_model_seed_decoding_same_sequences(shared_data):
-    """SmolLM2-135M-Instruct, the seed's prompt and decoding, 8 real TriviaQA questions."""
+@pytest.mark.parametrize("model", ["smollm2_135M", "gemma3_270M"])
+def test_real_model_seed_decoding_same_sequences(shared_data, model):
+    """SmolLM2-135M-Instruct and Gemma-3-270M, the seed's prompt and decoding, 8 real TriviaQA
+    questions."""
     from extraction.models import load_model
     from extraction.prompts import SEED_PROMPT
     from extraction.questions import load_questions
 
-    loaded = load_model("smollm2_135M", quantization="none")
+    loaded = load_model(model, quantization="none")
     questions = load_questions("triviaqa", str(shared_data / "triviaqa" / "validation.jsonl"), 8)
     batch = [
         loaded.tokenizer(SEED_PROMPT.format(question=q.question))["input_ids"] for q in questions
@@ -126,3 +128,33 @@ def test_real_model_seed_decoding_same_sequences(shared_data):
     expected = generate(loaded.model, loaded.tokenizer, batch, False, **decoding)
     got = generate(loaded.model, loaded.tokenizer, batch, True, **decoding)
     assert torch.equal(got, expected)
+
+
+def test_another_transformers_version_falls_back_to_stock_generate(tiny, monkeypatch, caplog):
+    """Under a transformers release the search was not verified with, ``generate_answers``
+    uses stock ``generate`` (one log line, however many batches) and gets its answers."""
+    from extraction.beam_search import _Search, _verified
+    from extraction.generation import Decoding, generate_answers
+
+    model, tokenizer = tiny
+    batch = prompts(tokenizer)[:3]
+    decoding = Decoding(num_beams=3, max_new_tokens=24)
+    expected = generate_answers(model, tokenizer, batch, decoding)
+    monkeypatch.setattr("extraction.beam_search.transformers.__version__", "0.0.untested")
+    _verified.cache_clear()
+
+    def not_verified(*args, **kwargs):
+        raise AssertionError("the compacting search ran under an unverified transformers")
+
+    monkeypatch.setattr(_Search, "run", not_verified)
+    try:
+        with caplog.at_level("WARNING", logger="extraction.beam_search"):
+            got = generate_answers(model, tokenizer, batch, decoding)
+            generate_answers(model, tokenizer, batch, decoding)
+    finally:
+        _verified.cache_clear()
+    assert got == expected
+    assert [r.getMessage() for r in caplog.records] == [
+        "transformers 0.0.untested is not 5.24.0, the version the compacting beam search was "
+        "verified with: using stock generate (same answers, slower)"
+    ]
