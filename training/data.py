@@ -31,8 +31,8 @@ class HallucinationGraphDataModule(LightningDataModule):
         traces: trace store directory written by ``python -m extraction``.
         root: graph dataset directory (processed graphs and ``splits.json``).
         graph: which graphs (:class:`graphs.GraphSpec`): a mapping of graph options, or a
-            graph spec file such as ``configs/graphs/layer15.yaml``; it names ``layer`` or
-            ``layers``.
+            graph spec file such as ``configs/graphs/layer15.yaml``; it names ``block`` or
+            ``blocks`` (the old names ``layer``/``layers`` still read).
         split_seed: seed of the stratified split.
         split_ratios: train/val/test fractions.
         batch_size: graphs per batch.
