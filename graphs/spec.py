@@ -61,8 +61,8 @@ class GraphSpec:
             attention of a token to itself) or ``both`` (hidden first).
         topology: Attach graph-level topology features as ``topo`` (PageRank, clustering,
             betweenness, answer-to-prompt attention mass; betweenness makes building slower).
-        layer: Deprecated name of block (read from old config files; when given, it wins over
-            block; ``unset``: not given).
+        layer: Deprecated name of block: the flag is read as the new one; an old config
+            file's key, when given, sets block (``unset``: not given).
         layers: Deprecated name of blocks (as layer).
         hidden_layer: Deprecated name of hidden_block (as layer).
     """
