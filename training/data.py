@@ -86,8 +86,11 @@ class HallucinationGraphDataModule(LightningDataModule):
     def graph_options(self) -> dict:
         """What decides the graphs and the split (no paths, no loader settings): the resolved
         graph spec, the split seed and ratios."""
+        return self._options(self.spec.as_dict())
+
+    def _options(self, spec: dict) -> dict:
         split = {"split_seed": self.hparams.split_seed}
-        return {**self.spec.as_dict(), **split, "split_ratios": list(self.hparams.split_ratios)}
+        return {**spec, **split, "split_ratios": list(self.hparams.split_ratios)}
 
     def _dataset(
         self, split: str | None, root: str | None = None, traces: str | None = None
@@ -182,8 +185,13 @@ class HallucinationGraphDataModule(LightningDataModule):
         dataset = self.datasets[split]
         items = sorted(zip(dataset.question_ids, dataset.labels, strict=True))
         return {
+            # The spec under its key names from before issue 22: the same graphs, the same hash.
             "sha256": _sha256(
-                {"split": split, "items": items, "graph_options": self.graph_options}
+                {
+                    "split": split,
+                    "items": items,
+                    "graph_options": self._options(self.spec.cache_key()),
+                }
             ),
             "split_sha256": _sha256({"split": split, "items": items}),
             "split": split,
