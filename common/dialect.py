@@ -130,7 +130,8 @@ def normalise(parser, argv: list[str]) -> list[str]:
         arg = tokens.pop(0)
         name, equals, value = arg.partition("=")
         given = value if equals else (tokens[0] if tokens else None)
-        if given == UNSET:  # an old name unset by a first normalise (a command parses twice)
+        if given == UNSET and name.rpartition(".")[2] in OLD_OPTION_NAMES:
+            # an old name unset by a first normalise (a command that parses twice)
             out += [arg] if equals else [arg, tokens.pop(0)]
             continue
         flag, old = _renamed(_spelled(name, hints), hints)
