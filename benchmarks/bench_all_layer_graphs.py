@@ -29,9 +29,9 @@ import torch
 from extraction.store import TraceStore
 from graphs import GraphSpec, HallucinationGraphDataset
 
-UNION = {"layers": "all", "combine": "union", "head_mode": "any"}
+UNION = {"blocks": "all", "combine": "union", "head_mode": "any"}
 ROWS: dict[str, dict] = {
-    "block 15, head mean, hidden (today's default)": {"layer": 15},
+    "block 15, head mean, hidden (today's default)": {"block": 15},
     "all layers, prompt edges, diagonal": {**UNION, "node_features": "attention_diagonal"},
     "all layers, no prompt edges, diagonal (charm.yaml)": {
         **UNION,

@@ -49,7 +49,7 @@ def best_seconds(run: Callable[[], object], rounds: int) -> float:
 def dataset_build(traces: str, layer: int, n_graphs: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench_dataset_build_"))
     try:
-        dataset = HallucinationGraphDataset(root, traces, GraphSpec(layer=layer))
+        dataset = HallucinationGraphDataset(root, traces, GraphSpec(block=layer))
         assert len(dataset) == n_graphs, (len(dataset), n_graphs)
     finally:
         shutil.rmtree(root)

@@ -170,7 +170,7 @@ def main() -> None:
 
     def ours_networkx() -> int:
         return sum(
-            to_networkx(store, qid, GraphSpec(layer=args.layer)).number_of_edges()
+            to_networkx(store, qid, GraphSpec(block=args.layer)).number_of_edges()
             for qid in question_ids
         )
 

@@ -59,7 +59,7 @@ def build_seconds(traces: str, layer: int, check: bool) -> float:
     try:
         with mock.patch.object(TraceStore, "__init__", init):
             start = time.perf_counter()
-            HallucinationGraphDataset(root, traces, GraphSpec(layer=layer))
+            HallucinationGraphDataset(root, traces, GraphSpec(block=layer))
             return time.perf_counter() - start
     finally:
         shutil.rmtree(root)

@@ -75,15 +75,15 @@ def attention_bytes(store: TraceStore) -> int:
 
 
 def timed_build(store: TraceStore, spec: GraphSpec, repeats: int) -> dict:
-    """Best of ``repeats``: seconds to read block ``spec.layer`` of every trace, and to build
+    """Best of ``repeats``: seconds to read block ``spec.block`` of every trace, and to build
     its graphs."""
     qids, best_read, best_build = store.question_ids, float("inf"), float("inf")
     prompts = [store.row(qid).n_prompt_tokens for qid in qids]
     for _ in range(repeats):
         start = time.perf_counter()
-        attentions = [store.attention(qid, spec.layer) for qid in qids]
+        attentions = [store.attention(qid, spec.block) for qid in qids]
         read = time.perf_counter() - start
-        hiddens = [store.resid_post(qid, spec.layer) for qid in qids]
+        hiddens = [store.resid_post(qid, spec.block) for qid in qids]
         start = time.perf_counter()
         edges = 0
         for first in range(0, len(qids), CHUNK):
@@ -153,7 +153,7 @@ def main() -> None:
     for name, store in stores.items():
         for threshold in (0.01, 0.05):
             if (FORMATS[name] or 0) <= threshold:
-                spec = GraphSpec(layer=args.layer, threshold=threshold)
+                spec = GraphSpec(block=args.layer, threshold=threshold)
                 result[name][f"graphs_t{threshold}"] = timed_build(store, spec, args.repeats)
 
     checks = {}
@@ -165,13 +165,13 @@ def main() -> None:
         if min_attention is None:
             continue
         specs = [
-            GraphSpec(layer=args.layer, threshold=min_attention, head_mode=mode)
+            GraphSpec(block=args.layer, threshold=min_attention, head_mode=mode)
             for mode in ("mean", "max", "heads", "any")
         ]
         specs += [
-            GraphSpec(layer=args.layer, threshold=0.1, top_k=5, node_features="both"),
-            GraphSpec(layers="all", combine="stack", threshold=min_attention),
-            GraphSpec(layers="all", combine="union", head_mode="max", threshold=min_attention),
+            GraphSpec(block=args.layer, threshold=0.1, top_k=5, node_features="both"),
+            GraphSpec(blocks="all", combine="stack", threshold=min_attention),
+            GraphSpec(blocks="all", combine="union", head_mode="max", threshold=min_attention),
         ]
         checks[name] = {
             json.dumps({k: v for k, v in spec.as_dict().items() if v != getattr(GraphSpec, k)}):

@@ -99,7 +99,7 @@ def main() -> None:
     print("| detector | graphs | nodes/graph | edges/graph | step graphs/s | fit graphs/s |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, (model_class, head_mode, kwargs) in DETECTORS.items():
-        spec = GraphSpec(layer=args.layer, head_mode=head_mode)
+        spec = GraphSpec(block=args.layer, head_mode=head_mode)
         dataset = HallucinationGraphDataset(args.root, args.traces, spec, split="train")
         graphs = [dataset[i] for i in range(len(dataset))]
         batches = [

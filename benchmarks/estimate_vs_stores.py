@@ -33,7 +33,7 @@ def compare(path: str) -> str:
     )
     itemsize = getattr(torch, settings.storage_dtype or "float16").itemsize
     layout = StoreLayout(
-        len(settings.attention_layers), model.num_heads, model.hidden_size, itemsize
+        len(settings.attention_blocks), model.num_heads, model.hidden_size, itemsize
     )
     estimate = sum(store_bytes(layout, profile, len(rows)).values())
     written = sum(path.stat().st_size for path in store.shard_files)

@@ -7,6 +7,8 @@ and JSON reads. It imports no package of ours (docs/ARCHITECTURE.md, "Floors").
 """
 
 from common.dialect import (
+    OLD_OPTION_NAMES,
+    UNSET,
     CommandLine,
     call_with_arguments,
     normalise,
@@ -29,6 +31,8 @@ from common.runner import Command, describe_os_error, run_command, run_commands
 from common.threads import choose_threads, free_cores, set_thread_policy
 
 __all__ = [
+    "OLD_OPTION_NAMES",
+    "UNSET",
     "Command",
     "CommandLine",
     "UserError",

@@ -18,6 +18,7 @@ import dataclasses
 import inspect
 import itertools
 import json
+import logging
 import re
 import types
 import typing
@@ -29,6 +30,8 @@ import yaml
 
 from common.errors import UserError, shown_path
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 SPELLING_NOTE = (
@@ -37,6 +40,12 @@ SPELLING_NOTE = (
 )
 SHORT_FLAGS = {"verbose": ("-v",)}
 _REQUIRED = object()
+# Option names that said layer where a transformer block is meant, before issue 22. A command
+# that has both names (GraphSpec keeps the old ones as deprecated keys of old config files) reads
+# a flag of either as the new name and sets the old one to UNSET, so a flag always wins over a
+# config file's old key; a config file's old key, when set, wins over the new key's default.
+OLD_OPTION_NAMES = {"layer": "block", "layers": "blocks", "hidden_layer": "hidden_block"}
+UNSET = "unset"
 
 
 class CommandLine:
@@ -120,7 +129,14 @@ def normalise(parser, argv: list[str]) -> list[str]:
     while tokens:
         arg = tokens.pop(0)
         name, equals, value = arg.partition("=")
-        flag = _spelled(name, hints)
+        given = value if equals else (tokens[0] if tokens else None)
+        if given == UNSET and name.rpartition(".")[2] in OLD_OPTION_NAMES:
+            # an old name unset by a first normalise (a command that parses twice)
+            out += [arg] if equals else [arg, tokens.pop(0)]
+            continue
+        flag, old = _renamed(_spelled(name, hints), hints)
+        if old is not None:
+            out += [old, UNSET]
         if flag is None:
             out.append(arg)
             continue
@@ -175,6 +191,22 @@ def _spelled(name: str, hints: dict[str, Any]) -> str | None:
             f"unknown option {name}; did you mean {longer[0]}? (options are never abbreviated)"
         )
     return None
+
+
+def _renamed(flag: str | None, hints: dict[str, Any]) -> tuple[str | None, str | None]:
+    """``flag`` under its new name (:data:`OLD_OPTION_NAMES`) when the command has that, and
+    the old name to set to :data:`UNSET` (None when the command has no old name of it)."""
+    if flag is None:
+        return None, None
+    prefix, dot, last = flag.rpartition(".")
+    new = {old: f"{prefix}{dot}{name}" for old, name in OLD_OPTION_NAMES.items()}
+    old = {name: f"{prefix}{dot}{old}" for old, name in OLD_OPTION_NAMES.items()}
+    if last in new and new[last] in hints:
+        log.warning("%s is deprecated; use %s", flag, new[last])
+        return new[last], flag
+    if last in old and old[last] in hints:
+        return flag, old[last]
+    return flag, None
 
 
 def _is_bool(hint) -> bool:

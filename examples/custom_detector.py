@@ -28,7 +28,7 @@ args = parser.parse_args()
 
 # One token graph per answer: j -> i when any (layer, head) has attn[i, j] >= 0.01, every
 # (layer, head) value in edge_attr [E, L*H] (fp16), each token's L*H self-attention values as x.
-spec = GraphSpec(layers="all", combine="union", head_mode="any", prompt_edges=False,
+spec = GraphSpec(blocks="all", combine="union", head_mode="any", prompt_edges=False,
                  node_features="attention_diagonal")  # fmt: skip
 train, val, test = (
     HallucinationGraphDataset(args.root, args.traces, spec, split=s, split_ratios=args.split_ratios)

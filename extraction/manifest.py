@@ -41,7 +41,7 @@ def build_manifest(
         decoding=decoding(cfg),
         dataset=dataset,
         dataset_file=cfg.dataset_file and str(Path(cfg.dataset_file).resolve()),
-        attention_layers=tuple(blocks),
+        attention_blocks=tuple(blocks),
         hidden_state_layers=tuple(hidden_state_indices(blocks)),
         attention_format=cfg.attention_format,
         min_attention=cfg.min_attention,

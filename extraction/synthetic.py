@@ -107,7 +107,7 @@ def synthetic_manifest(
             "decoding": decoding,
             "dataset": dataset,
             "dataset_file": None,
-            "attention_layers": blocks,
+            "attention_blocks": blocks,
             "hidden_state_layers": hidden_state_indices(blocks),
             "attention_format": "dense" if min_attention is None else "sparse",
             "min_attention": min_attention,

@@ -1,7 +1,7 @@
 """The graph cache behind :class:`graphs.HallucinationGraphDataset`: where a built dataset lives,
 how traces are read in bounded chunks, and how graph files are written, checked and loaded.
 
-A cache folder is ``root/processed/<layers>-<nodes>-<hash>``; the hash covers everything that
+A cache folder is ``root/processed/<blocks>-<nodes>-<hash>``; the hash covers everything that
 changes a graph (the resolved :class:`~graphs.spec.GraphSpec`, the store and its labels, the
 ``pre_transform``/``pre_filter``), so a new option builds a new cache, never a stale one. It
 holds one ``torch.save`` file per graph and ``graphs.json``, written last, which lists each
@@ -32,7 +32,7 @@ from extraction.store import TraceStore
 GRAPH_FORMAT = 2
 RECORD = "graphs.json"
 # Traces whose graphs are built together (graphs.build.traces_to_graphs): at most this many, and
-# at most this many attention and hidden-state elements, over the chosen layers, at once.
+# at most this many attention and hidden-state elements, over the chosen blocks, at once.
 CHUNK_TRACES = 64
 CHUNK_ELEMENTS = 2**24
 _REBUILD = "rebuild with `python -m graphs build --force_reload true`"
@@ -43,9 +43,11 @@ def _stable_repr(obj: object) -> str:
     return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
 
 
-def cache_name(identity: dict, blocks: list[int], multi_layer: bool, combine: str, nodes: str):
-    """The folder name of a built dataset: readable layers and tokens, then a hash of
-    ``identity`` (with the pre_transform and pre_filter given as objects)."""
+def cache_name(identity: dict, blocks: list[int], multi_block: bool, combine: str, nodes: str):
+    """The folder name of a built dataset: readable blocks and tokens, then a hash of
+    ``identity`` (with the pre_transform and pre_filter given as objects). The names and the
+    hashed graph keys are those from before issue 22 (``layer15``, :meth:`GraphSpec.cache_key`),
+    so that a cache built then keeps its folder."""
     keyed = {
         "format": GRAPH_FORMAT,
         **identity,
@@ -53,7 +55,7 @@ def cache_name(identity: dict, blocks: list[int], multi_layer: bool, combine: st
         "pre_filter": _stable_repr(identity.get("pre_filter")),
     }
     digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
-    if multi_layer:
+    if multi_block:
         kind = "union" if combine == "union" else "layers"
         layers = kind + "-".join(map(str, blocks[:4])) + "-etc" * (len(blocks) > 4)
     else:
@@ -61,13 +63,13 @@ def cache_name(identity: dict, blocks: list[int], multi_layer: bool, combine: st
     return f"{layers}-{nodes}-{digest[:12]}"
 
 
-def trace_chunks(store: TraceStore, question_ids: list[str], n_layers: int) -> Iterator[list[str]]:
+def trace_chunks(store: TraceStore, question_ids: list[str], n_blocks: int) -> Iterator[list[str]]:
     """``question_ids`` in order, in chunks that bound the memory of a build."""
     heads, hidden = store.manifest.model.num_heads, store.manifest.model.hidden_size
     chunk, size = [], 0
     for question_id in question_ids:
         seq_len = store.row(question_id).seq_len
-        elements = n_layers * (heads * seq_len**2 + hidden * seq_len)
+        elements = n_blocks * (heads * seq_len**2 + hidden * seq_len)
         if chunk and (len(chunk) == CHUNK_TRACES or size + elements > CHUNK_ELEMENTS):
             yield chunk
             chunk, size = [], 0
@@ -91,7 +93,8 @@ def load_graph(path: str, sha256: str | None = None) -> dict:
     """A graph file as a dict of tensors and plain values, with ``weights_only=True`` and no
     fallback: a file that needs more (pickled code) is refused, never run. With ``sha256``
     (what ``graphs.json`` recorded; caches built before it have none) a changed file is refused
-    before it is unpickled."""
+    before it is unpickled. A graph built before issue 22 names its blocks ``layer`` /
+    ``layers``; they are read as ``block`` / ``blocks``."""
     try:
         payload = Path(path).read_bytes()
     except FileNotFoundError:
@@ -102,13 +105,17 @@ def load_graph(path: str, sha256: str | None = None) -> dict:
             "`python -m graphs verify ROOT` checks every file"
         )
     try:
-        return torch.load(io.BytesIO(payload), weights_only=True)
+        values = torch.load(io.BytesIO(payload), weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"{path} is not a plain graph file, refused without running it ({type(exc).__name__}: "
             f"{reason[:120]}); delete the folder and rebuild if you did not make it"
         ) from None
+    for old, new in (("layer", "block"), ("layers", "blocks")):
+        if old in values:
+            values[new] = values.pop(old)
+    return values
 
 
 def read_record(path: str | Path) -> dict:

@@ -7,8 +7,8 @@ below.
 python -m graphs build --config configs/graphs/default.yaml [--graph.threshold 0.05 ...]
 python -m graphs inspect ROOT
 python -m graphs verify ROOT      # every cached graph file against its sha256 (exit 2)
-python -m graphs draw --traces DIR --question_id Q --graph.layer L --out graph.png
-python -m graphs compare --config configs/graphs/compare.yaml [--graph.layers [0,5,10]]
+python -m graphs draw --traces DIR --question_id Q --graph.block B --out graph.png
+python -m graphs compare --config configs/graphs/compare.yaml [--graph.blocks [0,5,10]]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from common import (
     to_yaml,
 )
 from graphs.config import GraphBuildConfig, GraphCompareConfig
-from graphs.spec import GraphSpec
+from graphs.spec import GraphSpec, new_names
 
 PROG = "python -m graphs"
 
@@ -48,7 +48,7 @@ def build(cfg: GraphBuildConfig) -> None:
 
 
 def describe(processed_dir: Path) -> str:
-    """Counts, label balance and per-layer size of one built dataset."""
+    """Counts, label balance and per-block size of one built dataset."""
     record = read_json(processed_dir / "graphs.json")
     graphs = record["graphs"]
     positive = sum(entry["label"] for entry in graphs)
@@ -58,29 +58,31 @@ def describe(processed_dir: Path) -> str:
         "combine": record.get("combine", "stack"),
         "topology": record["topology"],
     }
-    shape = ("layer", "layers", "combine", "hidden_layer")
+    spec = new_names(spec)  # a record from before issue 22 says layer(s)
+    blocks = record["blocks"] if "blocks" in record else record["layers"]
+    shape = ("block", "blocks", "combine", "hidden_block")
     options = " ".join(f"{key}={value}" for key, value in spec.items() if key not in shape)
     skipped = record["skipped"]
     lines = [
         f"{processed_dir}",
         f"  traces {record['traces']}",
-        f"  layers {record['layers']}  {options}",
+        f"  blocks {blocks}  {options}",
         f"  labels {record.get('labels', 'index')}",
         f"  {len(graphs)} graphs: {positive} hallucinated "
         f"({positive / max(len(graphs), 1):.1%}), {len(graphs) - positive} correct",
         f"  skipped: {skipped.get('unlabelled', 0)} unlabelled, {skipped.get('empty', 0)} "
         f"without answer tokens, {skipped.get('filtered', 0)} by pre_filter",
-        f"  {'layer':>6} {'nodes/graph':>12} {'edges/graph':>12} {'mean degree':>12}",
+        f"  {'block':>6} {'nodes/graph':>12} {'edges/graph':>12} {'mean degree':>12}",
     ]
-    scopes = record["layers"]
+    scopes = blocks
     if spec["combine"] == "union":
         scopes = [f"union of {len(scopes)}"]
-    for position, layer in enumerate(scopes):
+    for position, scope in enumerate(scopes):
         nodes = [entry["num_nodes"][position] for entry in graphs]
         edges = [entry["num_edges"][position] for entry in graphs]
         degree = [e / n for n, e in zip(nodes, edges, strict=True)]
         lines.append(
-            f"  {layer:>6} {fmean(nodes or [0]):>12.1f} {fmean(edges or [0]):>12.1f} "
+            f"  {scope:>6} {fmean(nodes or [0]):>12.1f} {fmean(edges or [0]):>12.1f} "
             f"{fmean(degree or [0]):>12.2f}"
         )
     return "\n".join(lines)
@@ -143,7 +145,7 @@ def draw(traces: str, question_id: str, out: str, graph: GraphSpec) -> None:
         traces: Trace store directory.
         question_id: The trace to draw.
         out: PNG file to write.
-        graph: The graph: ``layer`` is the block, the other options the edge rule.
+        graph: The graph: ``block`` is the block, the other options the edge rule.
     """
     from graphs.draw import draw_graph
 

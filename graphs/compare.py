@@ -41,15 +41,15 @@ log = logging.getLogger(__name__)
 def check_config(cfg: GraphCompareConfig, store: TraceStore) -> list[int]:
     """Raise :class:`UserError` on a setting that cannot work; the blocks to compare."""
     spec, available = cfg.graph, store.stored_blocks
-    if spec.multi_layer and spec.combine == "union":
+    if spec.multi_block and spec.combine == "union":
         raise UserError("compare measures each block's own graph; use --graph.combine stack")
-    if spec.layer is None and spec.layers is None:
-        spec = dataclasses.replace(spec, layers="all")
+    if spec.block is None and spec.blocks is None:
+        spec = dataclasses.replace(spec, blocks="all")
     if not available:
         raise UserError("no blocks to compare: the store holds no attention")
-    layers = spec.resolve(available, store.min_attention).blocks
+    layers = spec.resolve(available, store.min_attention).chosen_blocks
     if len(set(layers)) != len(layers):
-        raise UserError(f"--graph.layers lists a block twice: {layers}")
+        raise UserError(f"--graph.blocks lists a block twice: {layers}")
     if cfg.attention_layer is not None and cfg.attention_layer not in layers:
         raise UserError(f"--attention_layer {cfg.attention_layer} is not among the blocks {layers}")
     if cfg.bootstrap < 1:

@@ -28,7 +28,7 @@ class GraphBuildConfig:
 
     traces: str = "traces_data/smollm2_135M_demo"
     root: str = "graphs_data/smollm2_135M_demo"
-    graph: GraphSpec = field(default_factory=lambda: GraphSpec(layer=15))
+    graph: GraphSpec = field(default_factory=lambda: GraphSpec(block=15))
     labels: str = "index"
     split_seed: int = 0
     split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -42,7 +42,7 @@ class GraphCompareConfig:
 
     Args:
         traces: Trace store directory written by ``python -m extraction``.
-        graph: The graphs to compare: ``layer`` or ``layers`` are the blocks (each measured on
+        graph: The graphs to compare: ``block`` or ``blocks`` are the blocks (each measured on
             its own graph; neither: every stored block), the other options the edge rule.
         output: Folder for compare.json, compare.md and the PNGs (created; files replaced).
         attention_layer: Block of the class-mean attention picture (null: the compared block

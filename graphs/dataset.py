@@ -1,4 +1,4 @@
-"""``HallucinationGraphDataset``: every trace of a store as a token graph of one or more layers."""
+"""``HallucinationGraphDataset``: every trace of a store as a token graph of one or more blocks."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ class HallucinationGraphDataset(Dataset):
 
     Nodes are tokens, an edge ``j → i`` is token ``i`` attending to token ``j`` in the chosen
     block (``edge_weight`` or ``edge_attr``), node features ``x`` the block's output hidden
-    state; see :class:`graphs.GraphSpec` for every option (layers, tokens, edge rule, node
+    state; see :class:`graphs.GraphSpec` for every option (blocks, tokens, edge rule, node
     features, topology) and ``docs/GRAPHS.md`` for the attributes of each graph kind. Each
-    graph also has ``question_id`` and ``layer`` (``layers`` for a multi-layer graph).
+    graph also has ``question_id`` and ``block`` (``blocks`` for a multi-block graph).
 
     Graphs are built once into ``root/processed/<name>-<hash>`` (:mod:`graphs.cache`: a new
     option builds a new cache; each file is checked against its sha256 when loaded). ``split``
@@ -58,7 +58,7 @@ class HallucinationGraphDataset(Dataset):
     Args:
         root: Folder for processed graphs and ``splits.json``.
         traces: A trace store directory (``python -m extraction`` output).
-        spec: Which graphs; it must name ``layer`` or ``layers``.
+        spec: Which graphs; it must name ``block`` or ``blocks``.
         keep_unlabelled: Keep traces without a label (``y = -1``), for ``predict``.
         labels: None or ``index`` (the store's labels), ``judged`` (the packaged judgements of
             the store's model and dataset) or a judgement file.
@@ -76,7 +76,7 @@ class HallucinationGraphDataset(Dataset):
         pre_filter: Graphs for which it returns False are not saved.
         force_reload: Build again even if the cache exists.
 
-    **STATISTICS** (SmolLM2-135M-Instruct, first 200 TriviaQA rows, ``layer=15``; the command is
+    **STATISTICS** (SmolLM2-135M-Instruct, first 200 TriviaQA rows, ``block=15``; the command is
     in ``docs/BENCHMARKS.md``):
 
     .. list-table::
@@ -163,12 +163,12 @@ class HallucinationGraphDataset(Dataset):
             "traces": self.traces,
             "created": store.manifest.created,
             "labels": list(self.candidates.items()),
-            "graph": self.spec.as_dict(),
+            "graph": self.spec.cache_key(),
             "pre_transform": pre_transform,
             "pre_filter": pre_filter,
         }
         spec = self.spec
-        return cache_name(identity, spec.blocks, spec.multi_layer, spec.combine, spec.nodes)
+        return cache_name(identity, spec.chosen_blocks, spec.multi_block, spec.combine, spec.nodes)
 
     @property
     def raw_file_names(self) -> list[str]:
@@ -184,13 +184,9 @@ class HallucinationGraphDataset(Dataset):
         return [RECORD]
 
     @property
-    def layers(self) -> list[int]:
+    def blocks(self) -> list[int]:
         """The blocks of each graph, in order."""
-        return self.spec.blocks
-
-    @property
-    def num_graph_layers(self) -> int:
-        return len(self.layers)
+        return self.spec.chosen_blocks
 
     @property
     def question_ids(self) -> list[str]:
@@ -203,13 +199,13 @@ class HallucinationGraphDataset(Dataset):
     def _union_graphs(
         self, store: TraceStore, question_ids: list[str], rows: list[IndexRow]
     ) -> list[Data]:
-        """One token graph per trace over the heads of every chosen layer, side by side."""
+        """One token graph per trace over the heads of every chosen block, side by side."""
         hiddens = [None] * len(question_ids)
-        if self.spec.hidden_layer is not None:
-            hiddens = [store.resid_post(qid, self.spec.hidden_layer) for qid in question_ids]
+        if self.spec.hidden_block is not None:
+            hiddens = [store.resid_post(qid, self.spec.hidden_block) for qid in question_ids]
         return traces_to_graphs(
             [
-                torch.cat([store.attention(qid, layer) for layer in self.layers])
+                torch.cat([store.attention(qid, block) for block in self.blocks])
                 for qid in question_ids
             ],
             hiddens,
@@ -217,18 +213,18 @@ class HallucinationGraphDataset(Dataset):
             self.spec,
         )
 
-    def _layer_graphs(
+    def _block_graphs(
         self, store: TraceStore, question_ids: list[str], rows: list[IndexRow]
     ) -> list[list[Data]]:
-        """Each chosen layer's graphs of the traces."""
+        """Each chosen block's graphs of the traces."""
         return [
             traces_to_graphs(
-                [store.attention(question_id, layer) for question_id in question_ids],
-                [store.resid_post(question_id, layer) for question_id in question_ids],
+                [store.attention(question_id, block) for question_id in question_ids],
+                [store.resid_post(question_id, block) for question_id in question_ids],
                 [row.n_prompt_tokens for row in rows],
                 self.spec,
             )
-            for layer in self.layers
+            for block in self.blocks
         ]
 
     def _build(self, store: TraceStore, question_ids: list[str]) -> list[Data | None]:
@@ -236,11 +232,11 @@ class HallucinationGraphDataset(Dataset):
         rows = [store.row(question_id) for question_id in question_ids]
         union = self.spec.combine == "union"
         if union:
-            per_layer = [self._union_graphs(store, question_ids, rows)]
+            per_block = [self._union_graphs(store, question_ids, rows)]
         else:
-            per_layer = self._layer_graphs(store, question_ids, rows)
+            per_block = self._block_graphs(store, question_ids, rows)
         built = []
-        by_trace = zip(*per_layer, strict=True)  # each trace's graph of each layer
+        by_trace = zip(*per_block, strict=True)  # each trace's graph of each block
         for question_id, graphs in zip(question_ids, by_trace, strict=True):
             if any(graph.num_nodes == 0 for graph in graphs):
                 built.append(None)
@@ -250,15 +246,15 @@ class HallucinationGraphDataset(Dataset):
                     graph.topo = torch.tensor([list(graph_features(graph).values())])
             if union:
                 (data,) = graphs
-                data.layers = self.layers
-            elif self.spec.multi_layer:
+                data.blocks = self.blocks
+            elif self.spec.multi_block:
                 data = stack_layers(list(graphs))
-                data.layers = self.layers
+                data.blocks = self.blocks
                 if self.spec.topology:
                     data.topo = data.topo.unsqueeze(0)  # [L, F] -> [1, L, F]
             else:
                 (data,) = graphs
-                data.layer = self.layers[0]
+                data.block = self.blocks[0]
             label = self.candidates[question_id]
             data.y = torch.tensor([UNLABELLED if label is None else label], dtype=torch.long)
             data.question_id = question_id
@@ -270,14 +266,14 @@ class HallucinationGraphDataset(Dataset):
         entries, skipped = [], Counter(unlabelled=self.n_unlabelled)
         built = (
             pair
-            for chunk in trace_chunks(store, list(self.candidates), len(self.layers))
+            for chunk in trace_chunks(store, list(self.candidates), len(self.blocks))
             for pair in zip(chunk, self._build(store, chunk), strict=True)
         )
         for number, (question_id, data) in enumerate(built):
             if data is None:
                 skipped["empty"] += 1
                 continue
-            per_layer = self._layer_sizes(data)
+            sizes = self._block_sizes(data)
             if self.pre_filter is not None and not self.pre_filter(data):
                 skipped["filtered"] += 1
                 continue
@@ -290,12 +286,12 @@ class HallucinationGraphDataset(Dataset):
                     "file": file,
                     "sha256": save_graph(os.path.join(self.processed_dir, file), data),
                     "label": self.candidates[question_id],
-                    **per_layer,
+                    **sizes,
                 }
             )
         record = {
             "traces": self.traces,
-            "layers": self.layers,
+            "blocks": self.blocks,
             "graph": self.spec.as_dict(),
             "features": list(FEATURES) if self.spec.topology else [],
             "labels": self.label_source.describe(),
@@ -313,15 +309,15 @@ class HallucinationGraphDataset(Dataset):
             skipped["filtered"],
         )
 
-    def _layer_sizes(self, data: Data) -> dict[str, list[int]]:
-        """Nodes and edges of each layer's graph, for ``python -m graphs inspect``."""
-        if self.spec.combine == "union" or not self.spec.multi_layer:
+    def _block_sizes(self, data: Data) -> dict[str, list[int]]:
+        """Nodes and edges of each block's graph, for ``python -m graphs inspect``."""
+        if self.spec.combine == "union" or not self.spec.multi_block:
             return {"num_nodes": [data.num_nodes], "num_edges": [data.num_edges]}
-        n_layers = len(self.layers)
+        n_blocks = len(self.blocks)
         return {
-            "num_nodes": torch.bincount(data.node_layer, minlength=n_layers).tolist(),
+            "num_nodes": torch.bincount(data.node_layer, minlength=n_blocks).tolist(),
             "num_edges": torch.bincount(
-                data.node_layer[data.edge_index[1]], minlength=n_layers
+                data.node_layer[data.edge_index[1]], minlength=n_blocks
             ).tolist(),
         }
 

@@ -49,10 +49,10 @@ def draw_graph(
     spec: GraphSpec,
     out: str | Path,
 ) -> Path:
-    """Save a PNG of block ``spec.layer``'s graph of one trace (self-loops left out) and return
+    """Save a PNG of block ``spec.block``'s graph of one trace (self-loops left out) and return
     its path."""
     inputs, data = layer_graph(source, question_id, dataclasses.replace(spec, self_loops=False))
-    layer, threshold = spec.layer, spec.threshold
+    layer, threshold = spec.block, spec.threshold
     n = data.num_nodes
     tokens = inputs.tokens_decoded[len(inputs.tokens_decoded) - n :]
     weights = edge_weights(data).numpy()

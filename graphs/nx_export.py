@@ -14,12 +14,12 @@ def to_networkx(
     question_id: str | None,
     spec: GraphSpec,
 ) -> nx.DiGraph:
-    """The seed's graph of block ``spec.layer``: node ``k`` has ``label`` (the decoded token) and
+    """The seed's graph of block ``spec.block``: node ``k`` has ``label`` (the decoded token) and
     ``features`` (its hidden state, a float32 numpy row); edge ``j → i`` has ``weight``, the
-    attention of token ``i`` to token ``j``. ``G.graph`` holds ``question_id``, ``layer`` and the
-    trace's ``label``.
+    attention of token ``i`` to token ``j``. ``G.graph`` holds ``question_id``, ``layer`` (the
+    block, under the seed's name) and the trace's ``label``.
 
-    With ``GraphSpec(layer=l)`` (defaults otherwise) this is the graph of the seed's double loop
+    With ``GraphSpec(block=l)`` (defaults otherwise) this is the graph of the seed's double loop
     (head mean, weights ``>= threshold``, all tokens), except that node features are the
     *output* of block ``l`` (hidden state ``l + 1``), the same convention as the dataset.
     ``source`` is a store directory, a ``TraceStore`` or a ``Trace`` (then ``question_id`` may be
@@ -29,7 +29,7 @@ def to_networkx(
     inputs, data = layer_graph(source, question_id, spec)
     tokens = inputs.tokens_decoded[len(inputs.tokens_decoded) - data.num_nodes :]
     features = data.x.numpy()
-    graph = nx.DiGraph(question_id=inputs.question_id, layer=spec.layer, label=inputs.label)
+    graph = nx.DiGraph(question_id=inputs.question_id, layer=spec.block, label=inputs.label)
     graph.add_nodes_from(
         (node, {"label": token, "features": features[node]}) for node, token in enumerate(tokens)
     )

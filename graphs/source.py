@@ -74,14 +74,14 @@ def read_layer(source: TraceStore | Trace, question_id: str | None, layer: int) 
 def layer_graph(
     source: Source, question_id: str | None, spec: GraphSpec
 ) -> tuple[LayerInputs, Data]:
-    """One trace's block ``spec.layer`` and its graph by ``spec``'s rules."""
-    if spec.layer is None:
+    """One trace's block ``spec.block`` and its graph by ``spec``'s rules."""
+    if spec.block is None:
         raise UserError(
-            f"one block's graph needs layer set in the graph spec, got layers {spec.layers}"
+            f"one block's graph needs block set in the graph spec, got blocks {spec.blocks}"
         )
     source = open_source(source)
     if isinstance(source, TraceStore):
         spec.check_exact(source.min_attention)
-    inputs = read_layer(source, question_id, spec.layer)
+    inputs = read_layer(source, question_id, spec.block)
     graph = trace_to_graph(inputs.attention, inputs.hidden, inputs.n_prompt_tokens, spec)
     return inputs, graph

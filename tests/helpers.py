@@ -38,7 +38,7 @@ def run_args(store: Path, work: Path, *extra: str, layer: int = 1) -> list[str]:
     """`configs/training/gcn.yaml` on a tiny store: 3 epochs, runs under ``work/runs``."""
     return [
         "--config", GCN, "--data.traces", store, "--data.root", work / "graphs",
-        "--data.graph.layer", layer, "--data.split_ratios", "[0.34,0.33,0.33]",
+        "--data.graph.block", layer, "--data.split_ratios", "[0.34,0.33,0.33]",
         "--data.batch_size", 2,
         "--trainer.default_root_dir", work / "runs", "--trainer.max_epochs", 3,
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -130,7 +130,7 @@ def real_store(
 
 def manifest(model: str = "m") -> dict:
     """The manifest of a run of :func:`make_trace`'s traces (2 blocks, 2 heads, hidden 4)."""
-    settings = {"attention_layers": [0, 1], "hidden_state_layers": [0, 1, 2]}
+    settings = {"attention_blocks": [0, 1], "hidden_state_layers": [0, 1, 2]}
     return {
         "settings": {"model": model, "dataset": "d", **settings},
         "model": {"num_layers": 2, "num_heads": 2, "hidden_size": 4},
@@ -208,7 +208,7 @@ def check_report(report_path: Path, n_questions: int | None = None) -> dict:
 def write_config(tmp_path: Path, store: Path, **overrides) -> Path:
     config = yaml.safe_load((REPO / "configs/graphs/default.yaml").read_text(encoding="utf-8"))
     config.update(traces=str(store), root=str(tmp_path / "graphs"))
-    config["graph"] = {"layer": 15, **overrides}  # the spec inline, instead of a file
+    config["graph"] = {"block": 15, **overrides}  # the spec inline, instead of a file
     path = tmp_path / "graphs.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -221,7 +221,7 @@ def check_attention_is_causal_softmax(store: TraceStore) -> None:
     num_heads = store.manifest.model.num_heads
     for qid in store.question_ids:
         seq_len = store.row(qid).seq_len
-        for block in store.manifest.settings.attention_layers:
+        for block in store.manifest.settings.attention_blocks:
             attention = store.attention(qid, block).float()
             assert attention.shape == (num_heads, seq_len, seq_len)
             assert torch.count_nonzero(torch.triu(attention, diagonal=1)) == 0

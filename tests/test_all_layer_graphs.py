@@ -76,37 +76,37 @@ RULES = [
 def test_union_graph_equals_a_loop_over_every_layer_and_head(synthetic_store, tmp_path, rule):
     store = TraceStore(synthetic_store)
     spec = GraphSpec(
-        layers="all", combine="union", head_mode="any", node_features="attention_diagonal", **rule
+        blocks="all", combine="union", head_mode="any", node_features="attention_diagonal", **rule
     )
     dataset = HallucinationGraphDataset(tmp_path, synthetic_store, spec)
-    assert dataset.layers == [0, 1]
+    assert dataset.blocks == [0, 1]
     assert dataset[0].x.shape[1] == 2 * 4 and dataset[0].edge_attr.shape[1] == 8
     assert_equal_to_loop(dataset, store, [0, 1], **rule)
 
 
 def test_node_features_both_and_the_hidden_layer(synthetic_store, tmp_path):
     store = TraceStore(synthetic_store)
-    common = dict(layers=[1, 0], combine="union", head_mode="any", node_features="both")
+    common = dict(blocks=[1, 0], combine="union", head_mode="any", node_features="both")
     dataset = HallucinationGraphDataset(
-        tmp_path, synthetic_store, GraphSpec(hidden_layer=0, **common)
+        tmp_path, synthetic_store, GraphSpec(hidden_block=0, **common)
     )
     for data in dataset:
         hidden = store.resid_post(data.question_id, 0).float()
         assert torch.equal(data.x[:, :32], hidden) and data.x.shape[1] == 32 + 8
-        assert data.layers == [1, 0] and not hasattr(data, "node_layer")
+        assert data.blocks == [1, 0] and not hasattr(data, "node_layer")
         diagonal = store.attention(data.question_id, 1).diagonal(dim1=1, dim2=2).T.float()
         assert torch.equal(data.x[:, 32:36], diagonal)  # column k = position * heads + head
     default = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**common))
-    assert default.spec.hidden_layer == 0  # the middle of [1, 0]
+    assert default.spec.hidden_block == 0  # the middle of [1, 0]
     assert default.spec.widths(32, 4) == (40, 8)
-    assert GraphSpec(layers=[1, 0]).resolve([0, 1]).widths(32, 4) == (32, None)
+    assert GraphSpec(blocks=[1, 0]).resolve([0, 1]).widths(32, 4) == (32, None)
 
 
 def test_answer_nodes_keep_the_answer_block(synthetic_store, tmp_path):
     dataset = HallucinationGraphDataset(
         tmp_path,
         synthetic_store,
-        GraphSpec(layers="all", combine="union", head_mode="any", nodes="answer"),
+        GraphSpec(blocks="all", combine="union", head_mode="any", nodes="answer"),
     )
     store = TraceStore(synthetic_store)
     for data in dataset:
@@ -120,7 +120,7 @@ def test_prompt_edges_and_node_features_in_single_layer_graphs(synthetic_store, 
     dataset = HallucinationGraphDataset(
         tmp_path,
         synthetic_store,
-        GraphSpec(layer=1, prompt_edges=False, node_features="attention_diagonal"),
+        GraphSpec(block=1, prompt_edges=False, node_features="attention_diagonal"),
     )
     for data in dataset:
         source, target = data.edge_index
@@ -130,15 +130,15 @@ def test_prompt_edges_and_node_features_in_single_layer_graphs(synthetic_store, 
 
 
 def test_new_options_key_the_cache(synthetic_store, tmp_path):
-    union = dict(layers="all", combine="union", head_mode="any")
+    union = dict(blocks="all", combine="union", head_mode="any")
     directories = {
         HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**options)).processed_dir
         for options in [
-            {"layers": "all"},
+            {"blocks": "all"},
             union,
             {**union, "prompt_edges": False},
             {**union, "node_features": "both"},
-            {**union, "node_features": "both", "hidden_layer": 0},
+            {**union, "node_features": "both", "hidden_block": 0},
         ]
     }
     assert len(directories) == 5
@@ -147,13 +147,13 @@ def test_new_options_key_the_cache(synthetic_store, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"layers": "all", "combine": "concat"}, "combine"),
-        ({"layers": "al"}, "block numbers or all"),
-        ({"layer": 1, "hidden_layer": 0}, "hidden_layer is for layers with combine: union"),
-        ({"layers": "all", "combine": "union", "hidden_layer": 5}, "layer 5 is not stored"),
-        ({"layers": "all", "combine": "union", "topology": True}, "topology"),
-        ({"layer": 1, "node_features": "diagonal"}, "node_features"),
-        ({"layer": 1, "prompt_edges": "no"}, "prompt_edges"),
+        ({"blocks": "all", "combine": "concat"}, "combine"),
+        ({"blocks": "al"}, "block numbers or all"),
+        ({"block": 1, "hidden_block": 0}, "hidden_block is for blocks with combine: union"),
+        ({"blocks": "all", "combine": "union", "hidden_block": 5}, "block 5 is not stored"),
+        ({"blocks": "all", "combine": "union", "topology": True}, "topology"),
+        ({"block": 1, "node_features": "diagonal"}, "node_features"),
+        ({"block": 1, "prompt_edges": "no"}, "prompt_edges"),
     ],
 )
 def test_bad_union_options(synthetic_store, tmp_path, kwargs, message):
@@ -167,9 +167,9 @@ def test_union_graph_equals_a_loop_on_real_smollm2_traces(smollm2_truthfulqa_sto
     store = TraceStore(smollm2_truthfulqa_store)
     for rule in ({"threshold": 0.01, "prompt_edges": False}, {"threshold": 0.3, "top_k": 2}):
         spec = GraphSpec(
-            layers="all", combine="union", head_mode="any", node_features="both", **rule
+            blocks="all", combine="union", head_mode="any", node_features="both", **rule
         )
         dataset = HallucinationGraphDataset(tmp_path, smollm2_truthfulqa_store, spec)
-        assert dataset.layers == list(range(30))
+        assert dataset.blocks == list(range(30))
         assert dataset[0].edge_attr.shape[1] == dataset[0].x.shape[1] - 576 == 270
-        assert_equal_to_loop(dataset.index_select(range(3)), store, dataset.layers, **rule)
+        assert_equal_to_loop(dataset.index_select(range(3)), store, dataset.blocks, **rule)

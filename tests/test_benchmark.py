@@ -49,7 +49,7 @@ def test_store_features_shapes(store12, tmp_path):
 def test_benchmark_end_to_end_and_resume(store12, tmp_path, capsys):
     out = tmp_path / "bench"
     gcn = yaml.safe_load(GCN.read_text())
-    gcn["data"]["graph"] = {"layer": 1}  # a graph detector keeps its own spec: a tiny-model block
+    gcn["data"]["graph"] = {"block": 1}  # a graph detector keeps its own spec: a tiny-model block
     gcn_config = tmp_path / "gcn.yaml"
     gcn_config.write_text(yaml.safe_dump(gcn))
     graph_detectors = {
@@ -61,7 +61,7 @@ def test_benchmark_end_to_end_and_resume(store12, tmp_path, capsys):
     }
     args = [
         "benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path / "g",
-        "--data.graph.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 2,
+        "--data.graph.block", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 2,
         "--graph_detectors", json.dumps(graph_detectors),
         "--graph_max_epochs", 2, "--bootstrap", 50, "--output", out,
     ]  # fmt: skip
@@ -108,7 +108,7 @@ def test_benchmark_end_to_end_and_resume(store12, tmp_path, capsys):
 
 def test_unknown_detector_is_a_one_line_error(store12, tmp_path, capsys):
     args = ["benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path]
-    status = main([str(a) for a in [*args, "--data.graph.layer", 1, "--detectors", "[nope]"]])
+    status = main([str(a) for a in [*args, "--data.graph.block", 1, "--detectors", "[nope]"]])
     assert status == 2
     assert "unknown detector(s) ['nope']" in capsys.readouterr().err
 
@@ -134,7 +134,7 @@ def test_report_names_the_judgement_file_it_scored_on(store12, tmp_path):
     out = tmp_path / "bench"
     args = [
         "benchmark", "--config", DEMO, "--data.traces", store12, "--data.root", tmp_path / "g",
-        "--data.graph.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 1,
+        "--data.graph.block", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 1,
         "--data.labels", path, "--detectors", "[mean_logprob]", "--graph_detectors", "{}",
         "--bootstrap", 10, "--output", out,
     ]  # fmt: skip

@@ -44,7 +44,7 @@ def gcn_detector(tmp_path) -> str:
 def _args(store: Path, tmp_path: Path, *extra) -> list[str]:
     args = [
         "benchmark", "--config", DEMO, "--data.traces", store, "--data.root", tmp_path / "g",
-        "--data.graph.layer", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 2,
+        "--data.graph.block", 1, "--data.split_ratios", "[0.5,0.25,0.25]", "--seeds", 2,
         "--detectors", json.dumps(QUICK), "--graph_detectors", "{}", "--graph_max_epochs", 1,
         "--bootstrap", 20, "--output", tmp_path / "out", *extra,
     ]  # fmt: skip

@@ -164,7 +164,7 @@ def test_the_runner_turns_exits_into_statuses(capsys):
 GCN = "configs/training/gcn.yaml"
 BUILD = ["build", "--traces", "T"]
 FIT = ["fit", "--config", GCN]
-NO_LAYER = ["--graph.layer", "null"]  # the default spec's block 15, so layers can be set
+NO_BLOCK = ["--graph.block", "null"]  # the default spec's block 15, so blocks can be set
 BENCH = ["benchmark", "--config", "configs/benchmark/demo.yaml"]
 
 
@@ -195,13 +195,15 @@ SPELLINGS = [
     ("extraction", ["inspect", "x.pkl"], ["--trust-pickle"], "trust_pickle", True),
     ("graphs", BUILD, ["--split-seed", "3"], "split_seed", 3),
     ("graphs", BUILD, ["--force-reload"], "force_reload", True),
-    ("graphs", BUILD, [*NO_LAYER, "--graph.layers", "5", "15"], "graph.layers", [5, 15]),
-    ("graphs", BUILD, [*NO_LAYER, "--graph.layers", "[5,15]"], "graph.layers", [5, 15]),
+    ("graphs", BUILD, [*NO_BLOCK, "--graph.blocks", "5", "15"], "graph.blocks", [5, 15]),
+    ("graphs", BUILD, [*NO_BLOCK, "--graph.blocks", "[5,15]"], "graph.blocks", [5, 15]),
+    ("graphs", BUILD, ["--graph.layer", "null", "--graph.layers", "5", "15"], "graph.blocks", [5, 15]),  # noqa: E501  the names before issue 22
     ("graphs", BUILD, ["--graph.self-loops", "false"], "graph.self_loops", False),
     ("graphs", ["compare", "--traces", "T"], ["--graph.top-k", "4"], "graph.top_k", 4),
     ("training", FIT, ["--trainer.max-epochs", "3"], "trainer.max_epochs", 3),
     ("training", FIT, ["--trainer.enable-progress-bar"], "trainer.enable_progress_bar", True),
-    ("training", FIT, ["--data.graph.layer=null", "--data.graph.layers", "0", "1"], "data.graph.layers", [0, 1]),  # noqa: E501
+    ("training", FIT, ["--data.graph.block=null", "--data.graph.blocks", "0", "1"], "data.graph.blocks", [0, 1]),  # noqa: E501
+    ("training", FIT, ["--data.graph.layer=null", "--data.graph.layers", "0", "1"], "data.graph.blocks", [0, 1]),  # noqa: E501
     ("training", ["sweep-layers", "--config", GCN], ["--layers", "0", "5"], "layers", [0, 5]),
     ("training", ["baselines", "--config", GCN], ["--reports", "a", "b"], "reports", ["a", "b"]),
     ("training", BENCH, ["--report-only"], "report_only", True),

@@ -69,8 +69,8 @@ def test_baselines_show_every_report_of_several_seeds(tmp_path):
             paths.append(str(path))
     rows = _detector_reports(paths, "same")
     assert len(rows) == 6
-    assert "GCNClassifier (layer 15, mean), seed 2" in rows
-    assert rows["GATClassifier (layer 15, mean), seed 1"]["metrics"]["auroc"] == 0.61
+    assert "GCNClassifier (block 15, mean), seed 2" in rows
+    assert rows["GATClassifier (block 15, mean), seed 1"]["metrics"]["auroc"] == 0.61
     assert markdown_table(rows).count("\n") == 8  # header, rule, six rows
     same_seed = _detector_reports([paths[0], paths[0]], "same")
     assert len(same_seed) == 2  # the same file twice is still shown twice, by its path
@@ -96,10 +96,10 @@ def test_an_output_path_blocked_by_a_file_is_one_line(synthetic_store, tmp_path,
 
     blocker = tmp_path / "a_file"
     blocker.write_text("in the way")
-    draw = ["draw", "--traces", str(synthetic_store), "--graph.layer", "1", "--question_id"]
+    draw = ["draw", "--traces", str(synthetic_store), "--graph.block", "1", "--question_id"]
     draw += [TraceStore(synthetic_store).question_ids[0]]
     for args, expected in [
-        (["build", "--traces", str(synthetic_store), "--root", str(blocker), "--graph.layer", "1"],
+        (["build", "--traces", str(synthetic_store), "--root", str(blocker), "--graph.block", "1"],
          f"Not a directory: {blocker / 'processed'}"),
         ([*draw, "--out", str(blocker / "graph.png")], f"File exists: {blocker}"),
     ]:  # fmt: skip
@@ -125,7 +125,7 @@ def test_written_files_are_as_readable_as_the_umask_allows(tmp_path, umask):
     previous = os.umask(umask)
     try:
         store = write_synthetic_store(tmp_path / "store", n_traces=6)  # shards, index, manifest
-        HallucinationGraphDataset(tmp_path / "graphs", store, GraphSpec(layer=1))  # + splits
+        HallucinationGraphDataset(tmp_path / "graphs", store, GraphSpec(block=1))  # + splits
         export_pickle(store, tmp_path / "pickle", batch_size=3)
         write_json(tmp_path / "runs" / "report.json", {"metrics": {"auroc": 0.5}})
         curve = {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0], "auroc": 0.65}

@@ -126,7 +126,7 @@ def test_sliding_window_and_batching_in_the_final_state_pass(gemma):
 
 def test_pipeline_on_a_gemma3_store(gemma3_demo_store, tmp_path, capsys):
     """graphs build/inspect → training fit → test → baselines, on block 9 of 18."""
-    config = write_config(tmp_path, gemma3_demo_store, layer=9)
+    config = write_config(tmp_path, gemma3_demo_store, block=9)
     assert graphs_main(["build", "--config", str(config)]) == 0
     assert "20 graphs" in capsys.readouterr().out
     assert graphs_main(["inspect", str(tmp_path / "graphs")]) == 0
@@ -135,7 +135,7 @@ def test_pipeline_on_a_gemma3_store(gemma3_demo_store, tmp_path, capsys):
     args = [
         "--config", Path(__file__).resolve().parents[1] / "configs" / "training" / "gcn.yaml",
         "--data.traces", gemma3_demo_store, "--data.root", tmp_path / "train_graphs",
-        "--data.graph.layer", 9, "--data.split_ratios", "[0.4,0.2,0.4]",
+        "--data.graph.block", 9, "--data.split_ratios", "[0.4,0.2,0.4]",
         "--trainer.default_root_dir", tmp_path / "runs", "--trainer.max_epochs", 5,
         "--trainer.log_every_n_steps", 1, "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",

@@ -34,7 +34,7 @@ def plant(path: Path, marker: Path) -> None:
 
 
 def build(store: Path, root: Path) -> HallucinationGraphDataset:
-    return HallucinationGraphDataset(root, store, GraphSpec(layer=1))
+    return HallucinationGraphDataset(root, store, GraphSpec(block=1))
 
 
 def test_a_planted_graph_file_is_refused_and_does_not_run(synthetic_store, tmp_path):
@@ -64,7 +64,7 @@ def test_planted_pre_transform_and_pre_filter_files_are_never_read(
     marker = tmp_path / "payload_ran"
     for name in ("pre_transform.pt", "pre_filter.pt"):
         plant(processed / name, marker)
-    args = ["build", "--traces", str(synthetic_store), "--root", str(root), "--graph.layer", "1"]
+    args = ["build", "--traces", str(synthetic_store), "--root", str(root), "--graph.block", "1"]
     assert graphs_main(args) == 0
     assert graphs_main([*args, "--force_reload", "true"]) == 0
     assert not marker.exists()
@@ -82,7 +82,7 @@ def test_build_on_a_store_without_labels_says_so(synthetic_store, tmp_path, caps
         str(store),
         "--root",
         str(tmp_path / "graphs"),
-        "--graph.layer",
+        "--graph.block",
         "1",
     ]
     assert graphs_main(args) == 2

@@ -279,7 +279,7 @@ def test_to_networkx_is_the_seed_graph(synthetic_store):
     store = TraceStore(synthetic_store)
     for question_id in store.question_ids:
         expected = seed_graph(store, question_id, 1)
-        graph = to_networkx(store, question_id, GraphSpec(layer=1))
+        graph = to_networkx(store, question_id, GraphSpec(block=1))
         assert list(graph.nodes(data="label")) == list(expected.nodes(data="label"))
         for node, features in expected.nodes(data="features"):
             assert np.array_equal(graph.nodes[node]["features"], features)
@@ -293,9 +293,9 @@ def test_to_networkx_is_the_seed_graph(synthetic_store):
 def test_to_networkx_accepts_a_path_or_a_trace(synthetic_store):
     store = TraceStore(synthetic_store)
     question_id = store.question_ids[0]
-    from_store = to_networkx(store, question_id, GraphSpec(layer=0, top_k=2))
+    from_store = to_networkx(store, question_id, GraphSpec(block=0, top_k=2))
     for source, qid in ((str(synthetic_store), question_id), (store[question_id], None)):
-        graph = to_networkx(source, qid, GraphSpec(layer=0, top_k=2))
+        graph = to_networkx(source, qid, GraphSpec(block=0, top_k=2))
         assert list(graph.edges(data="weight")) == list(from_store.edges(data="weight"))
 
 
@@ -307,7 +307,7 @@ def test_dataset_builds_in_chunks_and_saves_each_graph_alone(
     monkeypatch.setattr(graphs_cache, "CHUNK_ELEMENTS", chunk_elements)
     store = TraceStore(synthetic_store)
     dataset = HallucinationGraphDataset(
-        tmp_path, synthetic_store, GraphSpec(layer=1, self_loops=False)
+        tmp_path, synthetic_store, GraphSpec(block=1, self_loops=False)
     )
     assert dataset.question_ids == store.question_ids  # 6 traces: chunks of 4 + 2, or of 1
     for data, entry in zip(dataset, dataset.entries, strict=True):

@@ -44,7 +44,7 @@ def test_compare_writes_every_output(synthetic_store, tmp_path, capsys):
         "compare",
         "--traces",
         str(synthetic_store),
-        "--graph.layers",
+        "--graph.blocks",
         "[0,1]",
         "--output",
         str(out),
@@ -86,14 +86,14 @@ def test_compare_writes_every_output(synthetic_store, tmp_path, capsys):
 def test_compare_config_file_and_print_config(synthetic_store, tmp_path, capsys):
     config = yaml.safe_load((REPO / "configs/graphs/compare.yaml").read_text(encoding="utf-8"))
     config.update(traces=str(synthetic_store), output=str(tmp_path / "c"), bootstrap=50)
-    config["graph"]["layers"] = [1]
+    config["graph"]["blocks"] = [1]
     path = tmp_path / "compare.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     assert (
         main(["compare", "--config", str(path), "--graph.nodes", "answer", "--print_config"]) == 0
     )
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["graph"]["nodes"] == "answer" and printed["graph"]["layers"] == [1]
+    assert printed["graph"]["nodes"] == "answer" and printed["graph"]["blocks"] == [1]
     assert printed["bootstrap"] == 50
     assert main(["compare", "--config", str(path), "--graph.nodes", "answer"]) == 0
     record = json.loads((tmp_path / "c" / "compare.json").read_text(encoding="utf-8"))
@@ -120,15 +120,15 @@ def test_errors_are_one_line_with_status_2(synthetic_store, tmp_path, capsys):
     base = f"compare --traces {synthetic_store} --output {tmp_path / 'out'}"
     cases = [
         f"compare --traces {tmp_path / 'nowhere'}",
-        f"{base} --graph.layers [7]",
-        f"{base} --graph.layers [0,0]",
-        f"{base} --graph.layer 0 --attention_layer 1",
-        f"{base} --graph.layer 0 --graph.head_mode sum",
-        f"{base} --graph.layers [0,1] --graph.combine union",
-        f"{base} --graph.layer 0 --bootstrap 0",
-        f"{base} --graph.layer 0 --fdr 1.5",
-        f"compare --traces {synthetic_store} --graph.layer 0 --output {file}",
-        f"compare --traces {one_class} --graph.layer 0 --output {tmp_path / 'out'}",
+        f"{base} --graph.blocks [7]",
+        f"{base} --graph.blocks [0,0]",
+        f"{base} --graph.block 0 --attention_layer 1",
+        f"{base} --graph.block 0 --graph.head_mode sum",
+        f"{base} --graph.blocks [0,1] --graph.combine union",
+        f"{base} --graph.block 0 --bootstrap 0",
+        f"{base} --graph.block 0 --fdr 1.5",
+        f"compare --traces {synthetic_store} --graph.block 0 --output {file}",
+        f"compare --traces {one_class} --graph.block 0 --output {tmp_path / 'out'}",
     ]
     assert_one_line_errors(main, cases, capsys)
     assert not (tmp_path / "out").exists()

@@ -38,12 +38,12 @@ def processed(monkeypatch) -> list[str]:
 
 def test_graph_fields(synthetic_store, tmp_path):
     store = TraceStore(synthetic_store)
-    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1))
+    dataset = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(block=1))
     assert len(dataset) == len(store) == 6
     assert dataset.question_ids == store.question_ids
     for data, question_id in zip(dataset, store.question_ids, strict=True):
         row = store.rows[question_id]
-        assert data.question_id == question_id and data.layer == 1
+        assert data.question_id == question_id and data.block == 1
         assert data.y.dtype == torch.long and data.y.tolist() == [row.label]
         assert data.x.shape == (row.seq_len, 32) and data.x.dtype == torch.float32
         assert data.is_answer.sum() == row.n_answer_tokens
@@ -58,7 +58,7 @@ def test_graph_fields(synthetic_store, tmp_path):
 def test_answer_nodes_and_head_features(synthetic_store, tmp_path):
     store = TraceStore(synthetic_store)
     dataset = HallucinationGraphDataset(
-        tmp_path, synthetic_store, GraphSpec(layer=0, nodes="answer", head_mode="heads")
+        tmp_path, synthetic_store, GraphSpec(block=0, nodes="answer", head_mode="heads")
     )
     for data in dataset:
         assert bool(data.is_answer.all())
@@ -67,33 +67,33 @@ def test_answer_nodes_and_head_features(synthetic_store, tmp_path):
 
 
 def test_same_options_reuse_the_cache_and_new_ones_rebuild(synthetic_store, tmp_path, processed):
-    first = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1))
-    again = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1))
+    first = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(block=1))
+    again = HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(block=1))
     assert processed == [first.processed_dir] and again.processed_dir == first.processed_dir
 
     stricter = HallucinationGraphDataset(
-        tmp_path, synthetic_store, GraphSpec(layer=1, threshold=0.05)
+        tmp_path, synthetic_store, GraphSpec(block=1, threshold=0.05)
     )
     assert processed == [first.processed_dir, stricter.processed_dir]
     assert stricter.processed_dir != first.processed_dir
     assert sum(d.num_edges for d in stricter) < sum(d.num_edges for d in first)
 
     HallucinationGraphDataset(
-        tmp_path, synthetic_store, GraphSpec(layer=1), pre_transform=lambda d: d
+        tmp_path, synthetic_store, GraphSpec(block=1), pre_transform=lambda d: d
     )
-    HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=1), force_reload=True)
+    HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(block=1), force_reload=True)
     assert len(processed) == 4 and len(set(processed)) == 3
 
 
 def test_relabelling_the_store_rebuilds(synthetic_store, tmp_path, processed):
     store_dir = tmp_path / "store"
     shutil.copytree(synthetic_store, store_dir)
-    before = HallucinationGraphDataset(tmp_path / "graphs", store_dir, GraphSpec(layer=0))
+    before = HallucinationGraphDataset(tmp_path / "graphs", store_dir, GraphSpec(block=0))
     first = before.question_ids[0]
     rewrite_labels(
         TraceStore(store_dir), {first: {"label": None, "label_method": "none", "label_score": None}}
     )
-    after = HallucinationGraphDataset(tmp_path / "graphs", store_dir, GraphSpec(layer=0))
+    after = HallucinationGraphDataset(tmp_path / "graphs", store_dir, GraphSpec(block=0))
     assert after.processed_dir != before.processed_dir and len(processed) == 2
     assert after.question_ids == before.question_ids[1:]  # unlabelled traces are skipped
     assert after.record["skipped"]["unlabelled"] == 1
@@ -107,9 +107,9 @@ def test_labels_from_a_judgement_file(synthetic_store, tmp_path):
         judgement(q, store.rows[q].generated_answer_clean, j, "test") for q, j in judged.items()
     ]
     path = write_jsonl(tmp_path / "judged.jsonl", rows)
-    index = HallucinationGraphDataset(tmp_path / "graphs", synthetic_store, GraphSpec(layer=0))
+    index = HallucinationGraphDataset(tmp_path / "graphs", synthetic_store, GraphSpec(block=0))
     dataset = HallucinationGraphDataset(
-        tmp_path / "graphs", synthetic_store, GraphSpec(layer=0), labels=str(path)
+        tmp_path / "graphs", synthetic_store, GraphSpec(block=0), labels=str(path)
     )
     assert dataset.processed_dir != index.processed_dir
     assert dataset.question_ids == rest  # the unjudged answer has no label: skipped
@@ -126,7 +126,7 @@ def test_pre_filter_and_transform(synthetic_store, tmp_path):
     kept = HallucinationGraphDataset(
         tmp_path,
         synthetic_store,
-        GraphSpec(layer=1),
+        GraphSpec(block=1),
         pre_filter=lambda data: data.num_nodes % 2 == 0,
         pre_transform=drop_first_feature,
     )
@@ -170,7 +170,7 @@ def test_bad_split_ratios():
 def test_splits_are_shared_by_every_dataset_of_a_root(synthetic_store, tmp_path):
     parts = {
         name: HallucinationGraphDataset(
-            tmp_path, synthetic_store, GraphSpec(layer=1), split=name
+            tmp_path, synthetic_store, GraphSpec(block=1), split=name
         ).question_ids
         for name in SPLITS
     }
@@ -178,7 +178,7 @@ def test_splits_are_shared_by_every_dataset_of_a_root(synthetic_store, tmp_path)
         name: HallucinationGraphDataset(
             tmp_path,
             synthetic_store,
-            GraphSpec(layers=[0, 1], nodes="answer", threshold=0.2),
+            GraphSpec(blocks=[0, 1], nodes="answer", threshold=0.2),
             split=name,
         ).question_ids
         for name in SPLITS
@@ -190,7 +190,7 @@ def test_splits_are_shared_by_every_dataset_of_a_root(synthetic_store, tmp_path)
 
 def test_loader_batches_single_layer_graphs(synthetic_store, tmp_path):
     dataset = HallucinationGraphDataset(
-        tmp_path, synthetic_store, GraphSpec(layer=1, topology=True)
+        tmp_path, synthetic_store, GraphSpec(block=1, topology=True)
     )
     batch = next(iter(DataLoader(dataset, batch_size=4)))
     assert batch.num_graphs == 4 and batch.y.shape == (4,)
@@ -202,18 +202,18 @@ def test_loader_batches_single_layer_graphs(synthetic_store, tmp_path):
 def test_multi_layer_graphs_batch_into_a_layer_sequence(synthetic_store, tmp_path):
     layers = [1, 0, 1]
     dataset = HallucinationGraphDataset(
-        tmp_path, synthetic_store, GraphSpec(layers=layers, topology=True)
+        tmp_path, synthetic_store, GraphSpec(blocks=layers, topology=True)
     )
     singles = {
         layer: HallucinationGraphDataset(
-            tmp_path, synthetic_store, GraphSpec(layer=layer, topology=True)
+            tmp_path, synthetic_store, GraphSpec(block=layer, topology=True)
         )
         for layer in (0, 1)
     }
     data = dataset[0]
     assert (
         data.num_graph_layers == 3
-        and data.layers == layers
+        and data.blocks == layers
         and data.topo.shape == (1, 3, len(FEATURES))
     )
     for position, layer in enumerate(layers):
@@ -225,7 +225,7 @@ def test_multi_layer_graphs_batch_into_a_layer_sequence(synthetic_store, tmp_pat
         assert torch.equal(data.topo[0, position], single.topo[0])
 
     batch = next(iter(DataLoader(dataset, batch_size=5)))
-    n_layers = dataset.num_graph_layers
+    n_layers = len(dataset.blocks)
     pooled = global_mean_pool(batch.x, batch.batch * n_layers + batch.node_layer)
     sequence = pooled.view(batch.num_graphs, n_layers, -1)
     assert sequence.shape == (5, 3, 32) and batch.topo.shape == (5, 3, len(FEATURES))
@@ -238,8 +238,8 @@ def test_multi_layer_graphs_batch_into_a_layer_sequence(synthetic_store, tmp_pat
 def test_topology_matches_networkx(synthetic_store):
     store = TraceStore(synthetic_store)
     for question_id in store.question_ids:
-        _, data = layer_graph(store, question_id, GraphSpec(layer=1))
-        reversed_graph = to_networkx(store, question_id, GraphSpec(layer=1)).reverse()
+        _, data = layer_graph(store, question_id, GraphSpec(block=1))
+        reversed_graph = to_networkx(store, question_id, GraphSpec(block=1)).reverse()
         expected = nx.pagerank(reversed_graph, weight="weight")
         assert torch.allclose(
             pagerank(data),
@@ -259,35 +259,35 @@ def test_topology_matches_networkx(synthetic_store):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"layer": 1, "layers": [0]}, "set one of layer"),
+        ({"block": 1, "blocks": [0]}, "set one of block"),
         ({}, "names no block"),
-        ({"layers": []}, "empty"),
-        ({"layer": 2}, "layer 2 is not stored"),
-        ({"layers": [0, -1]}, "layer -1 is not stored"),
-        ({"layer": 0, "head_mode": "median"}, "head_mode"),
-        ({"layer": 0, "nodes": "prompt"}, "nodes"),
-        ({"layer": 0, "threshold": 0}, "threshold"),
-        ({"layer": 0, "top_k": 0}, "top_k"),
+        ({"blocks": []}, "empty"),
+        ({"layer": 2}, "block 2 is not stored"),
+        ({"blocks": [0, -1]}, "block -1 is not stored"),
+        ({"block": 0, "head_mode": "median"}, "head_mode"),
+        ({"block": 0, "nodes": "prompt"}, "nodes"),
+        ({"block": 0, "threshold": 0}, "threshold"),
+        ({"block": 0, "top_k": 0}, "top_k"),
     ],
 )
 def test_bad_options(synthetic_store, tmp_path, kwargs, message):
     with pytest.raises(UserError, match=message):
         HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(**kwargs))
     with pytest.raises(UserError, match="split"):
-        HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(layer=0), split="dev")
+        HallucinationGraphDataset(tmp_path, synthetic_store, GraphSpec(block=0), split="dev")
 
 
 def test_missing_store(tmp_path):
     with pytest.raises(UserError, match="not a trace store"):
-        HallucinationGraphDataset(tmp_path / "graphs", tmp_path / "nowhere", GraphSpec(layer=0))
+        HallucinationGraphDataset(tmp_path / "graphs", tmp_path / "nowhere", GraphSpec(block=0))
 
 
 def test_unlabelled_traces_are_kept_for_scoring_only(tmp_path):
     store = write_synthetic_store(tmp_path / "store", n_traces=4, labelled=False)
     with pytest.raises(UserError, match="has no labelled trace"):  # nothing to train on
-        HallucinationGraphDataset(tmp_path / "g", traces=store, spec=GraphSpec(layer=1))
+        HallucinationGraphDataset(tmp_path / "g", traces=store, spec=GraphSpec(block=1))
     scored = HallucinationGraphDataset(
-        tmp_path / "g", traces=store, keep_unlabelled=True, spec=GraphSpec(layer=1)
+        tmp_path / "g", traces=store, keep_unlabelled=True, spec=GraphSpec(block=1)
     )
     assert scored.len() == 4
     assert all(scored.get(i).y.tolist() == [-1] for i in range(4))

@@ -79,7 +79,7 @@ def test_a_flipped_hidden_state_byte_stops_the_graph_build(store, tmp_path, caps
     qid = TraceStore(store).question_ids[2]
     shard = store / TraceStore(store).rows[qid].shard
     flip(shard, f"{qid}/hidden_states.2")
-    args = ["build", "--traces", store, "--root", tmp_path / "graphs", "--graph.layer", 1]
+    args = ["build", "--traces", store, "--root", tmp_path / "graphs", "--graph.block", 1]
     err = one_line(graphs_main, capsys, *args)
     assert str(shard) in err and repr(qid) in err and "python -m extraction verify" in err
     with pytest.raises(UserError, match="differs from its recorded sha256"):
@@ -117,7 +117,7 @@ def test_a_flipped_consistency_byte_is_named(tmp_path, capsys):
 @pytest.mark.parametrize("damage", ["flip", "delete", "swap"])
 def test_a_damaged_graph_file_is_named_by_the_dataset_and_verify(store, tmp_path, capsys, damage):
     root = tmp_path / "graphs"
-    dataset = HallucinationGraphDataset(root, store, GraphSpec(layer=1))
+    dataset = HallucinationGraphDataset(root, store, GraphSpec(block=1))
     first, second = (Path(dataset.processed_dir) / e["file"] for e in dataset.entries[:2])
     if damage == "flip":
         data = bytearray(first.read_bytes())
@@ -127,7 +127,7 @@ def test_a_damaged_graph_file_is_named_by_the_dataset_and_verify(store, tmp_path
         first.unlink()
     else:
         first.write_bytes(second.read_bytes())
-    reopened = HallucinationGraphDataset(root, store, GraphSpec(layer=1))
+    reopened = HallucinationGraphDataset(root, store, GraphSpec(block=1))
     with pytest.raises(UserError, match=rf"{first} (is missing|differs from the sha256)"):
         reopened[0]
     out = one_line(graphs_main, capsys, "verify", root)
@@ -136,17 +136,17 @@ def test_a_damaged_graph_file_is_named_by_the_dataset_and_verify(store, tmp_path
 
 def test_test_ids_added_to_train_are_refused(store, tmp_path):
     root = tmp_path / "graphs"
-    HallucinationGraphDataset(root, store, GraphSpec(layer=1), split="train")
+    HallucinationGraphDataset(root, store, GraphSpec(block=1), split="train")
     saved = json.loads((root / "splits.json").read_text())
     (key,) = saved
     saved[key]["train"] += saved[key]["val"]
     (root / "splits.json").write_text(json.dumps(saved))
     with pytest.raises(UserError, match=r"is in train and val .*delete .*splits.json"):
-        HallucinationGraphDataset(root, store, GraphSpec(layer=1), split="train")
+        HallucinationGraphDataset(root, store, GraphSpec(block=1), split="train")
     saved[key]["train"] = [*saved[key]["train"][: -len(saved[key]["val"])], "not_a_trace"]
     (root / "splits.json").write_text(json.dumps(saved))
     with pytest.raises(UserError, match="1 ids the store lacks"):
-        HallucinationGraphDataset(root, store, GraphSpec(layer=1), split="train")
+        HallucinationGraphDataset(root, store, GraphSpec(block=1), split="train")
 
 
 def flip_byte(path: Path) -> None:
@@ -370,7 +370,7 @@ def test_a_real_full_disk_is_one_line_and_resumes(tiny_model_dir, tmp_path, caps
 
 
 def test_split_ratios_with_an_empty_split_are_refused(store, tmp_path, capsys):
-    args = ["build", "--traces", store, "--root", tmp_path / "g", "--graph.layer", 1]
+    args = ["build", "--traces", store, "--root", tmp_path / "g", "--graph.block", 1]
     err = one_line(graphs_main, capsys, *args, "--split_ratios", "[1,0,0]")
     assert "three positive numbers" in err and not (tmp_path / "g" / "processed").exists()
 
@@ -378,7 +378,7 @@ def test_split_ratios_with_an_empty_split_are_refused(store, tmp_path, capsys):
 def training_args(store: Path, work: Path, *extra) -> list:
     return [
         "--config", Path(__file__).resolve().parents[1] / "configs" / "training" / "gcn.yaml",
-        "--data.traces", store, "--data.root", work / "graphs", "--data.graph.layer", 1,
+        "--data.traces", store, "--data.root", work / "graphs", "--data.graph.block", 1,
         "--trainer.default_root_dir", work / "runs", *extra,
     ]  # fmt: skip
 
@@ -409,10 +409,10 @@ def test_reruns_remove_their_own_stale_temp_files(store, tmp_path):
     assert not stale_index.exists()
 
     root = tmp_path / "graphs"
-    dataset = HallucinationGraphDataset(root, store, GraphSpec(layer=1))
+    dataset = HallucinationGraphDataset(root, store, GraphSpec(block=1))
     stale_graph = Path(dataset.processed_dir) / ".000000.pt.killed.tmp"
     stale_graph.write_text("half")
-    HallucinationGraphDataset(root, store, GraphSpec(layer=1), force_reload=True)
+    HallucinationGraphDataset(root, store, GraphSpec(block=1), force_reload=True)
     assert not stale_graph.exists()
 
 
@@ -430,7 +430,7 @@ def test_a_store_of_another_model_is_refused_before_graphs_are_built(store, tmp_
 def test_a_store_written_with_no_layer_still_inspects(tmp_path, capsys):
     """``--layers []`` is refused now; a store an older run wrote with it inspects (exit 0)."""
     manifest = synthetic_manifest(SyntheticShape())
-    manifest["settings"]["attention_layers"] = manifest["settings"]["hidden_state_layers"] = []
+    manifest["settings"]["attention_blocks"] = manifest["settings"]["hidden_state_layers"] = []
     trace = synthetic_trace("q0", SyntheticShape(), 3, 0, 0)
     trace.attentions.clear()
     trace.hidden_states.clear()

@@ -114,7 +114,7 @@ def k_store(tmp_path_factory) -> Path:
 def test_graph_dataset_splits_a_k_store_by_question(k_store, tmp_path):
     store = TraceStore(k_store)
     parts = {
-        name: HallucinationGraphDataset(tmp_path, k_store, GraphSpec(layer=1), split=name)
+        name: HallucinationGraphDataset(tmp_path, k_store, GraphSpec(block=1), split=name)
         for name in SPLITS
     }
     questions = {name: {store.rows[q].unit for q in d.question_ids} for name, d in parts.items()}
@@ -123,7 +123,7 @@ def test_graph_dataset_splits_a_k_store_by_question(k_store, tmp_path):
     assert set(parts["train"].question_ids) == train and len(train) == K * len(questions["train"])
     for name in ("val", "test"):  # generation 0 only: the answer that is scored
         assert sorted(parts[name].question_ids) == sorted(f"{u}#0" for u in questions[name])
-    assert len(HallucinationGraphDataset(tmp_path, k_store, GraphSpec(layer=1))) == K * QUESTIONS
+    assert len(HallucinationGraphDataset(tmp_path, k_store, GraphSpec(block=1))) == K * QUESTIONS
 
 
 def by_hand(eigen_hidden, embeddings, lexical) -> list[float]:
@@ -155,13 +155,13 @@ def test_sampling_features_come_from_the_stored_consistency_data(k_store, tmp_pa
 
 def test_benchmark_scores_generation_0_of_the_test_questions(k_store, tmp_path):
     gcn = yaml.safe_load(GCN.read_text())
-    gcn["data"]["graph"] = {"layer": 1}
+    gcn["data"]["graph"] = {"block": 1}
     gcn_config = tmp_path / "gcn.yaml"
     gcn_config.write_text(yaml.safe_dump(gcn))
     out = tmp_path / "bench"
     args = [
         "benchmark", "--config", DEMO, "--data.traces", k_store, "--data.root", tmp_path / "g",
-        "--data.graph.layer", 1, "--data.split_ratios", RATIOS, "--seeds", 1,
+        "--data.graph.block", 1, "--data.split_ratios", RATIOS, "--seeds", 1,
         "--graph_detectors", json.dumps({"gcn": str(gcn_config)}), "--graph_max_epochs", 1,
         "--bootstrap", 20, "--output", out,
     ]  # fmt: skip
@@ -185,7 +185,7 @@ def test_baselines_on_a_k_store_score_generation_0(k_store, tmp_path):
     out = tmp_path / "baselines"
     args = [
         "baselines", "--config", GCN, "--data.traces", k_store, "--data.root", tmp_path / "g",
-        "--data.graph.layer", 1, "--data.split_ratios", RATIOS, "--output", out,
+        "--data.graph.block", 1, "--data.split_ratios", RATIOS, "--output", out,
     ]  # fmt: skip
     assert main([str(a) for a in args]) == 0
     table = json.loads((out / "baselines.json").read_text())

@@ -15,7 +15,7 @@ def test_layer_subset_and_chat_template(tiny_model_dir, tmp_path):
     args = tiny_args(tiny_model_dir, out, n=2)
     assert run_extraction(*args, "--layers", 1, "--chat-template", "--dtype", "float32") == 0
     store = TraceStore(out)
-    assert store.manifest.settings.attention_layers == (1,)
+    assert store.manifest.settings.attention_blocks == (1,)
     assert store.manifest.settings.hidden_state_layers == (0, 2)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     for trace in store:

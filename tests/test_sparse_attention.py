@@ -95,18 +95,18 @@ def _assert_same_graphs(first: list, second: list) -> None:
 
 
 SPECS = [
-    GraphSpec(layer=1, threshold=threshold, head_mode=mode, top_k=top_k, node_features=features)
+    GraphSpec(block=1, threshold=threshold, head_mode=mode, top_k=top_k, node_features=features)
     for threshold, mode, top_k, features in product(
         (W, 0.12), ("mean", "max", "heads", "any"), (None, 3), ("hidden", "both")
     )
 ] + [
-    GraphSpec(layer=0, threshold=W, nodes="answer", prompt_edges=False, self_loops=False),
-    GraphSpec(layer=2, threshold=W, node_features="attention_diagonal", topology=True),
-    GraphSpec(layers="all", combine="stack", threshold=W, head_mode="heads"),
-    GraphSpec(layers="all", combine="stack", threshold=0.2, head_mode="any", top_k=2),
-    GraphSpec(layers=[0, 2], combine="union", threshold=W, head_mode="max"),
-    GraphSpec(layers="all", combine="union", head_mode="max", node_features="both", threshold=W),
-    GraphSpec(layers=[1], combine="union", threshold=W, head_mode="mean"),
+    GraphSpec(block=0, threshold=W, nodes="answer", prompt_edges=False, self_loops=False),
+    GraphSpec(block=2, threshold=W, node_features="attention_diagonal", topology=True),
+    GraphSpec(blocks="all", combine="stack", threshold=W, head_mode="heads"),
+    GraphSpec(blocks="all", combine="stack", threshold=0.2, head_mode="any", top_k=2),
+    GraphSpec(blocks=[0, 2], combine="union", threshold=W, head_mode="max"),
+    GraphSpec(blocks="all", combine="union", head_mode="max", node_features="both", threshold=W),
+    GraphSpec(blocks=[1], combine="union", threshold=W, head_mode="mean"),
 ]
 
 
@@ -120,9 +120,9 @@ def test_graphs_at_threshold_at_least_w_are_the_dense_stores(stores, spec, tmp_p
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        (GraphSpec(layer=1, threshold=0.01), "below the store's min_attention 0.05"),
+        (GraphSpec(block=1, threshold=0.01), "below the store's min_attention 0.05"),
         *(
-            (GraphSpec(layers=layers, combine="union", head_mode=mode, threshold=W), "not exact")
+            (GraphSpec(blocks=layers, combine="union", head_mode=mode, threshold=W), "not exact")
             for layers, mode in (("all", "mean"), ([0, 1], "heads"), ([0, 2], "any"))
         ),
     ],
@@ -154,8 +154,8 @@ def test_one_layer_graph_of_a_sparse_store_checks_the_threshold(stores):
 
     store = TraceStore(stores[1])
     with pytest.raises(UserError, match="below the store's min_attention"):
-        layer_graph(store, store.question_ids[0], GraphSpec(layer=0, threshold=0.02))
-    layer_graph(store, store.question_ids[0], GraphSpec(layer=0, threshold=W))
+        layer_graph(store, store.question_ids[0], GraphSpec(block=0, threshold=0.02))
+    layer_graph(store, store.question_ids[0], GraphSpec(block=0, threshold=W))
 
 
 def test_resume_with_another_attention_format_is_refused(stores, tmp_path):
@@ -209,9 +209,9 @@ def test_real_model_sparse_extraction_builds_the_dense_stores_graphs(tmp_path_fa
     assert TraceStore(sparse).min_attention == 0.01
     assert verify_store(sparse)[1] == []
     for spec in (
-        GraphSpec(layer=15),
-        GraphSpec(layers=[3, 15, 27], combine="stack", head_mode="any", top_k=4),
-        GraphSpec(layers="all", combine="union", head_mode="max", node_features="both"),
+        GraphSpec(block=15),
+        GraphSpec(blocks=[3, 15, 27], combine="stack", head_mode="any", top_k=4),
+        GraphSpec(blocks="all", combine="union", head_mode="max", node_features="both"),
     ):
         _assert_same_graphs(
             _graphs(tmp_path / "dense", dense, spec), _graphs(tmp_path / "sparse", sparse, spec)
@@ -224,7 +224,7 @@ def test_compare_on_a_sparse_store_says_its_attention_maps_are_approximate(store
     from graphs.cli import main as graphs_main
 
     out = tmp_path / "compare"
-    args = ["compare", "--traces", str(stores[1]), "--graph.layers", "[0,1]", "--output", str(out)]
+    args = ["compare", "--traces", str(stores[1]), "--graph.blocks", "[0,1]", "--output", str(out)]
     assert graphs_main([*args, "--bootstrap", "50", "--graph.threshold", str(W)]) == 0
     record = json.loads((out / "compare.json").read_text(encoding="utf-8"))
     assert "attention maps miss the weights below" in record["approximate"]

@@ -31,7 +31,7 @@ def store(tmp_path) -> TraceStore:
 
 def test_manifest_and_rows_are_typed_and_frozen(store):
     assert store.manifest.model.hidden_size == 4 and store.manifest.model.num_heads == 2
-    assert store.manifest.settings.attention_layers == (0, 1)
+    assert store.manifest.settings.attention_blocks == (0, 1)
     assert store.manifest.settings.file_prefix == "m_d"
     row = store.row("q1")
     assert isinstance(row, IndexRow) and row.ok and row.label == 0 and row.seq_len == 6
@@ -132,8 +132,8 @@ def test_a_manifest_without_what_a_stage_needs_is_a_one_line_error(store, drop, 
 
 def test_the_writer_checks_the_manifest_before_writing(tmp_path):
     incomplete = manifest()
-    del incomplete["settings"]["attention_layers"]
-    with pytest.raises(UserError, match="settings lacks 'attention_layers'"):
+    del incomplete["settings"]["attention_blocks"]
+    with pytest.raises(UserError, match="settings lacks 'attention_blocks'"):
         TraceWriter(tmp_path / "store", incomplete, file_prefix="m_d")
     assert not (tmp_path / "store").exists()
     assert Manifest.from_json(MANIFEST).settings.hidden_state_layers == (0, 1, 2)
@@ -167,3 +167,19 @@ def test_a_manifest_object_resumes_a_store_written_as_a_dict_with_nulls(tmp_path
         writer.add(make_trace("q0"))
     with TraceWriter(tmp_path, Manifest.from_json(written), file_prefix="m_d") as writer:
         assert writer.done_ids == {"q0"}
+
+
+def test_a_store_written_before_the_rename_reads_and_resumes(tmp_path):
+    """Stores written before issue 22 name the stored blocks ``attention_layers``."""
+    old = json.loads(json.dumps(MANIFEST))
+    old["settings"]["attention_layers"] = old["settings"].pop("attention_blocks")
+    with TraceWriter(tmp_path, old, file_prefix="m_d") as writer:
+        writer.add(make_trace("q0"))
+    assert "attention_layers" in json.loads((tmp_path / "manifest.json").read_text())["settings"]
+    store = TraceStore(tmp_path)
+    assert store.manifest.settings.attention_blocks == (0, 1) and store.stored_blocks == [0, 1]
+    with TraceWriter(tmp_path, MANIFEST, file_prefix="m_d") as writer:
+        assert writer.done_ids == {"q0"}  # today's manifest resumes the old store
+    other = {**MANIFEST, "settings": {**MANIFEST["settings"], "attention_blocks": [1]}}
+    with pytest.raises(UserError, match="attention_blocks"):
+        TraceWriter(tmp_path, other, file_prefix="m_d")

@@ -61,7 +61,7 @@ def test_multilayer_gat_edge_attr(synthetic_store, tmp_path):
     """The multi-layer model on two layers, GAT on per-head edge features."""
     args = run_args(
         synthetic_store, tmp_path,
-        "--data.graph.layer", "null", "--data.graph.layers", "[0,1]",
+        "--data.graph.block", "null", "--data.graph.blocks", "[0,1]",
         "--data.graph.head_mode", "heads",
         "--model", "training.models.MultiLayerClassifier", "--model.conv", "gat",
         "--model.sequence", "transformer", "--trainer.max_epochs", 1,
@@ -73,7 +73,7 @@ def test_multilayer_gat_edge_attr(synthetic_store, tmp_path):
 def test_charm_config_fits_and_tests_on_all_layer_graphs(synthetic_store, tmp_path, capsys):
     args = run_args(synthetic_store, tmp_path, "--data.graph.node_features", "both")
     args[1] = REPO / "configs" / "training" / "charm.yaml"  # instead of gcn.yaml
-    args[args.index("--data.graph.layer") + 1] = "null"
+    args[args.index("--data.graph.block") + 1] = "null"
     assert main(strs(["fit", *args])) == 0
     assert main(strs(["test", *args, "--ckpt_path", best_checkpoint(tmp_path)])) == 0
     report_line = next(
@@ -81,7 +81,7 @@ def test_charm_config_fits_and_tests_on_all_layer_graphs(synthetic_store, tmp_pa
     )
     report = check_report(Path(report_line.split(": ", 1)[1]))
     options = report["data"]["graph_options"]
-    assert options["layers"] == [0, 1] and options["combine"] == "union"
+    assert options["blocks"] == [0, 1] and options["combine"] == "union"
     hparams = torch.load(best_checkpoint(tmp_path), weights_only=False)["hyper_parameters"]
     assert hparams["in_channels"] == 32 + 2 * 4 and hparams["edge_dim"] == 2 * 4
 
@@ -112,7 +112,7 @@ def test_sweep_layers_and_baselines(synthetic_store, tmp_path):
     assert main(strs(["baselines", "--output", out, "--reports", report, *args])) == 0
     table = json.loads((out / "baselines.json").read_text())
     assert set(table["detectors"]) == {
-        "GCNClassifier (layer 1, mean)", "mean_logprob", "max_entropy", "probe_layer1",
+        "GCNClassifier (block 1, mean)", "mean_logprob", "max_entropy", "probe_layer1",
     }  # fmt: skip
     assert (
         table["data"]["split_sha256"]
@@ -145,8 +145,8 @@ def test_baselines_on_labels_from_a_judgement_file(synthetic_store, tmp_path):
     [
         (["--model.class_path", "training.models.Nope"], "has no attribute 'Nope'"),
         (["--data.traces", "/nonexistent/store"], "is not a trace store"),
-        (["--data.graph.layers", "[0]"], "set one of layer (1) and layers ([0])"),
-        (["--data.graph.layer", "7"], "layer 7 is not stored"),
+        (["--data.graph.blocks", "[0]"], "set one of block (1) and blocks ([0])"),
+        (["--data.graph.block", "7"], "block 7 is not stored"),
         (["--model.init_args.lr", "-0.01"], "--model.init_args.lr must be > 0"),
     ],
     ids=["unknown-model", "missing-store", "layer-and-layers", "missing-layer", "negative-lr"],
@@ -204,8 +204,8 @@ def test_test_refuses_a_spec_that_contradicts_the_checkpoint(synthetic_store, tm
     )
     err = contradiction(capsys, args, checkpoint, "--model.init_args.hidden_channels", 128)
     assert "--model.init_args.hidden_channels 128 (checkpoint: 64)" in err
-    err = contradiction(capsys, args, checkpoint, "--data.graph.layer", 0)
-    assert "--data.graph.layer 0 (checkpoint: 1)" in err and str(checkpoint) in err
+    err = contradiction(capsys, args, checkpoint, "--data.graph.block", 0)
+    assert "--data.graph.block 0 (checkpoint: 1)" in err and str(checkpoint) in err
     assert not list((tmp_path / "runs").rglob("report.json"))
 
     err = contradiction(capsys, args, tmp_path / "missing.ckpt")
@@ -265,7 +265,7 @@ def test_round_trip_on_real_smollm2_traces(smollm2_demo_store, tmp_path):
     )
     report = check_report(Path(report_line.split(": ", 1)[1]))
     assert report["data"]["model"] == "smollm2_135M"
-    assert report["data"]["graph_options"]["layer"] == 15
+    assert report["data"]["graph_options"]["block"] == 15
 
     predicted = python_m_training(
         "predict", *args, "--ckpt_path", checkpoint, cwd=tmp_path, timeout=600
@@ -289,7 +289,7 @@ def test_commands_on_fit_config_speak_its_dialect(tmp_path, capsys, command, own
     assert main(strs([command, "--config", GCN, *own, "--print_config"])) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert {key: printed[key] for key in expected} == expected
-    assert printed["data"]["graph"]["layer"] == 15  # fit's configuration, as read from GCN
+    assert printed["data"]["graph"]["block"] == 15  # fit's configuration, as read from GCN
     config = tmp_path / "own.yaml"
     config.write_text(yaml.safe_dump(printed))
     assert main(strs([command, "--config", config, "--print_config"])) == 0

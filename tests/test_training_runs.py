@@ -97,9 +97,9 @@ def benchmark_outputs(store: Path, work: Path, output: Path) -> tuple[dict, dict
     output folder, and the GCN's test scores."""
     args = [
         "benchmark", "--data.traces", store, "--data.root", work / "graphs",
-        "--data.graph.layer", 1, "--data.split_ratios", "[0.34,0.33,0.33]", "--seeds", 1,
+        "--data.graph.block", 1, "--data.split_ratios", "[0.34,0.33,0.33]", "--seeds", 1,
         "--detectors", "[mean_logprob]",
-        "--graph_detectors", json.dumps({"gcn": f"{GCN} --data.graph.layer 1"}),
+        "--graph_detectors", json.dumps({"gcn": f"{GCN} --data.graph.block 1"}),
         "--graph_max_epochs", 3, "--bootstrap", 20, "--output", output,
     ]  # fmt: skip
     assert main(strs(args)) == 0

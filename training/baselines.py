@@ -27,7 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from common import UserError, atomic_write_text, read_json
-from graphs import SPLITS
+from graphs import SPLITS, new_names
 from training.data import HallucinationGraphDataModule
 from training.detectors.scores import sequence_uncertainty
 from training.lightning_cli import PROG, Option, parse_command
@@ -108,9 +108,9 @@ def run_baselines(datamodule: HallucinationGraphDataModule, rule: ThresholdRule)
     labels = {split: np.array(datamodule.datasets[split].labels) for split in SPLITS}
     test_labels = torch.tensor(labels["test"])
     candidates = {name: (features, (1.0,)) for name, features in trace_features(datamodule).items()}
-    layer = datamodule.spec.layer
-    if layer is not None:
-        candidates[f"probe_layer{layer}"] = (mean_answer_state(datamodule), PROBE_C)
+    block = datamodule.spec.block
+    if block is not None:  # named as before issue 22, so that reports keep their rows
+        candidates[f"probe_layer{block}"] = (mean_answer_state(datamodule), PROBE_C)
     results = {}
     for name, (features, c_values) in candidates.items():
         metrics, scores, settings = fit_logistic(features, labels, rule, c_values)
@@ -155,13 +155,13 @@ def _detector_reports(paths: list[str], split_hash: str) -> dict[str, dict]:
                 f"{report['data']['split_sha256'][:12]}, here {split_hash[:12]}): use the same "
                 "store, split seed and ratios"
             )
-        options = report["data"]["graph_options"]
-        if options["layer"] is not None:
-            scope = f"layer {options['layer']}"
+        options = new_names(report["data"]["graph_options"])  # a report from before issue 22
+        if options.get("block") is not None:
+            scope = f"block {options['block']}"
         elif options.get("combine") == "union":
-            scope = f"union of {len(options['layers'])} layers"
+            scope = f"union of {len(options['blocks'])} blocks"
         else:
-            scope = "layers " + ",".join(str(layer) for layer in options["layers"])
+            scope = "blocks " + ",".join(str(block) for block in options["blocks"])
         named.append((f"{report['detector']} ({scope}, {options['head_mode']})", path, report))
     counts = Counter(name for name, _, _ in named)
     rows = {}

@@ -245,7 +245,8 @@ def run(cfg) -> Path:
     jobs = [(n, d, s) for n in splits for d in detectors for s in range(cfg.seeds)]
     base_key = {
         "store": store.manifest_sha256,
-        "data": options,
+        # The graph spec under its key names from before issue 22: cached results stay found.
+        "data": {**options, "graph": GraphSpec.from_dict(options["graph"]).cache_key()},
         "k": cfg.laplacian_k,
         "code": _detector_code_sha256(),
     }

@@ -69,7 +69,7 @@ def open_transfer(paths: list[str], store: TraceStore, labels: str) -> list[Tran
         if other.stored_blocks != store.stored_blocks:
             raise UserError(
                 f"--transfer_traces {path} stores blocks {other.stored_blocks}, this store "
-                f"{store.stored_blocks}; extract both with the same --attention_layers"
+                f"{store.stored_blocks}; extract both with the same --layers"
             )
         source = label_source(other, labels)
         kept = {

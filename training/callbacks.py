@@ -61,13 +61,13 @@ def write_test_report(
         }
     detector = type(module).__name__
     n_correct = metrics["n"] - metrics["n_hallucinated"]
-    graph_scope = data["graph_options"]["layer"]
+    graph_scope = data["graph_options"]["block"]
     if graph_scope is None:
-        graph_scope = data["graph_options"]["layers"]
+        graph_scope = data["graph_options"]["blocks"]
     plot_roc(
         log_dir / ROC_FIGURE,
         {detector: {"fpr": roc["fpr"], "tpr": roc["tpr"], "auroc": metrics["auroc"]}},
-        title=f"{detector}, layer {graph_scope}\n{data['model']}, {Path(data['traces']).name}, "
+        title=f"{detector}, block {graph_scope}\n{data['model']}, {Path(data['traces']).name}, "
         f"test: {metrics['n_hallucinated']} hallucinated / {n_correct} correct\n"
         f"labels: {data['labels']}",
         operating=operating,

@@ -23,7 +23,7 @@ import torch
 
 from common import UserError, atomic_write_text, read_json
 from extraction.store import TraceStore, file_sha256
-from graphs import GraphSpec
+from graphs import GraphSpec, new_names
 
 # Set by Lightning on the live trainer (``"best"`` after a fit in the same process, ...).
 LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")
@@ -169,9 +169,10 @@ def check_checkpoint_matches(ckpt_path: str, model: dict, data: dict) -> None:
             continue
         if _plain(init_args[key]) != _plain(value):
             contradictions.append(f"--model.init_args.{key} {init_args[key]} (checkpoint: {value})")
-    # Checkpoints written before the graph spec (issue 8) kept its keys in the data section.
-    saved_graph = saved_data.get("graph") or saved_data
-    graph = data.get("graph") or {}
+    # Checkpoints written before the graph spec (issue 8) kept its keys in the data section;
+    # those before issue 22 (and old configs) name the blocks layer / layers / hidden_layer.
+    saved_graph = new_names(saved_data.get("graph") or saved_data)
+    graph = new_names(data.get("graph") or {})
     for key in GRAPH_KEYS:
         if key in saved_graph and _plain(graph.get(key)) != _plain(saved_graph[key]):
             contradictions.append(

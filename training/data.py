@@ -31,8 +31,8 @@ class HallucinationGraphDataModule(LightningDataModule):
         traces: trace store directory written by ``python -m extraction``.
         root: graph dataset directory (processed graphs and ``splits.json``).
         graph: which graphs (:class:`graphs.GraphSpec`): a mapping of graph options, or a
-            graph spec file such as ``configs/graphs/layer15.yaml``; it names ``layer`` or
-            ``layers``.
+            graph spec file such as ``configs/graphs/layer15.yaml``; it names ``block`` or
+            ``blocks`` (the old names ``layer``/``layers`` still read).
         split_seed: seed of the stratified split.
         split_ratios: train/val/test fractions.
         batch_size: graphs per batch.
@@ -92,11 +92,14 @@ class HallucinationGraphDataModule(LightningDataModule):
     def graph_options(self) -> dict:
         """What decides the graphs and the split (no paths, no loader settings): the resolved
         graph spec, the split seed and ratios."""
+        return self._options(self.spec.as_dict())
+
+    def _options(self, spec: dict) -> dict:
         split = {"split_seed": self.hparams.split_seed}
         # Named only when not the default, so earlier results keep their fingerprints.
         split |= {"split_by": "relation"} if self.hparams.split_by == "relation" else {}
         split |= {"train_size": self.hparams.train_size} if self.hparams.train_size else {}
-        return {**self.spec.as_dict(), **split, "split_ratios": list(self.hparams.split_ratios)}
+        return {**spec, **split, "split_ratios": list(self.hparams.split_ratios)}
 
     def _dataset(
         self, split: str | None, root: str | None = None, traces: str | None = None
@@ -193,8 +196,13 @@ class HallucinationGraphDataModule(LightningDataModule):
         dataset = self.datasets[split]
         items = sorted(zip(dataset.question_ids, dataset.labels, strict=True))
         return {
+            # The spec under its key names from before issue 22: the same graphs, the same hash.
             "sha256": _sha256(
-                {"split": split, "items": items, "graph_options": self.graph_options}
+                {
+                    "split": split,
+                    "items": items,
+                    "graph_options": self._options(self.spec.cache_key()),
+                }
             ),
             "split_sha256": _sha256({"split": split, "items": items}),
             "split": split,

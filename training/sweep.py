@@ -41,7 +41,7 @@ def main(argv: list[str]) -> None:
         cli = HallugraphCLI(
             args=[
                 *rest,
-                *("--data.graph.layer", str(layer), "--data.graph.layers", "null"),
+                *("--data.graph.block", str(layer), "--data.graph.blocks", "null"),
                 *("--trainer.default_root_dir", str(config.output / f"layer_{layer:02d}")),
             ],
             run=False,

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 T = TypeVar("T")
+# Settings keys renamed since (issue 22: block wherever a transformer block is meant).
+OLD_SETTINGS_NAMES = {"attention_layers": "attention_blocks"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,16 @@ def without_none(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [without_none(item) for item in value]
     return value
+
+
+def new_settings_names(settings: dict) -> dict:
+    """``manifest.settings`` with the keys a store written before issue 22 has under their old
+    names (``attention_layers``) renamed, so old and new stores read and compare alike."""
+    renamed = dict(settings)
+    for old, new in OLD_SETTINGS_NAMES.items():
+        if old in renamed:
+            renamed.setdefault(new, renamed.pop(old))
+    return renamed
 
 
 def _build(cls: type[T], data: Any, where: str, **nested: Any) -> T:
@@ -103,15 +115,16 @@ class Decoding:
 class RunSettings:
     """What identifies a run (``manifest.settings``): a resume with other settings is refused.
 
-    ``attention_layers`` are the blocks whose attention was stored, ``hidden_state_layers`` the
-    hidden-state indices (0 the embeddings, ``l + 1`` the output of block ``l``).
+    ``attention_blocks`` are the blocks whose attention was stored (``attention_layers`` in
+    stores written before issue 22), ``hidden_state_layers`` the indices into the seed's
+    ``hidden_states`` (0 the embeddings, ``l + 1`` the output of block ``l``).
     ``attention_format`` ``sparse`` keeps only the attention at positions where some head of
     the block reaches ``min_attention`` (:mod:`extraction.store.sparse`); older stores are
     ``dense``."""
 
     model: str
     dataset: str
-    attention_layers: tuple[int, ...]
+    attention_blocks: tuple[int, ...]
     hidden_state_layers: tuple[int, ...]
     model_source: str | None = None
     revision: str | None = None
@@ -157,6 +170,7 @@ class Manifest:
         _check_object(data, where)
         settings = data.get("settings")
         _check_object(settings, f"{where} settings")
+        settings = new_settings_names(settings)
         decoding = _build(Decoding, settings.get("decoding") or {}, f"{where} settings.decoding")
         return _build(
             cls,

@@ -123,7 +123,7 @@ class TraceStore:
     def stored_blocks(self) -> list[int]:
         """The blocks whose attention and output hidden state the run kept."""
         settings = self.manifest.settings
-        return complete_blocks(settings.attention_layers, settings.hidden_state_layers)
+        return complete_blocks(settings.attention_blocks, settings.hidden_state_layers)
 
     @property
     def num_generations(self) -> int:

@@ -27,7 +27,13 @@ import torch
 from common import UserError, atomic_path, atomic_write_text, temp_pattern
 from extraction.store.concat import METADATA, concat_safetensors, read_header
 from extraction.store.consistency import CONSISTENCY, consistency_files
-from extraction.store.contract import IndexRow, Manifest, run_file_prefix, without_none
+from extraction.store.contract import (
+    IndexRow,
+    Manifest,
+    new_settings_names,
+    run_file_prefix,
+    without_none,
+)
 from extraction.store.index import (
     LABEL_FIELDS,
     append_rows,
@@ -198,7 +204,7 @@ class TraceWriter:
             atomic_write_text(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False))
             return
         previous = read_manifest(self.root)
-        before = without_none(previous.get("settings") or {})
+        before = without_none(new_settings_names(previous.get("settings") or {}))
         now = without_none(manifest["settings"])
         if before.get("dataset_file"):  # older stores kept the path as typed
             before["dataset_file"] = str(Path(before["dataset_file"]).resolve())
