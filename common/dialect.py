@@ -253,11 +253,15 @@ def _as_yaml_list(items: list[str], hint) -> list[str]:
 
 
 def _is_item(token: str, hint) -> bool:
-    """Whether a lone token of a union option is a list item (``5`` of ``--graph.layers 5``)
-    rather than another member's value (``all``)."""
+    """Whether a lone token of a union option is a list item (``5`` of ``--graph.blocks 5``)
+    rather than another member's value (``all``; ``2`` of Lightning's ``--trainer.devices``,
+    ``list[int] | str | int``: a union with a plain member keeps a lone value as it is)."""
+    args = typing.get_args(hint)
+    if any(arg in (int, float, str) for arg in args):
+        return False
     literals = [
         value
-        for arg in typing.get_args(hint)
+        for arg in args
         if typing.get_origin(arg) is typing.Literal
         for value in typing.get_args(arg)
     ]

@@ -202,6 +202,8 @@ SPELLINGS = [
     ("graphs", ["compare", "--traces", "T"], ["--graph.top-k", "4"], "graph.top_k", 4),
     ("training", FIT, ["--trainer.max-epochs", "3"], "trainer.max_epochs", 3),
     ("training", FIT, ["--trainer.enable-progress-bar"], "trainer.enable_progress_bar", True),
+    ("training", FIT, ["--trainer.devices", "2"], "trainer.devices", "2"),  # a union's plain member
+    ("training", FIT, ["--trainer.devices", "0", "1"], "trainer.devices", [0, 1]),
     ("training", FIT, ["--data.graph.block=null", "--data.graph.blocks", "0", "1"], "data.graph.blocks", [0, 1]),  # noqa: E501
     ("training", FIT, ["--data.graph.layer=null", "--data.graph.layers", "0", "1"], "data.graph.blocks", [0, 1]),  # noqa: E501
     ("training", ["sweep-layers", "--config", GCN], ["--layers", "0", "5"], "layers", [0, 5]),

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from extraction.store import TraceStore
+from extraction.store.integrity import sealed
 from tests.helpers import run_extraction
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -65,6 +66,7 @@ def test_smollm2_generations_resume_and_retry(tmp_path, capsys):
     for row in rows:
         if row["question_id"] == failed:
             row.update(status="error", error="RuntimeError: out of memory", shard=None)
+    rows = [sealed({k: v for k, v in row.items() if k != "row_sha256"}) for row in rows]
     index.write_text("".join(json.dumps(row) + "\n" for row in rows))
     capsys.readouterr()
     assert run_extraction(*smollm2_args(resumed, *SAMPLING, "--retry-errors")) == 0
