@@ -259,3 +259,16 @@ def check_real_store(store: TraceStore, n: int, sizes: dict) -> None:
         assert trace.label in (0, 1)
         assert len(trace.hidden_states) == sizes["num_layers"] + 1
         assert len(trace.attentions) == sizes["num_layers"]
+
+
+def questions_to_kill_mid_run(batch_size: int) -> int:
+    """Questions in a generation window and an eighth at ``batch_size``: beam answers come a
+    window of generation batches at a time (extraction.run), and a window's small batches then
+    commit within milliseconds of each other, so a run this long is still generating its second
+    window when the first window's traces are indexed, and a kill lands mid-run however fast
+    the machine (twice it stays within the 350 bundled questions)."""
+    from extraction.run import GENERATION_WINDOW
+    from extraction.tracing import generation_batch
+
+    window = GENERATION_WINDOW * generation_batch(batch_size)
+    return window + window // 8
