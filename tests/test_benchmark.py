@@ -13,7 +13,7 @@ from common import UserError
 from extraction.store import TraceStore
 from extraction.synthetic import write_synthetic_store
 from tests.helpers import judgement
-from training.benchmark import GraphDetector
+from training.benchmark import GraphDetector, _select, build_parser
 from training.cli import main
 from training.detectors.features import load_or_compute
 from training.detectors.registry import DETECTORS
@@ -150,3 +150,22 @@ def test_graph_detector_without_a_config_is_a_one_line_error():
         GraphDetector.parse("x", "  ")
     detector = GraphDetector.parse("t", "configs/training/charm.yaml --data.graph.threshold 0.1")
     assert detector.overrides == ["--data.graph.threshold", "0.1"]
+
+
+@pytest.mark.parametrize(
+    "config", sorted(p.name for p in (REPO / "configs/benchmark").glob("*.yaml"))
+)
+def test_every_benchmark_config_names_real_detectors_and_configs(config):
+    """A shipped benchmark config parses, its trace detectors exist and every graph detector's
+    training config is a file of the repository (a typo would surface only after the graphs)."""
+    cfg = build_parser("benchmark").parse_args(
+        ["--config", str(REPO / "configs/benchmark" / config)]
+    )
+    assert _select(cfg.detectors)
+    assert cfg.graph_detectors
+    for name, spec in cfg.graph_detectors.items():
+        detector = GraphDetector.parse(name, spec)
+        assert (REPO / detector.config).is_file(), (name, detector.config)
+        assert len(detector.overrides) % 2 == 0 and all(
+            flag.startswith("--") for flag in detector.overrides[::2]
+        ), (name, detector.overrides)
