@@ -18,8 +18,17 @@ WAIT_POLICY = "PASSIVE"
 
 
 def set_thread_policy() -> None:
-    """``OMP_WAIT_POLICY=PASSIVE`` for this process and its children, unless the user set it."""
+    """``OMP_WAIT_POLICY=PASSIVE`` and ``OPENBLAS_NUM_THREADS=1`` for this process and its
+    children, unless the user set them.
+
+    numpy's OpenBLAS (scikit-learn's probes, scipy) has a thread pool of its own that spins
+    like OpenMP's default and has no passive policy. On a shared 2-core machine its second
+    thread made the benchmark's logistic probes about 35x slower (65 s against 1.8 s a fit
+    on the 5,000-trace fact store, docs/BENCHMARKS.md, "Thread policy"). Its matrices here
+    are small (a few thousand rows), where one thread loses little on a quiet machine.
+    torch's threads are separate and unaffected."""
     os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def free_cores(cores: int, load: float) -> int:

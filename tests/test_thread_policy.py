@@ -1,8 +1,9 @@
-"""Every entry point sets ``OMP_WAIT_POLICY`` before torch loads (common/threads.py).
+"""Every entry point sets ``OMP_WAIT_POLICY`` and ``OPENBLAS_NUM_THREADS`` before torch or
+numpy loads (common/threads.py).
 
 Each entry point runs with ``--help`` in one child process whose import system stops at the
-first ``import torch`` and records the variable at that moment; nothing loads torch, so the
-whole sweep takes about a second.
+first ``import torch`` or ``import numpy`` and records the variables at that moment; nothing
+loads either, so the whole sweep takes about a second.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ import importlib.abc, json, os, runpy, sys
 class TorchImported(Exception):
     pass
 
+def variables():
+    return os.environ.get("OMP_WAIT_POLICY"), os.environ.get("OPENBLAS_NUM_THREADS")
+
 class StopAtTorch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "torch":
-            raise TorchImported(os.environ.get("OMP_WAIT_POLICY"))
+        if name in ("torch", "numpy"):
+            raise TorchImported(*variables())
         return None
 
 sys.meta_path.insert(0, StopAtTorch())
@@ -32,6 +36,7 @@ loaded, path = set(sys.modules), list(sys.path)
 seen = {}
 for target in sys.argv[1:]:
     os.environ.pop("OMP_WAIT_POLICY", None)
+    os.environ.pop("OPENBLAS_NUM_THREADS", None)
     if user_setting is not None:
         os.environ["OMP_WAIT_POLICY"] = user_setting
     sys.argv = [target, "--help"]
@@ -41,11 +46,11 @@ for target in sys.argv[1:]:
             runpy.run_path(target, run_name="__main__")
         else:
             runpy.run_module(target, run_name="__main__", alter_sys=True)
-        seen[target] = {"torch": False, "policy": os.environ.get("OMP_WAIT_POLICY")}
+        seen[target] = {"torch": False, "policy": variables()[0], "blas": variables()[1]}
     except TorchImported as exc:
-        seen[target] = {"torch": True, "policy": exc.args[0]}
+        seen[target] = {"torch": True, "policy": exc.args[0], "blas": exc.args[1]}
     except SystemExit:
-        seen[target] = {"torch": False, "policy": os.environ.get("OMP_WAIT_POLICY")}
+        seen[target] = {"torch": False, "policy": variables()[0], "blas": variables()[1]}
     for name in set(sys.modules) - loaded:  # our own modules run afresh for the next target
         file = getattr(sys.modules[name], "__file__", None) or ""
         if file.startswith(os.getcwd()) and "site-packages" not in file:
@@ -61,9 +66,10 @@ SCRIPTS = sorted(
     for path in (REPO / folder).glob("*.py")
 )
 # These load no torch: two run children that import ``extraction`` from another checkout (the
-# parent sets the policy after parsing arguments, the children inherit it); one measures the
-# extraction command with and without the policy.
+# parent sets the policy after parsing arguments, the children inherit it); two measure a
+# command with and without the policy.
 NO_POLICY_OF_THEIR_OWN = {
+    "benchmarks/bench_blas_threads.py",
     "benchmarks/bench_final_pass.py",
     "benchmarks/bench_writer_memory.py",
     "benchmarks/bench_thread_policy.py",
@@ -71,7 +77,11 @@ NO_POLICY_OF_THEIR_OWN = {
 
 
 def probe(user_setting: str | None, targets: list[str]) -> dict[str, dict]:
-    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS")
+    }
     env["PYTHONPATH"] = str(REPO)
     if user_setting is not None:
         env["OMP_WAIT_POLICY"] = user_setting
@@ -85,7 +95,9 @@ def probe(user_setting: str | None, targets: list[str]) -> dict[str, dict]:
 def test_every_entry_point_sets_passive_before_torch_loads():
     seen = probe(None, MODULES + SCRIPTS)
     wrong = {
-        target: got for target, got in seen.items() if got["torch"] and got["policy"] != "PASSIVE"
+        target: got
+        for target, got in seen.items()
+        if got["torch"] and (got["policy"], got["blas"]) != ("PASSIVE", "1")
     }
     assert wrong == {}
     # The three commands and the example load torch at once: the check above covered them.
