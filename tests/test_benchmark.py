@@ -14,6 +14,7 @@ from extraction.store import TraceStore
 from extraction.synthetic import write_synthetic_store
 from tests.helpers import judgement
 from training.benchmark import GraphDetector, _select, build_parser
+from training.benchmark_report import markdown, summarise
 from training.cli import main
 from training.detectors.features import load_or_compute
 from training.detectors.registry import DETECTORS
@@ -169,3 +170,20 @@ def test_every_benchmark_config_names_real_detectors_and_configs(config):
         assert len(detector.overrides) % 2 == 0 and all(
             flag.startswith("--") for flag in detector.overrides[::2]
         ), (name, detector.overrides)
+
+
+def test_a_run_of_graph_detectors_only_says_it_has_no_baseline():
+    """``--detectors []``: no trace baseline to compare against, said so (not "**None**")."""
+    run = {
+        "seed": 0, "auroc": 0.8, "auprc": 0.8, "auprc_correct": 0.7, "test_labels": [0, 1, 1],
+        "seconds": 1.0, "settings": {"epochs": 3},
+    }  # fmt: skip
+    context = {
+        "model": "m", "store": "s", "n_traces": 3, "seeds": [0], "n_test": 3,
+        "n_hallucinated": 2, "label_methods": {"summary": "alias_match (3)"},
+        "manifest_sha256": "0" * 64, "reference": None,
+    }  # fmt: skip
+    text = markdown({"mpnn": summarise([run])}, {}, {"mpnn": "graph"}, context)
+    assert "**None**" not in text
+    assert "Δ AUROC: n/a (no trace detector in this run to compare against)." in text
+    assert "| 1 | mpnn | graph | 0.800 ± 0.000 |" in text

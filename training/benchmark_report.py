@@ -90,7 +90,9 @@ def markdown(summaries: dict, skipped: dict, families: dict, context: dict) -> s
             else []
         ),
         f"Δ AUROC: paired bootstrap (95%) of the difference to the best trace baseline, "
-        f"**{reference}**, on the same test questions, averaged over seeds.",
+        f"**{reference}**, on the same test questions, averaged over seeds."
+        if reference is not None
+        else "Δ AUROC: n/a (no trace detector in this run to compare against).",
         "",
         "| # | detector | family | AUROC | AUPRC (hallucinated) | AUPRC (correct) "
         "| Δ AUROC vs best baseline [95% CI] | chosen on train/val | s/seed |",
