@@ -7,8 +7,9 @@ safetensors``, written by ``python -m training benchmark``). For each ``OPENBLAS
 in 1 and 2, a fresh process fits the probe's pipeline (``training.detectors.fitting.logistic``:
 standard scaling, balanced logistic regression) on the mean answer state of ``--blocks`` blocks
 for each C of the probe's grid, on the first ``--rows`` traces, and reports wall and CPU seconds
-and the load average. OpenBLAS reads the variable once, when numpy loads: hence a process per
-setting. This script sets no thread policy of its own: it measures both.
+and the load average. The labels alternate 0/1 (the cache holds no labels): the measure is of the
+BLAS calls, not of a detector. OpenBLAS reads the variable once, when numpy loads: hence a
+process per setting. This script sets no thread policy of its own: it measures both.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, os, resource, sys, time
+import json, sys, time
 import numpy as np
 from safetensors.numpy import load_file
 from training.detectors.fitting import LOGISTIC_C, logistic

@@ -23,7 +23,7 @@ def set_thread_policy() -> None:
 
     numpy's OpenBLAS (scikit-learn's probes, scipy) has a thread pool of its own that spins
     like OpenMP's default and has no passive policy. On a shared 2-core machine its second
-    thread made the benchmark's logistic probes about 35x slower (65 s against 1.8 s a fit
+    thread made the benchmark's probes about 35x slower (65 s against 1.8 s a probe, 90 fits,
     on the 5,000-trace fact store, docs/BENCHMARKS.md, "Thread policy"). Its matrices here
     are small (a few thousand rows), where one thread loses little on a quiet machine.
     torch's threads are separate and unaffected."""
