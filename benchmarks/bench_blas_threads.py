@@ -59,6 +59,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=3500)
     parser.add_argument("--blocks", type=int, default=5)
     args = parser.parse_args()
+    if not args.features.is_file():
+        parser.error(f"{args.features} is not a file: give a features-*.safetensors cache")
+    if args.rows < 2 or args.blocks < 1:
+        parser.error("--rows must be at least 2 and --blocks at least 1")
     print(f"{platform.node()}, {os.cpu_count()} cores; {args.rows} rows, {args.blocks} blocks")
     print("| OPENBLAS_NUM_THREADS | fits | wall s | CPU s | load before -> after |")
     print("|---:|---:|---:|---:|---|")
