@@ -26,8 +26,8 @@ _FILE_SYSTEM_ERRORS = {
 
 def describe_os_error(exc: OSError) -> str:
     """A file-system failure as one line: what, where, and what to do."""
-    where = f" {exc.filename}" if exc.filename else ""
-    return f"{exc.strerror or exc}:{where}; {_FILE_SYSTEM_ERRORS[exc.errno]}"
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}; {_FILE_SYSTEM_ERRORS[exc.errno]}"
 
 
 def run_command(package: str, command: Command, argv: list[str]) -> int:

@@ -13,7 +13,7 @@ from extraction.config import STORAGE_DTYPES, ExtractionConfig
 from extraction.label_methods import METHODS, default_method, recorded_method
 from extraction.models import QUANTIZATION_CHOICES, TORCH_DTYPES
 from extraction.questions import Question
-from extraction.store.layout import acquire_lock
+from extraction.store.layout import LOCK, acquire_lock, every_rank_lock
 from extraction.store.sparse import check_attention_format
 
 if TYPE_CHECKING:
@@ -123,9 +123,13 @@ def check_output_dir(path: Path) -> None:
 
 def check_unlocked(store_dir: Path, lock_name: str) -> None:
     """Another process writing to the store is refused now, not after the model loads (the
-    writer takes the lock for good later; this only looks)."""
+    writer takes the lock for good later; this only looks). A one-process run also needs every
+    rank's lock: it cleans up after them."""
     if (store_dir / lock_name).exists():
         acquire_lock(store_dir, lock_name).close()
+    if lock_name == LOCK:
+        with every_rank_lock(store_dir):
+            pass
 
 
 def check_same_questions(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from common.runner import describe_os_error
 from tests.helpers import one_line_error
 
 
@@ -65,3 +66,17 @@ def test_4bit_on_cpu_is_a_clear_error(capsys, tiny_model_dir, tmp_path):
 def test_settings_change_is_refused_without_overwrite(capsys, tiny_store):
     err = one_line_error(capsys, "--model", "smollm2_135M", "--output-dir", tiny_store)
     assert "other settings" in err and "--overwrite" in err
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            OSError(28, "No space left on device", "/data/x.safetensors"),
+            "No space left on device: /data/x.safetensors; free some space",
+        ),
+        (OSError(28, "No space left on device"), "No space left on device; free some space"),
+    ],
+)
+def test_a_file_system_error_reads_as_one_sentence(error, expected):
+    assert describe_os_error(error).startswith(expected)

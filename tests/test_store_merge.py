@@ -11,6 +11,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from common import UserError
+from extraction.checks import check_unlocked
 from extraction.store import TraceStore, TraceWriter, writer
 from extraction.store.concat import concat_safetensors, read_header
 from extraction.store.verify import verify_store
@@ -192,3 +194,54 @@ def test_a_kill_after_the_index_points_at_the_shard_before_the_parts_go(tmp_path
     assert store.question_ids == [f"q{i}" for i in range(5)] + ["q9"]
     assert [path.name for path in store.shard_files] == [SHARD, SHARD.replace("0000", "0001")]
     assert (tmp_path / "first.bak").read_bytes() == (tmp_path / SHARD).read_bytes()
+
+
+def rank_writer(root, rank: int, count: int) -> TraceWriter:
+    """Rank ``rank`` of a multi-process run with ``count`` traces committed, still open."""
+    live = TraceWriter(root, MANIFEST, file_prefix=f"m_d_rank{rank}", lock_name=f".lock.rank{rank}")
+    for i in range(count):
+        live.add(make_trace(f"r{rank}q{i}", seq_len=4 + i))
+        live.commit()
+    return live
+
+
+def test_a_one_process_rerun_removes_what_a_killed_rank_never_indexed(tmp_path):
+    """docs/RELIABILITY.md: rank 1 was killed after saving a part, before indexing it; a rerun
+    with one process writes other names, so it must remove the rank's file itself."""
+    rank_writer(tmp_path, rank=1, count=2)._release_lock()
+    part = next(tmp_path.glob("m_d_rank1_shard_0000.part*.safetensors"))
+    never_indexed = [
+        tmp_path / "m_d_rank1_shard_0000.part0009.safetensors",
+        tmp_path / "m_d_rank1_shard_0004.safetensors",
+    ]
+    for path in never_indexed:
+        shutil.copy(part, path)
+    kept = [tmp_path / "notes.txt", tmp_path / "other_shard_0000.safetensors"]
+    for path in kept:
+        path.write_text("not ours")
+    assert len(verify_store(tmp_path)[1]) >= len(never_indexed)
+
+    with TraceWriter(tmp_path, MANIFEST, file_prefix="m_d") as rerun:
+        rerun.add(make_trace("q9"))
+    assert not any(path.exists() for path in never_indexed)
+    assert all(path.read_text() == "not ours" for path in kept)
+    for path in kept:
+        path.unlink()
+    store = TraceStore(tmp_path)
+    assert verify_store(store.root)[1] == []
+    assert sorted(store.question_ids) == ["q9", "r1q0", "r1q1"]
+
+
+def test_a_one_process_run_is_refused_while_a_rank_writes(tmp_path):
+    """A live rank's files are never the one-process writer's to remove: it is refused, at once
+    (before the model loads) and by the writer, and the rank's files stay."""
+    live = rank_writer(tmp_path, rank=0, count=1)
+    files = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    with pytest.raises(UserError, match="another process is writing"):
+        check_unlocked(tmp_path, ".lock")
+    with pytest.raises(UserError, match="another process is writing"):
+        TraceWriter(tmp_path, MANIFEST, file_prefix="m_d")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == files | {".lock": b""}
+    live.add(make_trace("r0q1"))
+    live.__exit__(None, None, None)
+    assert sorted(TraceStore(tmp_path).question_ids) == ["r0q0", "r0q1"]

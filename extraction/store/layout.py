@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import re
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -98,6 +100,17 @@ def acquire_lock(root: Path, name: str = LOCK):
             "--output_dir"
         ) from None
     return handle
+
+
+@contextmanager
+def every_rank_lock(root: Path) -> Iterator[None]:
+    """The locks of every rank that ever wrote to ``root`` (``.lock.rank*``): while they are
+    held, no process of a multi-process run is writing, so its temp and unindexed files are
+    leftovers, not live writes."""
+    with ExitStack() as ranks:
+        for lock in sorted(root.glob(f"{LOCK}.rank*")):
+            ranks.enter_context(acquire_lock(root, lock.name))
+        yield
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +48,7 @@ from extraction.store.layout import (
     MANIFEST,
     SHARD_FORMAT,
     acquire_lock,
+    every_rank_lock,
     packed_causal,
     parse_shard_name,
     read_manifest,
@@ -110,13 +111,16 @@ class TraceWriter:
 
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_handle = acquire_lock(self.root, lock_name)
+        # The sole writer (one process) cleans up after every rank layout, holding every rank's
+        # lock meanwhile: a live rank's temp or unindexed file is refused, never deleted.
+        sole = lock_name == LOCK
         try:
-            if lock_name == LOCK:
-                # Only the sole writer may: a rank's temp file could be another rank's live one.
-                self._remove_stale_temp_files()
-            if overwrite:
-                self._remove_previous_run()
-            self._prepare(manifest, retry_errors)
+            with every_rank_lock(self.root) if sole else nullcontext():
+                if sole:
+                    self._remove_stale_temp_files()
+                if overwrite:
+                    self._remove_previous_run()
+                self._prepare(manifest, retry_errors, any_rank=sole)
         except BaseException:
             self._release_lock()
             raise
@@ -158,7 +162,10 @@ class TraceWriter:
         for path in consistency_files(self.root):
             path.unlink()
 
-    def _prepare(self, manifest: dict, retry_errors: bool) -> None:
+    def _prepare(self, manifest: dict, retry_errors: bool, any_rank: bool) -> None:
+        """Read the index, check the manifest, adopt the parts of the shard being filled, and
+        delete this writer's files that no index row names (with ``any_rank``, those of every
+        rank layout: a rerun with another number of processes never overwrites them)."""
         for stale in self.root.glob(f".{self.file_prefix}_shard_*.tmp"):
             stale.unlink()
         index_path = self.root / INDEX
@@ -194,9 +201,12 @@ class TraceWriter:
                 f"extraction verify {self.root}`, or start over with --overwrite"
             )
         self._parts_bytes = sum((self.root / name).stat().st_size for name in self._parts)
+        indexed = {row.shard for row in self.rows.values()}
+        ours = run_file_pattern(self.file_prefix, any_rank=any_rank)
         for path in self.root.iterdir():
-            if own.match(path.name) and ".part" in path.name and path.name not in own_files:
-                path.unlink()  # written but never indexed, or already merged into its shard
+            if ours.match(path.name) and path.name not in indexed:
+                log.info("removing %s, written but never indexed", path.name)
+                path.unlink()  # a killed writer's, or parts already merged into their shard
 
     def _check_manifest(self, manifest: dict) -> None:
         manifest_path = self.root / MANIFEST
@@ -353,9 +363,7 @@ class TraceWriter:
 def rewrite_labels(store: TraceStore, labels: dict[str, dict]) -> None:
     """Replace the label fields of the given rows of ``store`` (and their checksums); only the
     index file changes, atomically, under the store's lock and every rank's."""
-    with acquire_lock(store.root), ExitStack() as ranks:
-        for lock in store.root.glob(f"{LOCK}.rank*"):
-            ranks.enter_context(acquire_lock(store.root, lock.name))
+    with acquire_lock(store.root), every_rank_lock(store.root):
         for stale in store.root.glob(temp_pattern(INDEX)):
             stale.unlink()  # left by a killed `label`: nobody else writes while we hold the locks
         updates = {
