@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from lightning.pytorch import Trainer
 
 from extraction.store import TraceStore
 from extraction.synthetic import write_synthetic_store
 from graphs.dataset import store_splits
 from graphs.splits import SPLITS, make_group_splits, nested_subset, relation_of
+from training import benchmark
 from training.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,6 +145,64 @@ def test_transfer_scores_a_second_store_and_reports_it(facts, tmp_path, gcn_dete
     table = (out / "benchmark.md").read_text()
     assert "## Transfer" in table and "held-out relations (test)" in table
     assert (out / "transfer.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _transfer_aurocs(out: Path, store: str) -> dict[str, list[float]]:
+    detectors = json.loads((out / "benchmark.json").read_text())["detectors"]
+    return {name: d["transfer"][store]["auroc"] for name, d in detectors.items()}
+
+
+def test_a_store_added_later_is_scored_by_the_kept_detectors(
+    facts, tmp_path, gcn_detector, monkeypatch
+):
+    """A second run naming one more transfer store trains no graph detector: the kept best
+    checkpoints score it, and the scores equal a fresh run's."""
+    other = write_synthetic_store(tmp_path / "other", n_traces=10, relations=4)
+    third = write_synthetic_store(tmp_path / "third", n_traces=8, relations=4)
+    args = [*_args(facts, tmp_path), "--graph_detectors", gcn_detector]
+    assert main([*args, "--transfer_traces", str(other)]) == 0
+    out = tmp_path / "out"
+    before = _transfer_aurocs(out, "other")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a graph detector was trained again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Trainer, "fit", no_training)
+        assert main([*args, "--transfer_traces", str(other), str(third)]) == 0
+    assert _transfer_aurocs(out, "other") == before
+    added = _transfer_aurocs(out, "third")
+    assert set(added) == {*QUICK, "gcn"}
+    cached = json.loads((out / "cache" / "gcn" / "seed1.json").read_text())
+    assert set(cached["transfer_identity"]) == {"other", "third"}
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert main([*_args(facts, fresh), "--graph_detectors", gcn_detector,
+                 "--transfer_traces", str(third)]) == 0  # fmt: skip
+    assert _transfer_aurocs(fresh / "out", "third") == added
+
+    shutil.rmtree(out / "graph" / "gcn" / "seed0")  # no kept checkpoint: that seed trains again
+    fourth = write_synthetic_store(tmp_path / "fourth", n_traces=6, relations=4)
+    assert main([*args, "--transfer_traces", str(other), str(fourth)]) == 0
+    assert (out / "graph" / "gcn" / "seed0").is_dir()
+    assert _transfer_aurocs(out, "other") == before
+
+
+def test_a_result_cached_before_transfer_left_the_key_is_still_found(tmp_path):
+    """The key of a result cached before covered its transfer stores; it is found (and given
+    the new key) when the run names those stores, and only then."""
+    identity = {"detector": "probe_lr_mean", "seed": 0}
+    other = SimpleNamespace(name="other", identity=lambda: ["other", "abc123", "index"])
+    third = SimpleNamespace(name="third", identity=lambda: ["third", "def456", "index"])
+    path = tmp_path / "seed0.json"
+    old_key = benchmark._sha(identity | {"transfer": [other.identity()]})
+    path.write_text(json.dumps({"key": old_key, "auroc": 0.7, "transfer": {"other": None}}))
+    key = benchmark._sha(identity)
+    found = benchmark._cached(path, key, identity, [other, third])
+    assert found["key"] == key and found["transfer_identity"] == {"other": other.identity()}
+    assert benchmark._cached(path, key, identity, [third]) is None
+    assert benchmark._cached(path, key, {**identity, "seed": 1}, [other]) is None
 
 
 def test_transfer_store_of_another_model_is_a_one_line_error(facts, tmp_path, capsys):

@@ -39,8 +39,11 @@ from training.benchmark_stats import seed_metrics
 from training.benchmark_transfer import (
     TransferStore,
     graph_transfer_scores,
+    kept_checkpoint,
     load_features,
     trace_transfer_scores,
+    unscored,
+    with_transfer,
 )
 from training.data import HallucinationGraphDataModule, describe_generations
 from training.detectors.features import load_or_compute
@@ -141,42 +144,46 @@ def _split(datamodule: HallucinationGraphDataModule, features) -> tuple[Split, l
     return split, datasets["test"].question_ids
 
 
-def _graph_scores(
-    detector: GraphDetector,
-    options: dict,
-    seed: int,
-    output: Path,
-    graph: dict,
-    transfer: list[TransferStore],
-) -> tuple[list[str], np.ndarray, dict, dict[str, np.ndarray]]:
-    """Fit (early stopping on val AUROC), test the best checkpoint; test question ids, scores,
-    settings, and the best checkpoint's scores of every transfer store."""
+def _graph_run_dir(output: Path, detector: GraphDetector, seed: int) -> Path:
+    return output / "graph" / detector.name / f"seed{seed}"
+
+
+def _graph_cli(
+    detector: GraphDetector, options: dict, seed: int, output: Path, graph: dict
+) -> HallugraphCLI:
+    """The training CLI of one (detector, seed), built but not run."""
     args = ["--config", str(detector.config)]
     for key, value in options.items():
         if key not in OWN_OPTIONS:
             args += [f"--data.{key}", value if isinstance(value, str) else json.dumps(value)]
     args += [*detector.overrides, "--data.split_seed", str(seed), "--seed_everything", str(seed)]
-    args += ["--trainer.default_root_dir", str(output / "graph" / detector.name / f"seed{seed}")]
+    args += ["--trainer.default_root_dir", str(_graph_run_dir(output, detector, seed))]
     args += ["--trainer.max_epochs", str(graph["max_epochs"])]
     args += ["--early_stopping.patience", str(graph["patience"])]
     args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    cli = HallugraphCLI(args=args, run=False)
+    return HallugraphCLI(args=args, run=False)
+
+
+def _graph_scores(
+    detector: GraphDetector, options: dict, seed: int, output: Path, graph: dict
+) -> tuple[list[str], np.ndarray, dict, HallugraphCLI]:
+    """Fit (early stopping on val AUROC), test the best checkpoint; test question ids, scores,
+    settings (with the best checkpoint, relative to the run folder) and the fitted CLI."""
+    cli = _graph_cli(detector, options, seed, output, graph)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
     results = cli.model.test_results
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
     settings = {
         "model": type(cli.model).__name__,
         "epochs": cli.trainer.current_epoch,
         "best_val_auroc": float(cli.trainer.checkpoint_callback.best_model_score),
         "graph": {**cli.datamodule.hparams.graph, "batch_size": cli.datamodule.hparams.batch_size},
+        "checkpoint": best.resolve()
+        .relative_to(_graph_run_dir(output, detector, seed).resolve())
+        .as_posix(),
     }
-    transferred = {t.name: graph_transfer_scores(cli, t, options["root"]) for t in transfer}
-    return (
-        cli.datamodule.datasets["test"].question_ids,
-        results["probs"].numpy(),
-        settings,
-        transferred,
-    )
+    return cli.datamodule.datasets["test"].question_ids, results["probs"].numpy(), settings, cli
 
 
 def _graph_skip_reason(detector: GraphDetector) -> str | None:
@@ -198,11 +205,22 @@ def _detector_code_sha256() -> str:
     return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
 
 
-def _cached(path: Path, key: str) -> dict | None:
+def _cached(path: Path, key: str, identity: dict, transfer: list[TransferStore]) -> dict | None:
+    """The cached result of this job, or None. A result cached before the transfer stores left
+    the key (its key covered the stores it scored) is found when this run names those stores."""
     if not path.exists():
         return None
     result = read_json(path)
-    return result if result.get("key") == key else None
+    if result.get("key") == key:
+        return result
+    scored = list(result.get("transfer") or {})
+    named = {target.name: target for target in transfer}
+    if "transfer_identity" in result or not scored or not set(scored) <= set(named):
+        return None
+    identities = {name: named[name].identity() for name in scored}
+    if result.get("key") != _sha(identity | {"transfer": list(identities.values())}):
+        return None
+    return {**result, "key": key, "transfer_identity": identities}
 
 
 def run(cfg) -> Path:
@@ -335,9 +353,10 @@ class Job:
 
 def _run_one(job: Job, graph: dict, base_key: dict, compute: bool = True) -> dict | None:
     """The job's result: from the cache, else computed and cached (None when it is not cached
-    and ``compute`` is off)."""
+    and ``compute`` is off). A transfer store the cached result has not scored is scored and
+    added: a trace detector is fitted again (seconds, the same seed), a graph detector's kept
+    best checkpoint scores it (no training); without that checkpoint the job runs again."""
     detector, seed = job.detector, job.seed
-    split, test_qids = job.split_and_qids
     is_graph = isinstance(detector, GraphDetector)
     identity = {**base_key, "data": job.options, "detector": detector.name, "seed": seed}
     if is_graph:
@@ -345,19 +364,50 @@ def _run_one(job: Job, graph: dict, base_key: dict, compute: bool = True) -> dic
         identity |= {"overrides": detector.overrides} if detector.overrides else {}
     else:
         identity |= {"method": detector.method}
-    if job.transfer:
-        identity |= {"transfer": [target.identity() for target in job.transfer]}
     key = _sha(identity)
     path = job.output / "cache" / detector.name / f"seed{seed}.json"
-    cached = _cached(path, key)
-    if cached is not None or not compute:
-        return cached
+    result = _cached(path, key, identity, job.transfer)
+    if result is not None and not compute:
+        return result
+    stale = unscored(result, job.transfer)
+    run_dir = _graph_run_dir(job.output, detector, seed) if is_graph else None
+    if result is not None and stale and is_graph and kept_checkpoint(result, run_dir) is None:
+        log.info("%s seed %d: no kept checkpoint to score %s; fitting again", detector.name,
+                 seed, ", ".join(t.name for t in stale))  # fmt: skip
+        result = None
+    if result is None and not compute:
+        return None
+    cli = None
+    changed = result is None or read_json(path).get("key") != key  # new, or found by its old key
+    if result is None:
+        result, cli = _computed(job, graph, key)
+        stale = job.transfer
+    if stale:
+        if is_graph:
+            cli = cli or _graph_cli(detector, job.options, seed, job.output, graph)
+            checkpoint = kept_checkpoint(result, run_dir)
+            transferred = {t.name: graph_transfer_scores(cli, t, job.options["root"], checkpoint)
+                           for t in stale}  # fmt: skip
+        else:
+            split = job.split_and_qids[0]
+            transferred = {t.name: trace_transfer_scores(detector, job.features, split, seed, t)
+                           for t in stale}  # fmt: skip
+        result = with_transfer(result, stale, transferred)
+    if changed or stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(result))
+    return result
+
+
+def _computed(job: Job, graph: dict, key: str) -> tuple[dict, HallugraphCLI | None]:
+    """The job's detector fitted and tested (transfer stores aside), and the fitted graph CLI."""
+    detector, seed = job.detector, job.seed
+    split, test_qids = job.split_and_qids
     start = time.perf_counter()
     labels = split.labels["test"]
-    if is_graph:
-        qids, scores, settings, transferred = _graph_scores(
-            detector, job.options, seed, job.output, graph, job.transfer
-        )
+    cli = None
+    if isinstance(detector, GraphDetector):
+        qids, scores, settings, cli = _graph_scores(detector, job.options, seed, job.output, graph)
         if qids != test_qids:
             raise UserError(
                 f"{detector.name} was tested on other questions than the benchmark's split "
@@ -366,10 +416,6 @@ def _run_one(job: Job, graph: dict, base_key: dict, compute: bool = True) -> dic
     else:
         outcome = detector.run(job.features, split, seed)
         scores, settings = outcome.test_scores, outcome.settings
-        transferred = {
-            target.name: trace_transfer_scores(detector, job.features, split, seed, target)
-            for target in job.transfer
-        }
     result = {
         "key": key,
         "seed": seed,
@@ -381,20 +427,7 @@ def _run_one(job: Job, graph: dict, base_key: dict, compute: bool = True) -> dic
         "test_labels": labels.tolist(),
         "scores": np.asarray(scores, dtype=float).tolist(),
     }
-    if job.transfer:
-        result["transfer"] = {
-            target.name: None
-            if transferred[target.name] is None
-            else {
-                **seed_metrics(np.asarray(transferred[target.name], float), target.label_array),
-                "n": len(target.labels),
-                "n_hallucinated": int(target.label_array.sum()),
-            }
-            for target in job.transfer
-        }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result))
-    return result
+    return result, cli
 
 
 def _plain_config(cfg, options: dict) -> dict:

@@ -5,6 +5,9 @@ Trace detectors see the two stores' features side by side (the other store's row
 test split, so everything is still chosen on this store's train and val); graph detectors score
 the other store's graphs with their best checkpoint. Only the scored answers count: every
 labelled trace of generation 0 with answer tokens (an empty answer has no answer graph).
+
+A cached result records which stores it scored (their identities); a store a later run adds is
+scored by the kept detector, so adding one trains nothing (:func:`kept_checkpoint`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 from common import UserError
 from extraction.store import TraceStore, label_source
 from graphs import SCORED_GENERATION, HallucinationGraphDataset
+from training.benchmark_stats import seed_metrics
+from training.checkpoints import VERSION_CHECKPOINTS
 from training.detectors.features import StoreFeatures, load_or_compute
 from training.detectors.fitting import Split
 
@@ -129,8 +134,52 @@ def trace_transfer_scores(
     return detector.run(joined, Split({**split.rows, "test": rows}, labels), seed).test_scores
 
 
-def graph_transfer_scores(cli, target: TransferStore, root: str | Path) -> np.ndarray:
-    """A fitted graph detector's scores (best checkpoint) of the target's answers."""
+def unscored(result: dict | None, targets: list[TransferStore]) -> list[TransferStore]:
+    """The targets a cached result has not scored as they are now (all of them without one)."""
+    if result is None:
+        return list(targets)
+    scored = result.get("transfer_identity") or {}
+    return [t for t in targets if scored.get(t.name) != t.identity()]
+
+
+def with_transfer(result: dict, targets: list[TransferStore], scores: dict) -> dict:
+    """``result`` with each target's metrics (None where the detector cannot run there) and
+    identity added; other stores it scored before stay."""
+    entries = {
+        t.name: None
+        if scores[t.name] is None
+        else {
+            **seed_metrics(np.asarray(scores[t.name], float), t.label_array),
+            "n": len(t.labels),
+            "n_hallucinated": int(t.label_array.sum()),
+        }
+        for t in targets
+    }
+    identities = {t.name: t.identity() for t in targets}
+    return {
+        **result,
+        "transfer": {**(result.get("transfer") or {}), **entries},
+        "transfer_identity": {**(result.get("transfer_identity") or {}), **identities},
+    }
+
+
+def kept_checkpoint(result: dict, run_dir: Path) -> Path | None:
+    """The best checkpoint a graph detector's cached result came from: the one its settings name
+    (relative to ``run_dir``), or, for results cached before they named it, the only version's
+    ``best.ckpt``. None when it is gone or not the only one."""
+    named = result["settings"].get("checkpoint")
+    if named is not None:
+        candidates = [run_dir / named]
+    else:
+        candidates = sorted(run_dir.glob(f"{VERSION_CHECKPOINTS}/best.ckpt"))
+    return candidates[0] if len(candidates) == 1 and candidates[0].is_file() else None
+
+
+def graph_transfer_scores(
+    cli, target: TransferStore, root: str | Path, checkpoint: Path
+) -> np.ndarray:
+    """A graph detector's scores of the target's answers, from its best ``checkpoint`` (loaded
+    as weights only)."""
     from torch_geometric.loader import DataLoader
 
     dataset = HallucinationGraphDataset(
@@ -142,7 +191,9 @@ def graph_transfer_scores(cli, target: TransferStore, root: str | Path) -> np.nd
     wanted = set(target.labels)
     dataset.entries = [entry for entry in dataset.entries if entry["question_id"] in wanted]
     loader = DataLoader(dataset, batch_size=cli.datamodule.hparams.batch_size)
-    batches = cli.trainer.predict(cli.model, dataloaders=loader, ckpt_path="best")
+    batches = cli.trainer.predict(
+        cli.model, dataloaders=loader, ckpt_path=checkpoint, weights_only=True
+    )
     scores = {
         qid: float(score)
         for batch in batches
