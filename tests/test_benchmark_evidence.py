@@ -211,3 +211,39 @@ def test_transfer_store_of_another_model_is_a_one_line_error(facts, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "gemma3_270M" in err and "same model" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_jobs_share_the_work_and_give_the_same_report(facts, tmp_path, gcn_detector):
+    """--jobs 2: two processes fill the cache (each job once), the report is the one-process
+    report; the graphs they read were built before they started."""
+    other = write_synthetic_store(tmp_path / "other", n_traces=10, relations=4)
+    extra = ["--graph_detectors", gcn_detector, "--transfer_traces", str(other)]
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    assert main([*_args(facts, one), *extra]) == 0
+    assert main([*_args(facts, two), *extra, "--jobs", "2"]) == 0
+    untimed = [
+        {name: {k: v for k, v in d.items() if k != "seconds"} for name, d in report.items()}
+        for report in (
+            json.loads((d / "out" / "benchmark.json").read_text())["detectors"] for d in (one, two)
+        )
+    ]
+    assert untimed[1] == untimed[0] and "gcn" in untimed[0]
+    logs = sorted((two / "out" / "workers").glob("worker*.log"))
+    assert [path.name for path in logs] == ["worker0.log", "worker1.log"]
+    texts = [path.read_text() for path in logs]
+    assert all("gcn seed" in text for text in texts)  # each process fitted one GCN seed
+    assert not any("built" in text for text in texts)  # and built no graph
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--jobs", "0"], "--jobs must be at least 1"), (["--worker", "2/2"], "give I/N")],
+)
+def test_bad_jobs_are_one_line_errors(facts, tmp_path, capsys, extra, message):
+    assert main(_args(facts, tmp_path, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert not (tmp_path / "g").exists()

@@ -12,7 +12,8 @@ With ``--train_sizes`` every detector is also trained on nested subsets of each 
 split (``learning_curve.*``); with ``--transfer_traces`` each full-train detector also scores
 other stores of the same model (a transfer table and heatmap); options in
 :mod:`training.benchmark_evidence`. Graphs are built once per store and graph spec and reused
-by every seed and size (the graph cache does not depend on the split).
+by every seed and size (the graph cache does not depend on the split). ``--jobs N`` shares the
+jobs among N processes (:mod:`training.benchmark_jobs`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from common import UserError, atomic_write_text, normalise, read_json, shown_pat
 from graphs import SPLITS, GraphSpec
 from training import benchmark_evidence
 from training.benchmark_curves import write_learning_curve
+from training.benchmark_jobs import parse_worker, run_workers, share
 from training.benchmark_report import write_outputs
 from training.benchmark_stats import seed_metrics
 from training.benchmark_transfer import (
@@ -42,6 +44,7 @@ from training.benchmark_transfer import (
     kept_checkpoint,
     load_features,
     trace_transfer_scores,
+    transfer_graphs,
     unscored,
     with_transfer,
 )
@@ -113,6 +116,16 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     parser.add_argument("--laplacian_k", type=int, default=10, help="LapEigvals eigenvalues")
     benchmark_evidence.add_arguments(parser)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes fitting detectors side by side, one torch thread each (at most the "
+        "cores); the results are the same as with one",
+    )
+    parser.add_argument(
+        "--worker", type=str | None, default=None, help="I/N: one process of --jobs (set by it)"
+    )
     parser.add_argument("--output", type=str, default="runs/benchmark")
     parser.add_argument(
         "--report_only",
@@ -223,7 +236,26 @@ def _cached(path: Path, key: str, identity: dict, transfer: list[TransferStore])
     return {**result, "key": key, "transfer_identity": identities}
 
 
-def run(cfg) -> Path:
+def _prepare_graphs(
+    detectors: list[GraphDetector],
+    options: dict,
+    output: Path,
+    graph: dict,
+    transfer: list[TransferStore],
+) -> None:
+    """Every graph cache the graph detectors read: their graphs of this store (the cache does
+    not depend on the split) and of each transfer store."""
+    for detector in detectors:
+        cli = _graph_cli(detector, options, 0, output, graph)
+        cli.datamodule.prepare_data()
+        for target in transfer:
+            transfer_graphs(cli.datamodule.spec, target, options["root"])
+
+
+def run(cfg, argv: list[str]) -> Path | None:
+    """The benchmark of ``cfg`` (``argv``: its command line, for ``--jobs``); the report's path,
+    or None in a ``--worker`` process, which only fills the cache."""
+    worker = parse_worker(cfg.jobs, cfg.worker)
     options = cfg.data.as_dict()
     options["graph"] = GraphSpec.from_dict(options["graph"]).as_dict()  # checked, plain values
     output = Path(cfg.output)
@@ -270,7 +302,18 @@ def run(cfg) -> Path:
     }
     results: dict[int | None, dict[str, list[dict]]] = {size: {} for size in splits}
     missing: dict[int | None, dict[str, list[int]]] = {size: {} for size in splits}
-    for size, detector, seed in (bar := tqdm(jobs, desc="benchmark", unit="run")):
+    compute = not cfg.report_only
+    if compute and cfg.jobs > 1 and worker is None:
+        graph_jobs = [d for d in detectors if isinstance(d, GraphDetector)]
+        run_workers(
+            argv,
+            cfg.jobs,
+            output,
+            lambda: _prepare_graphs(graph_jobs, options, output, graph, transfer),
+        )
+        compute = False  # the report, from what the processes cached
+    mine = share(jobs, worker)
+    for size, detector, seed in (bar := tqdm(mine, desc="benchmark", unit="run")):
         bar.set_postfix_str(f"{detector.name} seed {seed}" + f" n={size}" * (size is not None))
         job = Job(
             detector, seed, splits[size][seed], features,
@@ -278,11 +321,13 @@ def run(cfg) -> Path:
             output / "train_size" / str(size) if size else output,
             transfer=[] if size else transfer,
         )  # fmt: skip
-        result = _run_one(job, graph, base_key, compute=not cfg.report_only)
+        result = _run_one(job, graph, base_key, compute=compute)
         if result is None:
             missing[size].setdefault(detector.name, []).append(seed)
         else:
             results[size].setdefault(detector.name, []).append(result)
+    if worker is not None:
+        return None
     for name, seeds in missing[None].items():
         results[None].pop(name, None)
         skipped[name] = f"unfinished: seeds {seeds} of {cfg.seeds} not computed (run stopped)"
@@ -472,7 +517,9 @@ def main(argv: list[str]) -> None:
     cfg = parser.parse_args(normalise(parser, argv))
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    path = run(cfg)
+    path = run(cfg, argv)
+    if path is None:
+        return
     print(path.read_text(encoding="utf-8"), end="")
     extra = ["learning_curve.json", "learning_curve.md", "learning_curve.png"] * bool(
         cfg.train_sizes

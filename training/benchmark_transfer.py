@@ -175,6 +175,13 @@ def kept_checkpoint(result: dict, run_dir: Path) -> Path | None:
     return candidates[0] if len(candidates) == 1 and candidates[0].is_file() else None
 
 
+def transfer_graphs(spec, target: TransferStore, root: str | Path) -> HallucinationGraphDataset:
+    """The target's graphs of this graph spec, built once under the benchmark's graph root."""
+    return HallucinationGraphDataset(
+        target.graph_root(root), traces=target.store.root, spec=spec, labels=target.labels_name
+    )
+
+
 def graph_transfer_scores(
     cli, target: TransferStore, root: str | Path, checkpoint: Path
 ) -> np.ndarray:
@@ -182,12 +189,7 @@ def graph_transfer_scores(
     as weights only)."""
     from torch_geometric.loader import DataLoader
 
-    dataset = HallucinationGraphDataset(
-        target.graph_root(root),
-        traces=target.store.root,
-        spec=cli.datamodule.spec,
-        labels=target.labels_name,
-    )
+    dataset = transfer_graphs(cli.datamodule.spec, target, root)
     wanted = set(target.labels)
     dataset.entries = [entry for entry in dataset.entries if entry["question_id"] in wanted]
     loader = DataLoader(dataset, batch_size=cli.datamodule.hparams.batch_size)
