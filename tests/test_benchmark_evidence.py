@@ -199,10 +199,13 @@ def test_a_result_cached_before_transfer_left_the_key_is_still_found(tmp_path):
     old_key = benchmark._sha(identity | {"transfer": [other.identity()]})
     path.write_text(json.dumps({"key": old_key, "auroc": 0.7, "transfer": {"other": None}}))
     key = benchmark._sha(identity)
-    found = benchmark._cached(path, key, identity, [other, third])
+    found, rekeyed = benchmark._cached(path, key, identity, [other, third])
     assert found["key"] == key and found["transfer_identity"] == {"other": other.identity()}
-    assert benchmark._cached(path, key, identity, [third]) is None
-    assert benchmark._cached(path, key, {**identity, "seed": 1}, [other]) is None
+    assert rekeyed
+    assert benchmark._cached(path, key, identity, [third]) == (None, False)
+    assert benchmark._cached(path, key, {**identity, "seed": 1}, [other]) == (None, False)
+    path.write_text(json.dumps(found))
+    assert benchmark._cached(path, key, identity, [third]) == (found, False)
 
 
 def test_transfer_store_of_another_model_is_a_one_line_error(facts, tmp_path, capsys):

@@ -218,22 +218,25 @@ def _detector_code_sha256() -> str:
     return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
 
 
-def _cached(path: Path, key: str, identity: dict, transfer: list[TransferStore]) -> dict | None:
-    """The cached result of this job, or None. A result cached before the transfer stores left
-    the key (its key covered the stores it scored) is found when this run names those stores."""
+def _cached(
+    path: Path, key: str, identity: dict, transfer: list[TransferStore]
+) -> tuple[dict | None, bool]:
+    """The cached result of this job (or None), and whether it was found by its old key. A
+    result cached before the transfer stores left the key (its key covered the stores it scored)
+    is found when this run names those stores, and given the new key."""
     if not path.exists():
-        return None
+        return None, False
     result = read_json(path)
     if result.get("key") == key:
-        return result
+        return result, False
     scored = list(result.get("transfer") or {})
     named = {target.name: target for target in transfer}
     if "transfer_identity" in result or not scored or not set(scored) <= set(named):
-        return None
+        return None, False
     identities = {name: named[name].identity() for name in scored}
     if result.get("key") != _sha(identity | {"transfer": list(identities.values())}):
-        return None
-    return {**result, "key": key, "transfer_identity": identities}
+        return None, False
+    return {**result, "key": key, "transfer_identity": identities}, True
 
 
 def _prepare_graphs(
@@ -305,12 +308,8 @@ def run(cfg, argv: list[str]) -> Path | None:
     compute = not cfg.report_only
     if compute and cfg.jobs > 1 and worker is None:
         graph_jobs = [d for d in detectors if isinstance(d, GraphDetector)]
-        run_workers(
-            argv,
-            cfg.jobs,
-            output,
-            lambda: _prepare_graphs(graph_jobs, options, output, graph, transfer),
-        )
+        _prepare_graphs(graph_jobs, options, output, graph, transfer)
+        run_workers(argv, cfg.jobs, output)
         compute = False  # the report, from what the processes cached
     mine = share(jobs, worker)
     for size, detector, seed in (bar := tqdm(mine, desc="benchmark", unit="run")):
@@ -411,8 +410,8 @@ def _run_one(job: Job, graph: dict, base_key: dict, compute: bool = True) -> dic
         identity |= {"method": detector.method}
     key = _sha(identity)
     path = job.output / "cache" / detector.name / f"seed{seed}.json"
-    result = _cached(path, key, identity, job.transfer)
-    if result is not None and not compute:
+    result, rekeyed = _cached(path, key, identity, job.transfer)
+    if not compute:
         return result
     stale = unscored(result, job.transfer)
     run_dir = _graph_run_dir(job.output, detector, seed) if is_graph else None
@@ -420,10 +419,8 @@ def _run_one(job: Job, graph: dict, base_key: dict, compute: bool = True) -> dic
         log.info("%s seed %d: no kept checkpoint to score %s; fitting again", detector.name,
                  seed, ", ".join(t.name for t in stale))  # fmt: skip
         result = None
-    if result is None and not compute:
-        return None
     cli = None
-    changed = result is None or read_json(path).get("key") != key  # new, or found by its old key
+    changed = rekeyed or result is None
     if result is None:
         result, cli = _computed(job, graph, key)
         stale = job.transfer

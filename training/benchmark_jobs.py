@@ -15,7 +15,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from common import UserError
@@ -44,10 +43,9 @@ def share(jobs: list, worker: tuple[int, int] | None) -> list:
     return jobs[index::count]
 
 
-def run_workers(argv: list[str], count: int, output: Path, prepare: Callable[[], None]) -> None:
-    """``prepare()`` (build what the processes share), then ``count`` processes of this command
-    with ``--worker I/N``; a one-line error naming the log of a process that failed."""
-    prepare()
+def run_workers(argv: list[str], count: int, output: Path) -> None:
+    """``count`` processes of this command with ``--worker I/N`` (what they share already
+    built); a one-line error naming the log of a process that failed."""
     logs = output / "workers"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -59,8 +57,8 @@ def run_workers(argv: list[str], count: int, output: Path, prepare: Callable[[],
         with path.open("w") as stream:
             started.append((path, subprocess.Popen(command, env=env, stdout=stream, stderr=stream)))
     log.info("%d benchmark processes, one thread each; logs in %s", count, logs)
-    failed = [(path, process.wait()) for path, process in started]
-    for path, status in failed:
+    statuses = [(path, process.wait()) for path, process in started]
+    for path, status in statuses:
         if status != 0:
             lines = path.read_text(errors="replace").strip().splitlines() or ["(no output)"]
             errors = [line for line in lines if line.startswith("error:")]
